@@ -1,0 +1,88 @@
+"""The training configuration: one dataclass, a note per field, presets from the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cifar_core.pipeline import AugmentConfig
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "plateau", "cosine", "one_cycle")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how one model is trained. Presets live with each model."""
+
+    model: str
+    epochs: int = 30  # upper bound: early stopping may end sooner
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3  # peak learning rate for cosine / one_cycle
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = True  # SGD only
+    lr_schedule: str = "plateau"  # constant | plateau | cosine | one_cycle
+    warmup_fraction: float = 0.25  # one_cycle: share of steps spent rising to the peak
+    plateau_factor: float = 0.5  # plateau: multiply the LR by this ...
+    plateau_patience: int = 3  # ... after this many epochs without val_loss improving
+    weight_decay: float = 0.0  # decoupled decay (AdamW, SGD), per step, times the LR
+    label_smoothing: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    tta: str = "none"  # test-time augmentation: none | flip | flip_translate
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    seed: int = 0
+    val_size: int = 5000  # images carved (stratified) out of train for validation
+    train_limit: int | None = None  # use at most this many train images (quick runs)
+    early_stopping_patience: int = 5  # epochs without val_accuracy improving; 0 = off
+    restore_best: bool = True  # end with the weights of the best validation epoch
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.tta in TTA_MODES, f"tta must be one of {TTA_MODES}"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.val_size >= 1, "val_size must be >= 1"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{message} (config for {self.model!r})")
+
+    @classmethod
+    def from_preset(cls, model: str, **overrides: Any) -> "TrainConfig":
+        """The model's registered preset, with ``overrides`` (None values ignored) on top."""
+        from cifar_core.models import get_spec
+
+        values: dict[str, Any] = dict(get_spec(model).preset)
+        augment = dict(values.pop("augment", {}))
+        augment.update(overrides.pop("augment", None) or {})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model=model, augment=AugmentConfig(**augment), **values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Short hash of the config: the same command gives the same run id."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]

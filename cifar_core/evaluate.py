@@ -1,0 +1,134 @@
+"""Metrics from predictions: pure functions over arrays, no I/O, no TensorFlow.
+
+    metrics = classification_metrics(y_true, probs, class_names)
+    report = per_class_report(y_true, probs.argmax(1), class_names)
+
+Timing helpers (latency, throughput) take a callable so they stay testable without a model.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
+    return float(np.mean(probs.argmax(axis=1) == y_true))
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int = 3) -> float:
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float(np.mean((top == y_true[:, None]).any(axis=1)))
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by size."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def reliability_curve(y_true: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict[str, list]:
+    """Per confidence bin: mean confidence, accuracy and count (for a reliability diagram)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = {"confidence": [], "accuracy": [], "count": []}
+    for b in range(bins):
+        mask = which == b
+        out["count"].append(int(mask.sum()))
+        out["confidence"].append(float(confidence[mask].mean()) if mask.any() else None)
+        out["accuracy"].append(float(correct[mask].mean()) if mask.any() else None)
+    return out
+
+
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
+) -> dict[str, float]:
+    """Accuracy, top-3, macro/weighted precision-recall-F1, log loss and ECE."""
+    labels = list(range(len(class_names)))
+    y_pred = probs.argmax(axis=1)
+    out = {"accuracy": accuracy(y_true, probs), "top3_accuracy": top_k_accuracy(y_true, probs, 3)}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
+        out.update({f"{average}_precision": float(p), f"{average}_recall": float(r),
+                    f"{average}_f1": float(f)})  # fmt: skip
+    clipped = np.clip(probs.astype(np.float64), 1e-7, 1.0)
+    out["log_loss"] = float(skm.log_loss(y_true, clipped / clipped.sum(1, keepdims=True), labels=labels))
+    out["ece"] = expected_calibration_error(y_true, probs)
+    return out
+
+
+def per_class_report(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
+) -> list[dict[str, float | str | int]]:
+    """One row per class: precision, recall, f1, support (scikit-learn's report)."""
+    report = skm.classification_report(
+        y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names),
+        output_dict=True, zero_division=0,
+    )  # fmt: skip
+    return [
+        {"class": name, "precision": report[name]["precision"], "recall": report[name]["recall"],
+         "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+        for name in class_names
+    ]  # fmt: skip
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    return skm.confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+
+
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float | int]:
+    """Exact (binomial) McNemar test on paired right/wrong outcomes of two models."""
+    from scipy.stats import binomtest
+
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    both = int(np.sum(correct_a & correct_b))
+    neither = int(np.sum(~correct_a & ~correct_b))
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5).pvalue)
+    return {"both_right": both, "only_a_right": only_a, "only_b_right": only_b,
+            "both_wrong": neither, "p_value": p}  # fmt: skip
+
+
+def latency_ms_per_image(predict: Callable[[np.ndarray], object], image: np.ndarray,
+                         repeats: int = 30) -> float:  # fmt: skip
+    """Median wall time of ``predict`` on a batch of one, in milliseconds."""
+    batch = image[None] if image.ndim == 3 else image[:1]
+    predict(batch)  # warm-up: tracing and allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(batch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def throughput_images_per_s(predict: Callable[[np.ndarray], object], images: np.ndarray,
+                            batch_size: int = 256, repeats: int = 3) -> float:  # fmt: skip
+    """Best-of-``repeats`` images per second of ``predict`` on one batch of ``batch_size``."""
+    batch = np.resize(images, (batch_size, *images.shape[1:])).astype(images.dtype)
+    predict(batch)
+    best = min(_timed(predict, batch) for _ in range(repeats))
+    return float(batch_size / best)
+
+
+def _timed(fn: Callable[[np.ndarray], object], batch: np.ndarray) -> float:
+    start = time.perf_counter()
+    fn(batch)
+    return time.perf_counter() - start

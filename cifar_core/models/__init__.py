@@ -1,0 +1,15 @@
+"""The model zoo: ``create_model(name)``, ``list_models()``, ``get_spec(name)``.
+
+Each family lives in its own module; importing them here registers their models.
+"""
+
+from cifar_core.models import fast, scratch  # noqa: F401  (registers the models)
+from cifar_core.models.registry import (
+    ModelSpec,
+    UnknownModelError,
+    create_model,
+    get_spec,
+    list_models,
+)
+
+__all__ = ["ModelSpec", "UnknownModelError", "create_model", "get_spec", "list_models"]

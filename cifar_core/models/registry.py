@@ -1,0 +1,67 @@
+"""Name -> builder registry of the model zoo, with per-model metadata and training preset."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import keras
+
+_REGISTRY: dict[str, "ModelSpec"] = {}
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model name that is not registered; the message lists the close matches."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the zoo knows about one model besides how to build it."""
+
+    name: str
+    family: str  # "scratch" or "transfer"
+    description: str  # one line, naming the seed write-up it comes from
+    builder: Callable[..., keras.Model]
+    input_size: int = 32  # the size the network works at (transfer models resize inside)
+    preset: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    # Optional hook run once before training with the (uint8) training images, e.g. to
+    # initialise a whitening layer from patch statistics: fn(model, x_train) -> None.
+    data_init: Callable[[keras.Model, Any], None] | None = None
+
+
+def register_model(name: str, *, family: str, description: str, input_size: int = 32,
+                   preset: dict[str, Any] | None = None, data_init=None):  # fmt: skip
+    """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``."""
+
+    def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, family, description, builder, input_size,
+                                    dict(preset or {}), data_init)  # fmt: skip
+        return builder
+
+    return wrap
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; UnknownModelError (with suggestions) otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names (optionally of one family), in registration order."""
+    return [n for n, s in _REGISTRY.items() if family is None or s.family == family]
+
+
+def create_model(name: str, num_classes: int = 10, **overrides: Any) -> keras.Model:
+    """Build model ``name``; it maps uint8 (B, 32, 32, 3) pixels to (B, num_classes) softmax."""
+    spec = get_spec(name)
+    return spec.builder(num_classes=num_classes, **overrides)

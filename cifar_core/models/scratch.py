@@ -1,0 +1,178 @@
+"""CNNs trained from scratch, one builder per model of the seed write-ups (../shared/seeds/).
+
+Every builder takes raw uint8 (32, 32, 3) pixels and scales them inside the graph; the
+softmax output stays float32 under mixed precision.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+from cifar_core.models.registry import register_model
+
+# Per-channel CIFAR-10 train statistics in 0-255 pixel units (for Normalization layers).
+CIFAR_MEAN = [125.3, 123.0, 113.9]
+CIFAR_VAR = [63.0**2, 62.1**2, 66.7**2]
+
+# Augmentation the seeds used: flips, small shifts; rotation/zoom in file 000 and 003.
+SEED_AUGMENT = {"flip": True, "translate": 3, "rotation": 0.0, "zoom": 0.0}
+
+
+def pixels_input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The uint8 image input and its [0, 1] float version."""
+    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="pixels")
+    return inputs, layers.Rescaling(1.0 / 255, name="scale_0_1")(inputs)
+
+
+def softmax_head(x, num_classes: int) -> keras.KerasTensor:
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+
+
+def conv_bn_relu(x, filters: int, kernel: int = 3, l2: float = 0.0, name: str = ""):
+    reg = regularizers.L2(l2) if l2 else None
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=reg,
+                      name=f"{name}_conv")(x)  # fmt: skip
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+@register_model(
+    "baseline_cnn", family="scratch",
+    description="Small CNN: 3 conv layers, Flatten, Dense 128, dropout (seed 004, 72%).",
+    preset={"epochs": 30, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
+            "lr_schedule": "plateau", "augment": {"flip": False, "translate": 0},
+            "early_stopping_patience": 5},
+)  # fmt: skip
+def baseline_cnn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
+    inputs, x = pixels_input()
+    x = layers.Conv2D(32, 3, activation="relu")(x)  # 30x30
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)  # 13x13
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(128, 3, activation="relu")(x)  # 4x4
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name="baseline_cnn")
+
+
+@register_model(
+    "cnn_bn", family="scratch",
+    description="3 conv blocks with BatchNorm, Flatten, Dense 256, dropout (seed 001 Model 1, 80.6%).",
+    preset={"epochs": 30, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
+            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 6},
+)  # fmt: skip
+def cnn_bn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
+    inputs, x = pixels_input()
+    for i, filters in enumerate((32, 64, 128)):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"b{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"b{i}_bn")(x)
+        x = layers.MaxPooling2D(name=f"b{i}_pool")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name="cnn_bn")
+
+
+@register_model(
+    "cnn_4block", family="scratch",
+    description="4 double-conv blocks (32-256), BN, GAP, L2, dropout, AdamW "
+                "(seed 000 final model 90%, seed 001 Model 2 85.7%).",
+    preset={"epochs": 40, "batch_size": 128, "optimizer": "adamw", "learning_rate": 5e-4,
+            "weight_decay": 1e-4, "lr_schedule": "plateau", "augment": SEED_AUGMENT,
+            "early_stopping_patience": 8},
+)  # fmt: skip
+def cnn_4block(num_classes: int = 10, dropout: float = 0.3, l2: float = 1e-4) -> keras.Model:
+    inputs, x = pixels_input()
+    for i, filters in enumerate((32, 64, 128, 256)):
+        x = conv_bn_relu(x, filters, l2=l2, name=f"b{i}a")
+        x = conv_bn_relu(x, filters, l2=l2, name=f"b{i}b")
+        x = layers.MaxPooling2D(name=f"b{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(256, activation="relu", kernel_regularizer=regularizers.L2(l2))(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name="cnn_4block")
+
+
+@register_model(
+    "vgg10", family="scratch",
+    description="VGG-style: 4 blocks of conv-conv-pool (64-512) and 2 dense layers (seed 000, 82.0%).",
+    preset={"epochs": 40, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
+            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 8},
+)  # fmt: skip
+def vgg10(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
+    inputs, x = pixels_input()
+    for i, filters in enumerate((64, 128, 256, 512)):
+        x = conv_bn_relu(x, filters, name=f"b{i}a")
+        x = conv_bn_relu(x, filters, name=f"b{i}b")
+        x = layers.MaxPooling2D(name=f"b{i}_pool")(x)
+        x = layers.Dropout(0.1 * (i + 1), name=f"b{i}_drop")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name="vgg10")
+
+
+@register_model(
+    "deep_cnn", family="scratch",
+    description="5 double-conv blocks (32-512, 5x5 stem), GAP, dense 1024/512 "
+                "(seed 003, 84.98%; close to seed 002's MFM-24).",
+    preset={"epochs": 40, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
+            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 8},
+)  # fmt: skip
+def deep_cnn(num_classes: int = 10, dropout: float = 0.4) -> keras.Model:
+    inputs, x = pixels_input()
+    for i, filters in enumerate((32, 64, 128, 256, 512)):
+        x = conv_bn_relu(x, filters, kernel=5 if i == 0 else 3, name=f"b{i}a")
+        x = conv_bn_relu(x, filters, name=f"b{i}b")
+        if i < 4:  # 32 -> 2 px after four pools; the fifth block works at 2x2
+            x = layers.MaxPooling2D(name=f"b{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(1024, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(512, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name="deep_cnn")
+
+
+def residual_block(x, filters: int, stride: int, name: str):
+    """The basic block of seed 000 (He et al. 2015): two 3x3 convs and a projection if needed."""
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                      kernel_regularizer=regularizers.L2(1e-4), name=f"{name}_conv1")(x)  # fmt: skip
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                      kernel_regularizer=regularizers.L2(1e-4), name=f"{name}_conv2")(y)  # fmt: skip
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                 name=f"{name}_proj")(shortcut)  # fmt: skip
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+@register_model(
+    "resnet20", family="scratch",
+    description="ResNet-20: 3 stages x 3 basic blocks (16/32/64), GAP (He et al. 2015; seed 000, 87.7%).",
+    preset={"epochs": 40, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
+            "momentum": 0.9, "lr_schedule": "cosine", "augment": {"flip": True, "translate": 4},
+            "early_stopping_patience": 0},
+)  # fmt: skip
+def resnet20(num_classes: int = 10, depth: int = 20) -> keras.Model:
+    if (depth - 2) % 6:
+        raise ValueError(f"ResNet depth must be 6n+2, got {depth}")
+    blocks = (depth - 2) // 6
+    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="pixels")
+    x = layers.Normalization(mean=CIFAR_MEAN, variance=CIFAR_VAR, name="standardize")(inputs)
+    x = conv_bn_relu(x, 16, name="stem")
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(blocks):
+            stride = 2 if stage > 0 and block == 0 else 1
+            x = residual_block(x, filters, stride, name=f"s{stage}b{block}")
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, softmax_head(x, num_classes), name=f"resnet{depth}")
+

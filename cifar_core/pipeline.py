@@ -1,0 +1,107 @@
+"""tf.data input pipelines with batch-vectorised augmentation.
+
+    ds = make_dataset(x, y, batch_size=256, num_classes=10, augment=AugmentConfig(), seed=0)
+
+Augmentation runs on whole uint8 batches (one gather per batch for pad-and-crop, one
+select for flips) in parallel map calls, and batches are prefetched, so the model never
+waits on the input: `benchmark` reports the share of time spent waiting for data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentations the training pipeline applies (all per image, at random)."""
+
+    flip: bool = True  # horizontal flip with probability 1/2
+    translate: int = 4  # pad by this many pixels (reflect) and crop back to 32x32; 0 = off
+    rotation: float = 0.0  # max rotation as a fraction of a full turn (0.1 = +-36 degrees)
+    zoom: float = 0.0  # max zoom in/out as a fraction of the size (0.1 = +-10%)
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0
+
+
+def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Flip each image of a (B, H, W, C) batch left-right with probability 1/2."""
+    batch = tf.shape(images)[0]
+    flip = tf.random.stateless_uniform([batch], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def random_translate(images: tf.Tensor, pad: int, seed: tf.Tensor) -> tf.Tensor:
+    """Reflect-pad a batch by ``pad`` pixels and crop each image back at its own offset."""
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(height)[None, :]  # (B, H)
+    cols = offsets[:, 1:] + tf.range(width)[None, :]  # (B, W)
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
+def build_augmenter(config: AugmentConfig, seed: int):
+    """Return ``fn(images, labels, step) -> (images, labels)`` applying ``config`` to a batch."""
+    import keras
+
+    geometric = []
+    if config.rotation > 0:
+        geometric.append(keras.layers.RandomRotation(config.rotation, fill_mode="reflect", seed=seed))
+    if config.zoom > 0:
+        geometric.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 1))
+
+    def augment(images, labels, step):
+        base = tf.stack([tf.cast(step, tf.int32), tf.constant(seed, tf.int32)])
+        if config.flip:
+            images = random_flip(images, base + [0, 1])
+        if config.translate > 0:
+            images = random_translate(images, config.translate, base + [0, 2])
+        if geometric:
+            floats = tf.cast(images, tf.float32)
+            for layer in geometric:
+                floats = layer(floats, training=True)
+            images = tf.cast(tf.clip_by_value(tf.round(floats), 0, 255), tf.uint8)
+        return images, labels
+
+    return augment
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    num_classes: int,
+    augment: AugmentConfig | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (uint8 images, one-hot float32 labels); shuffled and augmented if asked.
+
+    With ``repeat`` the dataset is endless (a fresh shuffle per pass) and the augmentation
+    seed advances with the global batch index, so every epoch sees new random crops and
+    flips; pass ``steps_per_epoch=ceil(len(x) / batch_size)`` to ``fit``.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None and augment.enabled:
+        augmenter = build_augmenter(augment, seed)
+        ds = ds.enumerate().map(
+            lambda step, batch: augmenter(batch[0], batch[1], step),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,292 @@
+"""Train one model from a TrainConfig and record everything as a run folder.
+
+    from cifar_core.config import TrainConfig
+    from cifar_core.data import load_cifar10
+    from cifar_core.train import train_model
+    run_path = train_model(TrainConfig.from_preset("cnn_bn"), load_cifar10("data/"))
+
+A killed run started again with the same config resumes from its last finished epoch
+(BackupAndRestore under ``artifacts/work/<run_id>/``); the test split is touched once,
+after training, and the run folder appears only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from cifar_core import artifacts, evaluate, runtime
+from cifar_core.config import TrainConfig
+from cifar_core.data import Cifar10Data, split_train_val, subsample
+from cifar_core.models import create_model, get_spec
+from cifar_core.pipeline import make_dataset
+from cifar_core.inference import predict_probs
+from cifar_core.schedules import make_optimizer, steps_per_epoch
+
+FIT_DONE = "fit_done.json"  # in the work dir: training finished, only evaluation is left
+MAX_THUMBNAILS = 500  # misclassified test images kept per run (plus a sample of 100)
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
+    """``<model>-<hash of config and data>``: the same command always names the same run."""
+    import hashlib
+
+    blob = json.dumps({"config": config.to_dict(), "data": data.checksum}, sort_keys=True)
+    return f"{config.model}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+class EpochInfo(keras.callbacks.Callback):
+    """Adds the learning rate and the epoch's wall time to the logs (before CSVLogger)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["epoch_time_s"] = time.perf_counter() - self._start
+
+
+def _history_so_far(path: Path) -> pd.DataFrame:
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    frame = pd.read_csv(path)
+    return frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def _callbacks(config: TrainConfig, work: Path, verbose: int) -> list[keras.callbacks.Callback]:
+    history = _history_so_far(work / "history.csv")
+    best = float(history["val_accuracy"].max()) if "val_accuracy" in history else None
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False,
+                                         double_checkpoint=True),  # fmt: skip
+        EpochInfo(),
+        keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(work / "best.weights.h5"), monitor="val_accuracy", mode="max",
+            save_best_only=True, save_weights_only=True, initial_value_threshold=best,
+        ),  # fmt: skip
+    ]
+    if config.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
+            restore_best_weights=False, verbose=verbose,  # best weights come from the checkpoint
+        ))  # fmt: skip
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.plateau_factor, patience=config.plateau_patience,
+            min_lr=config.learning_rate / 1000, verbose=verbose,
+        ))  # fmt: skip
+    return callbacks
+
+
+def build_compiled(config: TrainConfig, strategy, steps: int, x_init: np.ndarray) -> keras.Model:
+    with strategy.scope():
+        model = create_model(config.model)
+        spec = get_spec(config.model)
+        if spec.data_init is not None:
+            spec.data_init(model, x_init)
+        model.compile(
+            optimizer=make_optimizer(config, steps),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+    return model
+
+
+def fit(config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: int,
+        verbose: int) -> tuple[keras.Model, float]:  # fmt: skip
+    """Fit (or resume fitting) and return the model with its final weights and the fit time."""
+    steps = steps_per_epoch(len(splits.x_train), config.batch_size)
+    model = build_compiled(config, strategy, steps, splits.x_train)
+    done = work / FIT_DONE
+    if done.exists():  # killed after fitting: the weights to evaluate are saved
+        model.load_weights(work / "final.weights.h5")
+        return model, float(json.loads(done.read_text())["fit_time_s"])
+    train_ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, num_classes,
+                            augment=config.augment, shuffle=True, seed=config.seed, repeat=True)  # fmt: skip
+    val_ds = make_dataset(splits.x_val, splits.y_val, 512, num_classes)
+    start = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps,
+              callbacks=_callbacks(config, work, verbose), verbose=verbose,
+              shuffle=False)  # fmt: skip  (the dataset shuffles itself)
+    history = _history_so_far(work / "history.csv")  # all epochs, across resumes
+    if "epoch_time_s" in history:
+        fit_time = float(history["epoch_time_s"].sum())
+    else:
+        fit_time = time.perf_counter() - start
+    if config.restore_best and (work / "best.weights.h5").exists():
+        model.load_weights(work / "best.weights.h5")
+    model.save_weights(work / "final.weights.h5")
+    artifacts.write_json(done, {"fit_time_s": fit_time})
+    return model, fit_time
+
+
+def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
+    """A float32, uncompiled copy of the trained model: what the run stores and serves."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = create_model(config.model)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    model.set_weights([np.asarray(w, dtype=np.float32) for w in trained.get_weights()])
+    return model
+
+
+def _thumbnails(data: Cifar10Data, wrong: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(data.y_test), size=min(100, len(data.y_test)), replace=False)
+    index = np.union1d(np.flatnonzero(wrong)[:MAX_THUMBNAILS], sample).astype(np.int32)
+    return {"index": index, "images": data.x_test[index]}
+
+
+def score(config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data,
+          fit_time: float) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """All metrics of a trained model; returns (metrics, test probabilities)."""
+    names = data.class_names
+    n_train = min(len(splits.x_train), 5000)  # train accuracy on a fixed, unaugmented subset
+    train_probs = predict_probs(model, splits.x_train[:n_train], config.tta)
+    val_probs = predict_probs(model, splits.x_val, config.tta)
+    test_probs = predict_probs(model, data.x_test, config.tta)  # the one look at the test split
+    plain_test = predict_probs(model, data.x_test, "none") if config.tta != "none" else test_probs
+    test = evaluate.classification_metrics(data.y_test, test_probs, names)
+    predict = lambda batch: model.predict_on_batch(batch)  # noqa: E731
+    metrics = {
+        "test": test,
+        "test_without_tta": {"accuracy": evaluate.accuracy(data.y_test, plain_test)},
+        "val": evaluate.classification_metrics(splits.y_val, val_probs, names),
+        "train": {"accuracy": evaluate.accuracy(splits.y_train[:n_train], train_probs)},
+        "overfitting_gap": evaluate.accuracy(splits.y_train[:n_train], train_probs) - test["accuracy"],
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "train_time_s": fit_time,
+        "train_images_per_s": None,
+        "inference": {
+            "latency_ms_batch1": evaluate.latency_ms_per_image(predict, data.x_test[:1]),
+            "images_per_s_batch256": evaluate.throughput_images_per_s(predict, data.x_test[:256]),
+        },
+        "tta": config.tta,
+    }
+    return metrics, test_probs
+
+
+def train_model(
+    config: TrainConfig,
+    data: Cifar10Data,
+    root: Path | None = None,
+    run_id: str | None = None,
+    strategy_name: str = "default",
+    verbose: int | None = None,
+) -> Path:
+    """Train ``config`` on ``data``, write ``root/runs/<run_id>/`` and return its path.
+
+    Raises:
+        artifacts.RunExistsError: the run is already complete.
+        artifacts.RunLockedError: another process is training the same run id.
+    """
+    root = artifacts.artifacts_root(root)
+    run_id = artifacts.check_run_id(run_id or default_run_id(config, data))
+    if artifacts.run_exists(root, run_id):
+        raise artifacts.RunExistsError(
+            f"run {run_id!r} is already complete in {root}: pass --run-id to train another"
+        )
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    policy = runtime.resolve_precision(config.precision)
+    strategy = runtime.make_strategy(strategy_name)
+    with artifacts.training_lock(root, run_id) as work:
+        _check_same_config(work, config, data)
+        keras.utils.set_random_seed(config.seed)
+        keras.config.set_dtype_policy(policy)
+        try:
+            x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
+            x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
+            splits = Splits(x_tr, y_tr, x_val, y_val)
+            resumed = (work / "backup").exists()
+            model, fit_time = fit(config, splits, strategy, work, len(data.class_names), verbose)
+        finally:
+            keras.config.set_dtype_policy("float32")
+        if not runtime.is_chief(strategy):
+            return artifacts.run_dir(root, run_id)
+        exported = export_float32(config, model)
+        metrics, test_probs = score(config, exported, splits, data, fit_time)
+        history = _history_so_far(work / "history.csv")
+        metrics["epochs_run"] = int(len(history))
+        metrics["train_images_per_s"] = len(x_tr) * len(history) / fit_time if fit_time else None
+        if "val_accuracy" in history and len(history):
+            metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
+        spec = get_spec(config.model)
+        env = runtime.environment()
+        manifest = {
+            "model": config.model, "description": spec.description, "family": spec.family,
+            "input_size": spec.input_size, "config": config.to_dict(),
+            "class_names": list(data.class_names),
+            "data": {"source": data.source, "checksum": data.checksum, "n_train": len(x_tr),
+                     "n_val": len(x_val), "n_test": len(data.y_test)},
+            "environment": env, "hardware": runtime.hardware_label(env), "precision": policy,
+            "strategy": strategy_name, "num_replicas": strategy.num_replicas_in_sync,
+            "seed": config.seed, "started_at": started, "resumed": resumed,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        }  # fmt: skip
+        y_pred = test_probs.argmax(1)
+        path = artifacts.write_run(
+            root, run_id, manifest=manifest, history=history, metrics=metrics,
+            per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
+            confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
+            predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
+            thumbnails=_thumbnails(data, y_pred != data.y_test, config.seed),
+            save_model=lambda p: exported.save(p),
+        )  # fmt: skip
+        _clear_work(work)
+    shutil.rmtree(artifacts.work_dir(root, run_id), ignore_errors=True)
+    _summary(run_id, metrics)
+    return path
+
+
+def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> None:
+    """Refuse to resume a checkpoint that was made with another config or data."""
+    saved = work / "config.json"
+    current = {"config": config.to_dict(), "data_checksum": data.checksum}
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if previous != json.loads(json.dumps(current)):
+            raise artifacts.ArtifactError(
+                f"{saved}: unfinished run with a different config or data; delete {work} to start over"
+            )
+    else:
+        artifacts.write_json(saved, current)
+
+
+def _clear_work(work: Path) -> None:
+    """Delete checkpoints of a finished run (the lock goes once released)."""
+    for child in work.iterdir():
+        if child.name != "lock":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _summary(run_id: str, metrics: dict) -> None:
+    test = metrics["test"]
+    print(
+        f"[{run_id}] test accuracy {test['accuracy']:.2%}, macro F1 {test['macro_f1']:.3f}, "
+        f"{metrics['epochs_run']} epochs in {metrics['train_time_s'] / 60:.1f} min, "
+        f"{metrics['params']:,} params"
+    )
