@@ -242,6 +242,20 @@ def _listing_fingerprint(root: Path, listing: dict[str, list[tuple[Path, int]]])
     return digest.hexdigest()
 
 
+def square_pixels(image, size: int = 32) -> np.ndarray:
+    """Center-crop a PIL image to a square (CIFAR-10 objects fill the frame), resize it to
+    size x size with antialiasing, and return uint8 RGB pixels."""
+    from PIL import Image
+
+    if image.size != (size, size):
+        width, height = image.size
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 def _decode_one(path: Path) -> tuple[np.ndarray, bool]:
     """Decode one file to uint8 32x32 RGB; the flag says whether it had to be converted."""
     from PIL import Image
@@ -249,10 +263,7 @@ def _decode_one(path: Path) -> tuple[np.ndarray, bool]:
     try:
         with Image.open(path) as image:
             converted = image.mode != "RGB" or image.size != (32, 32)
-            image = image.convert("RGB")
-            if image.size != (32, 32):
-                image = image.resize((32, 32), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(image, dtype=np.uint8), converted
+            return square_pixels(image.convert("RGB")), converted
     except Exception as error:
         raise DataError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
@@ -325,6 +336,37 @@ def _write_cache(path: Path, **arrays: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as error:  # read-only home: work on without a cache
         warnings.warn(f"could not write the data cache {path}: {error}", stacklevel=2)
+
+
+def load_labelled_folder(folder: str | os.PathLike, class_names: tuple[str, ...] | list[str]):
+    """Decode ``folder/<class>/*`` (or ``folder/test/<class>/*``) for evaluating a saved model.
+
+    Class folders must be among ``class_names`` (the run's); labels follow that order.
+    Returns (x uint8 (N, 32, 32, 3), y int64 (N,), ids relative to ``folder``).
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    base = root / "test" if (root / "test").is_dir() else root
+    present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not present:
+        raise DataError(f"{base}: no class folders")
+    unknown = [name for name in present if name not in class_names]
+    if unknown:
+        raise DataError(f"{base}: class folders {unknown} are not classes of this model {list(class_names)}")
+    files = []
+    for name in present:
+        entries = sorted(p for p in (base / name).iterdir() if not p.name.startswith("."))
+        for entry in entries:
+            if entry.is_dir() or entry.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{entry}: not an image file (expected {sorted(IMAGE_SUFFIXES)})")
+            files.append((entry, list(class_names).index(name)))
+    if not files:
+        raise DataError(f"{base}: no images")
+    x, y, converted = _decode_all(files, base.name)
+    if converted:
+        warnings.warn(f"{base}: converted {converted} images that were not 32x32 RGB", stacklevel=2)
+    return x, y, np.array([p.relative_to(root).as_posix() for p, _ in files])
 
 
 # --- splits ----------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from cifar_core.data import square_pixels
+
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # larger uploads are refused before decoding
 MAX_PIXELS = 40_000_000  # width x height; larger is treated as a decompression bomb
 MAX_ASPECT = 50  # a 10000x10 strip says nothing about a 32x32 object
@@ -99,15 +101,8 @@ def _to_rgb(image: "PIL.Image.Image") -> "PIL.Image.Image":  # noqa: F821
 
 
 def to_model_input(image: "PIL.Image.Image", size: int = 32) -> np.ndarray:  # noqa: F821
-    """Center-crop to a square (CIFAR-10 objects fill the frame) and resize to size x size."""
-    from PIL import Image
-
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    resized = square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
+    """The uint8 (size, size, 3) array a saved model takes: center square, antialiased."""
+    return square_pixels(image, size)
 
 
 def load_model(path: str | os.PathLike):

@@ -1,0 +1,145 @@
+"""Speed and memory per model (``python -m cifar_core benchmark``).
+
+Each model is measured in its own subprocess, so its peak memory is its own:
+- training images/s per precision, through the real tf.data pipeline (augmentation on),
+  and the share of step time spent waiting for the next batch;
+- inference ms/image at batch 1 and images/s at batch 256 (float32, as served);
+- peak resident memory of the process.
+For ``fast``, the wall time to reach 93% and 94% validation accuracy is read from the
+per-epoch history of its runs in the artifacts folder.
+Only compare figures from one invocation: this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _train_speed(name: str, precision: str, steps: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from cifar_core.config import TrainConfig
+    from cifar_core.pipeline import make_dataset
+    from cifar_core.train import build_compiled
+
+    config = TrainConfig.from_preset(name, precision=precision)
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy(precision)
+    try:
+        rng = np.random.default_rng(0)
+        n = config.batch_size * 4
+        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, n)
+        model = build_compiled(config, tf.distribute.get_strategy(), 100, x)
+        ds = make_dataset(x, y, config.batch_size, 10, augment=config.augment, shuffle=True, repeat=True)
+        batches = iter(ds)
+        for _ in range(2):  # warm-up: tracing, allocation
+            model.train_on_batch(*next(batches))
+        wait = total = 0.0
+        for _ in range(steps):
+            start = time.perf_counter()
+            xb, yb = next(batches)
+            got = time.perf_counter()
+            model.train_on_batch(xb, yb)
+            wait += got - start
+            total += time.perf_counter() - start
+        return {"images_per_s": steps * config.batch_size / total, "data_wait_share": wait / total,
+                "batch_size": config.batch_size}  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def measure(name: str, steps: int, precisions: list[str]) -> dict:
+    """All figures for one model, in this process."""
+    import keras
+
+    from cifar_core import evaluate
+    from cifar_core.models import create_model
+
+    result = {"model": name, "train": {}}
+    for precision in precisions:
+        result["train"][precision] = _train_speed(name, precision, steps)
+    keras.backend.clear_session()
+    model = create_model(name)
+    result["params"] = int(model.count_params())
+    images = np.random.default_rng(1).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
+    predict = lambda batch: model.predict_on_batch(batch)  # noqa: E731
+    result["latency_ms_batch1"] = evaluate.latency_ms_per_image(predict, images[:1])
+    result["images_per_s_batch256"] = evaluate.throughput_images_per_s(predict, images)
+    result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def time_to_accuracy(root=None, thresholds=(0.93, 0.94)) -> list[dict]:
+    """For each readable `fast` run: cumulative training seconds until val accuracy >= t."""
+    from cifar_core import artifacts
+
+    runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
+    out = []
+    for run in runs:
+        if run.manifest["model"] != "fast" or "epoch_time_s" not in run.history:
+            continue
+        elapsed = run.history["epoch_time_s"].cumsum()
+        row = {"run": run.run_id}
+        for t in thresholds:
+            hit = run.history.index[run.history["val_accuracy"] >= t]
+            row[f"s_to_{int(t * 100)}"] = float(elapsed[hit[0]]) if len(hit) else None
+        out.append(row)
+    return out
+
+
+def _table(results: list[dict], precisions: list[str]) -> str:
+    head = f"{'model':<16}{'params':>11}"
+    for p in precisions:
+        head += f"{'train img/s ' + p.replace('mixed_', ''):>24}{'wait':>6}"
+    head += f"{'ms/img b1':>11}{'img/s b256':>12}{'peak MB':>9}"
+    lines = [head]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['model']:<16} failed: {r['error']}")
+            continue
+        line = f"{r['model']:<16}{r['params']:>11,}"
+        for p in precisions:
+            t = r["train"][p]
+            line += f"{t['images_per_s']:>24.0f}{t['data_wait_share']:>6.0%}"
+        line += f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>12.0f}{r['peak_memory_mb']:>9.0f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    from cifar_core.models import get_spec, list_models
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if args.single:
+        print(json.dumps(measure(args.single, args.steps, precisions)))
+        return 0
+    names = [n.strip() for n in args.models.split(",")] if args.models else list_models()
+    for name in names:
+        get_spec(name)
+    results = []
+    for name in names:
+        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "cifar_core", "benchmark", "--single", name,
+               "--steps", str(args.steps), "--precisions", ",".join(precisions)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        except (IndexError, json.JSONDecodeError):
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            results.append({"model": name, "error": tail[:200]})
+    if args.json:
+        print(json.dumps({"models": results, "fast_time_to_accuracy": time_to_accuracy(args.artifacts_dir)}))
+        return 0
+    print(_table(results, precisions))
+    for row in time_to_accuracy(args.artifacts_dir):
+        fmt = lambda s: "not reached" if s is None else f"{s / 60:.1f} min"  # noqa: E731
+        print(f"fast run {row['run']}: 93% val after {fmt(row['s_to_93'])}, 94% after {fmt(row['s_to_94'])}")
+    return 0
