@@ -1,0 +1,155 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cifar_core import artifacts
+from cifar_core.artifacts import ArtifactError, RunExistsError, RunLockedError
+
+CLASSES = ["a", "b", "c"]
+
+
+def _write(root, run_id="r1"):
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    values = dict(
+        manifest={"model": "m", "class_names": CLASSES, "config": {"epochs": 1}, "data": {"source": "x"}},
+        history=pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.5], "val_accuracy": [0.3, 0.5]}),
+        metrics={"test": {"accuracy": 0.75, "macro_f1": 0.7}, "params": 10},
+        per_class=[{"class": c, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 1} for c in CLASSES],
+        confusion=np.array([[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
+        predictions={"probs": probs, "y_true": np.array([0, 1, 2, 0]), "test_ids": np.array(["t0", "t1", "t2", "t3"])},
+        thumbnails={"index": np.array([2]), "images": np.zeros((1, 32, 32, 3), np.uint8)},
+    )
+    artifacts.write_run(root, run_id, save_model=_fake_model, **values)
+    return values
+
+
+def _fake_model(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+
+
+def test_a_written_run_reads_back_identically(tmp_path):
+    written = _write(tmp_path)
+    run = artifacts.read_run(tmp_path, "r1")
+    assert run.manifest == {**written["manifest"], "schema_version": artifacts.SCHEMA_VERSION, "run_id": "r1"}
+    pd.testing.assert_frame_equal(run.history, written["history"])
+    assert run.metrics == written["metrics"]
+    assert run.per_class.to_dict("records") == written["per_class"]
+    np.testing.assert_array_equal(run.confusion, written["confusion"])
+    np.testing.assert_allclose(run.predictions["probs"], written["predictions"]["probs"], atol=1e-3)
+    np.testing.assert_array_equal(run.predictions["y_true"], written["predictions"]["y_true"])
+    assert run.predictions["test_ids"].tolist() == ["t0", "t1", "t2", "t3"]
+    assert run.thumbnails["index"].tolist() == [2]
+    assert artifacts.list_runs(tmp_path) == ["r1"]
+
+
+def test_incomplete_runs_are_never_listed_and_ids_are_not_reused(tmp_path):
+    _write(tmp_path)
+    (tmp_path / "runs" / ".incomplete-r2-1234").mkdir()
+    assert artifacts.list_runs(tmp_path) == ["r1"]
+    with pytest.raises(RunExistsError):
+        _write(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".incomplete-r2-1234", "r1"]
+
+
+def test_a_failing_writer_leaves_no_trace(tmp_path):
+    def broken_model(path):
+        raise OSError("disk full")
+
+    values = _write(tmp_path, "ok")
+    values.pop("thumbnails")
+    with pytest.raises(OSError, match="disk full"):
+        artifacts.write_run(tmp_path, "broken", save_model=broken_model, **values)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ok"]
+
+
+def _corrupt(path, how):
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+    elif how == "garbage":
+        path.write_bytes(b"\x00\xffnot what it should be{")
+
+
+@pytest.mark.parametrize("how", ["delete", "truncate", "garbage"])
+@pytest.mark.parametrize("name", artifacts.REQUIRED_FILES)
+def test_each_damaged_file_is_named_in_the_error(tmp_path, name, how):
+    _write(tmp_path)
+    target = tmp_path / "runs" / "r1" / name
+    _corrupt(target, how)
+    with pytest.raises(ArtifactError) as caught:
+        artifacts.read_run(tmp_path, "r1")
+    assert str(target) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name, mutate, message",
+    [
+        (artifacts.MANIFEST, lambda d: d.update(schema_version=99), "schema_version"),
+        (artifacts.MANIFEST, lambda d: d.pop("class_names"), "class_names"),
+        (artifacts.METRICS, lambda d: d["test"].update(accuracy=1.7), "test.accuracy"),
+    ],
+)
+def test_wrong_json_content_is_refused(tmp_path, name, mutate, message):
+    _write(tmp_path)
+    path = tmp_path / "runs" / "r1" / name
+    content = json.loads(path.read_text())
+    mutate(content)
+    path.write_text(json.dumps(content))
+    with pytest.raises(ArtifactError, match=message):
+        artifacts.read_run(tmp_path, "r1")
+
+
+def test_wrong_array_shapes_are_refused(tmp_path):
+    _write(tmp_path)
+    path = tmp_path / "runs" / "r1" / artifacts.PREDICTIONS
+    np.savez(path.with_suffix(".tmp.npz"), probs=np.zeros((4, 5)), y_true=np.zeros(4), test_ids=np.array(["a"] * 4))
+    path.with_suffix(".tmp.npz").replace(path)
+    with pytest.raises(ArtifactError, match=r"probs must be \(N, 3\)"):
+        artifacts.read_run(tmp_path, "r1")
+
+
+def test_one_bad_run_does_not_hide_the_others(tmp_path):
+    _write(tmp_path, "good")
+    _write(tmp_path, "bad")
+    (tmp_path / "runs" / "bad" / artifacts.METRICS).write_text("{oops")
+    good, bad = artifacts.load_runs(tmp_path)
+    assert [r.run_id for r in good] == ["good"]
+    assert "metrics.json" in bad["bad"]
+
+
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", "..", "", ".hidden", "x" * 200, "/etc/passwd"])
+def test_run_ids_that_could_escape_the_folder_are_refused(tmp_path, run_id):
+    with pytest.raises(ArtifactError, match="invalid run id"):
+        artifacts.read_run(tmp_path, run_id)
+
+
+def test_symlinked_run_folders_pointing_outside_are_refused(tmp_path):
+    outside = tmp_path / "outside"
+    _write(outside, "victim")
+    (tmp_path / "root" / "runs").mkdir(parents=True)
+    (tmp_path / "root" / "runs" / "link").symlink_to(outside / "runs" / "victim")
+    with pytest.raises(ArtifactError, match="outside"):
+        artifacts.read_run(tmp_path / "root", "link")
+
+
+def test_a_second_trainer_of_the_same_run_id_is_locked_out(tmp_path):
+    with artifacts.training_lock(tmp_path, "r1"):
+        with pytest.raises(RunLockedError, match="another process"):
+            with artifacts.training_lock(tmp_path, "r1"):
+                pass
+    with artifacts.training_lock(tmp_path, "r1"):  # released: free again
+        pass
+
+
+def test_artifacts_root_honours_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path / "elsewhere"))
+    assert artifacts.artifacts_root() == tmp_path / "elsewhere"
+    assert artifacts.artifacts_root(tmp_path / "explicit") == tmp_path / "explicit"
+    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from cifar_core import evaluate
+
+
+def test_accuracy_top3_and_confusion_on_a_known_case():
+    y = np.array([0, 1, 2, 2])
+    probs = np.array([[0.9, 0.05, 0.05], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.3, 0.6, 0.1]])
+    assert evaluate.accuracy(y, probs) == 0.5
+    assert evaluate.top_k_accuracy(y, probs, 2) == 0.75  # the last one: 2 is third
+    assert evaluate.top_k_accuracy(y, probs, 3) == 1.0
+    assert evaluate.confusion(y, probs.argmax(1), 3).tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
+
+
+def test_classification_metrics_macro_f1_matches_hand_computation():
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.8, 0.2], [0.4, 0.6], [0.3, 0.7], [0.1, 0.9]])
+    m = evaluate.classification_metrics(y, probs, ["a", "b"])
+    f1_a = 2 * 1.0 * 0.5 / 1.5  # precision 1, recall 0.5
+    f1_b = 2 * (2 / 3) * 1.0 / (2 / 3 + 1)
+    assert m["macro_f1"] == pytest.approx((f1_a + f1_b) / 2)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.4, 0.7, 0.9])), rel=1e-5)
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 20000)
+    right = rng.random(20000) < 0.7  # 70% right at 70% confidence: calibrated
+    pred = np.where(right, y, 1 - y)
+    probs = np.where(pred[:, None] == np.arange(2), 0.7, 0.3)
+    assert evaluate.expected_calibration_error(y, probs) < 0.02
+    over = np.where(pred[:, None] == np.arange(2), 0.99, 0.01)
+    assert evaluate.expected_calibration_error(y, over) == pytest.approx(0.29, abs=0.02)
+
+
+def test_mcnemar_counts_disagreements_and_p_value():
+    a = np.array([True] * 30 + [False] * 5 + [True] * 10)
+    b = np.array([True] * 30 + [True] * 5 + [False] * 10)
+    result = evaluate.mcnemar_test(a, b)
+    assert (result["only_a_right"], result["only_b_right"], result["both_right"]) == (10, 5, 30)
+    assert 0.2 < result["p_value"] < 0.4  # binomial(10 of 15): p = 0.30
+    assert evaluate.mcnemar_test(a, a)["p_value"] == 1.0
+
+
+def test_per_class_report_has_one_row_per_class():
+    rows = evaluate.per_class_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["x", "y", "z"])
+    assert [r["class"] for r in rows] == ["x", "y", "z"]
+    assert rows[1]["recall"] == 0.5 and rows[2]["support"] == 0
+
+
+def test_latency_and_throughput_measure_the_callable():
+    import time
+
+    slow = lambda batch: time.sleep(0.01)  # noqa: E731
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    assert 9 <= evaluate.latency_ms_per_image(slow, images[0], repeats=3) < 100
+    assert evaluate.throughput_images_per_s(slow, images, batch_size=8, repeats=2) < 8 / 0.009

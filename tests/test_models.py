@@ -1,0 +1,48 @@
+import keras
+import numpy as np
+import pytest
+
+from cifar_core.config import TrainConfig
+from cifar_core.models import UnknownModelError, create_model, get_spec, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_maps_uint8_pixels_to_ten_probabilities(name):
+    model = create_model(name)
+    spec = get_spec(name)
+    batch = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    if spec.data_init:
+        spec.data_init(model, batch)
+    probs = np.asarray(model(batch, training=False))
+    assert model.inputs[0].dtype == "uint8"
+    assert probs.shape == (3, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert spec.description and spec.family in ("scratch", "transfer")
+    TrainConfig.from_preset(name)  # every preset is a valid config
+    keras.backend.clear_session()
+
+
+def test_unknown_model_name_fails_with_suggestions():
+    with pytest.raises(UnknownModelError, match="Did you mean resnet20"):
+        create_model("resnet2O")
+
+
+def test_fast_whitening_layer_decorrelates_patches():
+    from cifar_core.models.fast import whiten_init
+
+    model = create_model("fast")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    x[..., 1] = x[..., 0] // 2 + 60  # strongly correlated channels
+    whiten_init(model, x)
+    features = keras.Model(model.inputs, model.get_layer("whiten").output)(x).numpy()
+    half = features.shape[-1] // 2  # the first half are the whitened directions (+), then (-)
+    cov = np.cov(features[..., :half].reshape(-1, half), rowvar=False)
+    off_diagonal = cov - np.diag(np.diag(cov))
+    assert np.abs(off_diagonal).max() < 0.05 * np.abs(np.diag(cov)).max()
+    assert not model.get_layer("whiten").trainable
+
+
+def test_resnet20_has_the_papers_parameter_count():
+    # He et al. 2015 report 0.27M parameters for ResNet-20 on CIFAR-10.
+    assert 0.26e6 < create_model("resnet20").count_params() < 0.29e6

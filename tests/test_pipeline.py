@@ -1,0 +1,61 @@
+import numpy as np
+import tensorflow as tf
+
+from cifar_core.pipeline import AugmentConfig, make_dataset, random_flip, random_translate
+
+
+def _ramp(n=8):
+    x = np.zeros((n, 32, 32, 3), np.uint8)
+    x[:] = (np.arange(32, dtype=np.uint8) * 7)[None, None, :, None]  # brightness grows left->right
+    return x
+
+
+def test_flip_mirrors_some_images_and_leaves_the_rest():
+    x = _ramp(64)
+    out = random_flip(tf.constant(x), tf.constant([1, 2])).numpy()
+    flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, x)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, x)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 10 < sum(flipped) < 54
+
+
+def test_translate_shifts_each_image_by_its_own_offset_within_the_pad():
+    x = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    out = random_translate(tf.constant(x), 2, tf.constant([3, 4])).numpy()
+    assert out.shape == x.shape and out.dtype == np.uint8
+    shifts = set()
+    for original, moved in zip(x, out):
+        padded = np.pad(original, ((2, 2), (2, 2), (0, 0)), mode="reflect")
+        match = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if np.array_equal(padded[dy:dy + 32, dx:dx + 32], moved)]
+        assert match, "every output is a crop of the reflect-padded input"
+        shifts.add(match[0])
+    assert len(shifts) > 5  # offsets differ per image, not one per batch
+
+
+def test_training_dataset_gives_new_augmentations_every_epoch_and_one_hot_labels():
+    x = np.random.default_rng(1).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(16) % 10
+    ds = make_dataset(x, y, 16, 10, augment=AugmentConfig(flip=True, translate=4), seed=0, repeat=True)
+    batches = iter(ds)
+    first, labels = next(batches)
+    second, _ = next(batches)
+    assert first.dtype == tf.uint8 and labels.shape == (16, 10)
+    assert not np.array_equal(first.numpy(), second.numpy())
+
+
+def test_evaluation_dataset_is_unchanged_and_ordered():
+    x = np.random.default_rng(2).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(10)
+    (xb, yb), = list(make_dataset(x, y, 32, 10))
+    np.testing.assert_array_equal(xb.numpy(), x)
+    np.testing.assert_array_equal(yb.numpy().argmax(1), y)
+
+
+def test_rotation_and_zoom_keep_uint8_batches():
+    x = _ramp(4)
+    ds = make_dataset(x, np.zeros(4, int), 4, 10,
+                      augment=AugmentConfig(flip=False, translate=0, rotation=0.1, zoom=0.2))
+    (xb, _), = list(ds)
+    assert xb.dtype == tf.uint8 and xb.shape == (4, 32, 32, 3)
+    assert not np.array_equal(xb.numpy(), x)

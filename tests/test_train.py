@@ -1,0 +1,118 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from cifar_core import artifacts
+from cifar_core.config import TrainConfig
+from cifar_core.inference import load_model, predict_probs
+from cifar_core.train import train_model
+
+
+def test_one_epoch_run_is_complete_and_reads_back(trained_run, tiny_data):
+    root, run_id, config = trained_run
+    run = artifacts.read_run(root, run_id)
+    assert run.manifest["config"] == json.loads(json.dumps(config.to_dict()))
+    assert run.manifest["data"]["checksum"] == tiny_data.checksum
+    for key in ("python", "tensorflow", "keras", "cpu", "git_commit"):
+        assert key in run.manifest["environment"]
+    assert run.manifest["seed"] == 0 and run.manifest["precision"] == "float32"
+    assert list(run.history["epoch"]) == [0, 1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"} <= set(run.history)
+    assert run.metrics["epochs_run"] == 2 and run.metrics["params"] == 356_810
+    assert run.confusion.sum() == len(tiny_data.y_test) == len(run.predictions["probs"])
+    assert run.metrics["inference"]["latency_ms_batch1"] > 0
+    # The stored predictions are what the stored model predicts.
+    model = load_model(run.model_path)
+    probs = predict_probs(model, tiny_data.x_test)
+    np.testing.assert_allclose(run.predictions["probs"], probs, atol=2e-3)
+    assert not (root / "work" / run_id).exists()  # checkpoints cleaned up
+
+
+def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):
+    config = TrainConfig.from_preset("cnn_bn", epochs=4, batch_size=32, val_size=50, learning_rate=3e-3)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    assert run.metrics["val"]["accuracy"] > 0.3  # chance is 0.1
+    best = run.history["val_accuracy"].idxmax()
+    assert run.metrics["best_epoch"] == best + 1
+
+
+def test_a_finished_run_is_not_trained_again(trained_run, tiny_data):
+    root, run_id, config = trained_run
+    with pytest.raises(artifacts.RunExistsError, match="already complete"):
+        train_model(config, tiny_data, root, verbose=0)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, tiny_data):
+    config = TrainConfig.from_preset("baseline_cnn", epochs=1, val_size=50)
+    work = artifacts.work_dir(tmp_path, "same-id")
+    work.mkdir(parents=True)
+    (work / "config.json").write_text(json.dumps({"config": {"epochs": 99}, "data_checksum": "x"}))
+    with pytest.raises(artifacts.ArtifactError, match="different config"):
+        train_model(config, tiny_data, tmp_path, run_id="same-id", verbose=0)
+
+
+def _cli(*args, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
+    return [sys.executable, "-m", "cifar_core", *args], env
+
+
+def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_folder):
+    root = tmp_path / "art"
+    cmd, env = _cli("train", "--model", "vgg10", "--epochs", "6", "--val-size", "50",
+                    "--batch-size", "16", "--run-id", "killed", "--data-dir", str(image_folder),
+                    "--artifacts-dir", str(root))  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    marker = root / "work" / "killed" / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stdout.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert artifacts.list_runs(root) == []  # nothing half-written is visible
+    epochs_before = json.loads(marker.read_text())["epoch"]
+    assert 1 <= epochs_before < 6
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = artifacts.read_run(root, "killed")
+    assert run.manifest["resumed"] is True
+    assert list(run.history["epoch"]) == [0, 1, 2, 3, 4, 5]
+    assert artifacts.list_runs(root) == ["killed"]
+
+
+def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
+    root = tmp_path / "art"
+    cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "3", "--val-size", "50",
+                    "--run-id", "contested", "--data-dir", str(image_folder),
+                    "--artifacts-dir", str(root))  # fmt: skip
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = root / "work" / "contested" / "lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    first.wait(timeout=300)
+    outcomes = sorted([first.returncode, second.returncode])
+    assert outcomes == [0, 2]
+    loser = second if second.returncode else first
+    assert "another process" in loser.stderr or "already complete" in loser.stderr
+    run = artifacts.read_run(root, "contested")
+    assert list(run.history["epoch"]) == [0, 1, 2]
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):
+    root = tmp_path / "art"
+    cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50",
+                    "--strategy", "mirrored", "--logical-cpus", "2", "--run-id", "mirrored",
+                    "--data-dir", str(image_folder), "--artifacts-dir", str(root))  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = artifacts.read_run(root, "mirrored")
+    assert run.manifest["strategy"] == "mirrored" and run.manifest["num_replicas"] == 2
