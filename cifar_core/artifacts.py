@@ -20,9 +20,10 @@ import re
 import shutil
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,9 +126,10 @@ def list_runs(root: Path) -> list[str]:
     if not runs.is_dir():
         return []
     return sorted(
-        p.name for p in runs.iterdir()
+        p.name
+        for p in runs.iterdir()
         if p.is_dir() and not p.name.startswith(".") and RUN_ID_PATTERN.match(p.name)
-    )  # fmt: skip
+    )
 
 
 def load_runs(root: Path) -> tuple[list[Run], dict[str, str]]:
@@ -206,11 +208,14 @@ def write_run(
         names = manifest["class_names"]
         frame = pd.DataFrame(np.asarray(confusion, dtype=np.int64), index=names, columns=names)
         _atomic_bytes(tmp / CONFUSION, frame.to_csv(index_label="true\\predicted").encode())
-        _atomic_bytes(tmp / PREDICTIONS, _npz_bytes(
-            probs=np.asarray(predictions["probs"], dtype=np.float16),
-            y_true=np.asarray(predictions["y_true"], dtype=np.int16),
-            test_ids=np.asarray(predictions["test_ids"]).astype(str),
-        ))  # fmt: skip
+        _atomic_bytes(
+            tmp / PREDICTIONS,
+            _npz_bytes(
+                probs=np.asarray(predictions["probs"], dtype=np.float16),
+                y_true=np.asarray(predictions["y_true"], dtype=np.int16),
+                test_ids=np.asarray(predictions["test_ids"]).astype(str),
+            ),
+        )
         if thumbnails:
             _atomic_bytes(tmp / THUMBNAILS, _npz_bytes(**thumbnails))
         save_model(tmp / MODEL)
@@ -311,45 +316,63 @@ def read_run(root: Path, run_id: str) -> Run:
     k = len(manifest["class_names"])
 
     history = _read_csv(path / HISTORY)
-    _require({"epoch", "loss"} <= set(history.columns) and len(history) > 0, path / HISTORY,
-             "needs epoch and loss columns and at least one row")  # fmt: skip
+    _require(
+        {"epoch", "loss"} <= set(history.columns) and len(history) > 0,
+        path / HISTORY,
+        "needs epoch and loss columns and at least one row",
+    )
     metrics = _read_json(path / METRICS)
     test = metrics.get("test") if isinstance(metrics, dict) else None
-    _require(isinstance(test, dict) and isinstance(test.get("accuracy"), (int, float))
-             and 0 <= test["accuracy"] <= 1, path / METRICS, "needs test.accuracy in [0, 1]")  # fmt: skip
+    _require(
+        isinstance(test, dict)
+        and isinstance(test.get("accuracy"), (int, float))
+        and 0 <= test["accuracy"] <= 1,
+        path / METRICS,
+        "needs test.accuracy in [0, 1]",
+    )
     per_class = _read_csv(path / PER_CLASS)
-    _require({"class", "precision", "recall", "f1", "support"} <= set(per_class.columns)
-             and len(per_class) == k, path / PER_CLASS, f"needs {k} rows of class/precision/recall/f1/support")  # fmt: skip
+    _require(
+        {"class", "precision", "recall", "f1", "support"} <= set(per_class.columns) and len(per_class) == k,
+        path / PER_CLASS,
+        f"needs {k} rows of class/precision/recall/f1/support",
+    )
     confusion_frame = _read_csv(path / CONFUSION, index_col=0)
     confusion = confusion_frame.to_numpy()
-    _require(confusion.shape == (k, k) and np.issubdtype(confusion.dtype, np.integer),
-             path / CONFUSION, f"needs a {k}x{k} integer matrix, got {confusion.shape}")  # fmt: skip
+    _require(
+        confusion.shape == (k, k) and np.issubdtype(confusion.dtype, np.integer),
+        path / CONFUSION,
+        f"needs a {k}x{k} integer matrix, got {confusion.shape}",
+    )
     predictions = _read_npz(path / PREDICTIONS)
     _validate_predictions(path / PREDICTIONS, predictions, k, int(confusion.sum()))
     thumbnails = _read_npz(path / THUMBNAILS) if (path / THUMBNAILS).exists() else {}
     if thumbnails:
         n = len(predictions["y_true"])
-        ok = (thumbnails.get("images", np.empty(0)).ndim == 4 and "index" in thumbnails
-              and len(thumbnails["index"]) == len(thumbnails["images"])
-              and (thumbnails["index"].size == 0 or thumbnails["index"].max() < n))  # fmt: skip
+        ok = (
+            thumbnails.get("images", np.empty(0)).ndim == 4
+            and "index" in thumbnails
+            and len(thumbnails["index"]) == len(thumbnails["images"])
+            and (thumbnails["index"].size == 0 or thumbnails["index"].max() < n)
+        )
         _require(ok, path / THUMBNAILS, "needs index (M,) into the test set and images (M, H, W, 3)")
     model = path / MODEL
     _require(model.is_file(), model, "missing")
     _require(zipfile.is_zipfile(model), model, "not a .keras (zip) file")
-    return Run(run_id, path, manifest, history, metrics, per_class, confusion,
-               predictions, thumbnails)  # fmt: skip
+    return Run(run_id, path, manifest, history, metrics, per_class, confusion, predictions, thumbnails)
 
 
 def _validate_manifest(path: Path, manifest: Any) -> None:
     _require(isinstance(manifest, dict), path, "not a JSON object")
     version = manifest.get("schema_version")
-    _require(version == SCHEMA_VERSION, path,
-             f"schema_version {version!r}, this code reads {SCHEMA_VERSION}")  # fmt: skip
+    _require(version == SCHEMA_VERSION, path, f"schema_version {version!r}, this code reads {SCHEMA_VERSION}")
     for key in ("model", "class_names", "config", "data"):
         _require(key in manifest, path, f"missing key {key!r}")
     names = manifest["class_names"]
-    _require(isinstance(names, list) and names and all(isinstance(n, str) for n in names),
-             path, "class_names must be a non-empty list of strings")  # fmt: skip
+    _require(
+        isinstance(names, list) and names and all(isinstance(n, str) for n in names),
+        path,
+        "class_names must be a non-empty list of strings",
+    )
 
 
 def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, n_expected: int) -> None:
@@ -358,8 +381,11 @@ def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, n_e
     probs, y_true, ids = arrays["probs"], arrays["y_true"], arrays["test_ids"]
     _require(probs.ndim == 2 and probs.shape[1] == k, path, f"probs must be (N, {k}), got {probs.shape}")
     n = probs.shape[0]
-    _require(y_true.shape == (n,) and ids.shape == (n,), path,
-             f"y_true and test_ids must have {n} entries, got {y_true.shape} and {ids.shape}")  # fmt: skip
+    _require(
+        y_true.shape == (n,) and ids.shape == (n,),
+        path,
+        f"y_true and test_ids must have {n} entries, got {y_true.shape} and {ids.shape}",
+    )
     _require(n == n_expected, path, f"{n} predictions but the confusion matrix counts {n_expected}")
     _require(n == 0 or (y_true.min() >= 0 and y_true.max() < k), path, "labels out of range")
     arrays["probs"] = probs.astype(np.float32)

@@ -50,8 +50,11 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
             model.train_on_batch(xb, yb)
             wait += got - start
             total += time.perf_counter() - start
-        return {"images_per_s": steps * config.batch_size / total, "data_wait_share": wait / total,
-                "batch_size": config.batch_size}  # fmt: skip
+        return {
+            "images_per_s": steps * config.batch_size / total,
+            "data_wait_share": wait / total,
+            "batch_size": config.batch_size,
+        }
     finally:
         keras.config.set_dtype_policy("float32")
 
@@ -109,7 +112,9 @@ def _table(results: list[dict], precisions: list[str]) -> str:
         for p in precisions:
             t = r["train"][p]
             line += f"{t['images_per_s']:>24.0f}{t['data_wait_share']:>6.0%}"
-        line += f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>12.0f}{r['peak_memory_mb']:>9.0f}"
+        line += (
+            f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>12.0f}{r['peak_memory_mb']:>9.0f}"
+        )
         lines.append(line)
     return "\n".join(lines)
 
@@ -127,8 +132,18 @@ def main(args) -> int:
     results = []
     for name in names:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "cifar_core", "benchmark", "--single", name,
-               "--steps", str(args.steps), "--precisions", ",".join(precisions)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "cifar_core",
+            "benchmark",
+            "--single",
+            name,
+            "--steps",
+            str(args.steps),
+            "--precisions",
+            ",".join(precisions),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         try:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))

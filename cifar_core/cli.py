@@ -27,10 +27,14 @@ EPILOG = (
 
 def _add_common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
-        parser.add_argument("--data-dir", default=os.environ.get("CIFAR_DATA_DIR"),
-                            help="CIFAR-10 source (see below); default: keras.datasets download")  # fmt: skip
-    parser.add_argument("--artifacts-dir", default=None,
-                        help="artifacts root (default: $CIFAR_ARTIFACTS or ./artifacts)")  # fmt: skip
+        parser.add_argument(
+            "--data-dir",
+            default=os.environ.get("CIFAR_DATA_DIR"),
+            help="CIFAR-10 source (see below); default: keras.datasets download",
+        )
+    parser.add_argument(
+        "--artifacts-dir", default=None, help="artifacts root (default: $CIFAR_ARTIFACTS or ./artifacts)"
+    )
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -38,30 +42,44 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="maximum epochs")
     g.add_argument("--batch-size", type=int, help="images per step")
     g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    g.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate",
-                   help="(peak) learning rate")  # fmt: skip
+    g.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate", help="(peak) learning rate")
     g.add_argument("--lr-schedule", choices=["constant", "plateau", "cosine", "one_cycle"])
     g.add_argument("--weight-decay", type=float, help="decoupled weight decay")
     g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-                   help="auto: mixed_float16 on GPU, mixed_bfloat16 on CPUs with native bf16, "
-                        "else float32")  # fmt: skip
+    g.add_argument(
+        "--precision",
+        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+        help="auto: mixed_float16 on GPU, mixed_bfloat16 on CPUs with native bf16, else float32",
+    )
     g.add_argument("--seed", type=int, help="random seed (split, init, shuffling)")
     g.add_argument("--val-size", type=int, help="validation images carved from train (5000)")
     g.add_argument("--train-limit", type=int, help="train on at most this many images (quick runs)")
-    g.add_argument("--patience", type=int, dest="early_stopping_patience",
-                   help="early-stopping patience in epochs; 0 = off")  # fmt: skip
+    g.add_argument(
+        "--patience",
+        type=int,
+        dest="early_stopping_patience",
+        help="early-stopping patience in epochs; 0 = off",
+    )
     g.add_argument("--tta", choices=["none", "flip", "flip_translate"], help="test-time augmentation")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    g.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
-                   help="mirrored: all local GPUs (or --logical-cpus); multiworker: from TF_CONFIG")  # fmt: skip
-    g.add_argument("--logical-cpus", type=int, default=0,
-                   help="split the CPU into N logical devices (to try --strategy mirrored)")  # fmt: skip
+    g.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
+        help="mirrored: all local GPUs (or --logical-cpus); multiworker: from TF_CONFIG",
+    )
+    g.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="split the CPU into N logical devices (to try --strategy mirrored)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cifar_core", description=__doc__.split("\n")[0],
-                                     epilog=EPILOG)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m cifar_core", description=__doc__.split("\n")[0], epilog=EPILOG
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list-models", help="the model zoo with parameters and presets")
@@ -73,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_train_options(p)
 
-    p = sub.add_parser("run", help="train several models with their presets, skipping finished runs",
-                       epilog=EPILOG)  # fmt: skip
+    p = sub.add_parser(
+        "run", help="train several models with their presets, skipping finished runs", epilog=EPILOG
+    )
     p.add_argument("--all", action="store_true", help="every registered model")
     p.add_argument("--models", help="comma-separated model names (instead of --all)")
     _add_common(p)
@@ -106,9 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    keys = ["epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "weight_decay",
-            "label_smoothing", "precision", "seed", "val_size", "train_limit",
-            "early_stopping_patience", "tta"]  # fmt: skip
+    keys = [
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "learning_rate",
+        "lr_schedule",
+        "weight_decay",
+        "label_smoothing",
+        "precision",
+        "seed",
+        "val_size",
+        "train_limit",
+        "early_stopping_patience",
+        "tta",
+    ]
     values = {k: getattr(args, k) for k in keys}
     if args.no_augment:
         values["augment"] = {"flip": False, "translate": 0, "rotation": 0.0, "zoom": 0.0}
@@ -187,12 +218,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(run.model_path)
     probs = predict_probs(model, x, run.manifest["config"].get("tta", "none"))
     result = evaluate.classification_metrics(y, probs, run.class_names)
-    result.update({"data_dir": str(Path(args.data_dir).resolve()), "n_images": int(len(y)),
-                   "per_class": evaluate.per_class_report(y, probs.argmax(1), run.class_names)})  # fmt: skip
+    result.update(
+        {
+            "data_dir": str(Path(args.data_dir).resolve()),
+            "n_images": int(len(y)),
+            "per_class": evaluate.per_class_report(y, probs.argmax(1), run.class_names),
+        }
+    )
     name = args.name or Path(args.data_dir).resolve().name
     path = artifacts.write_evaluation(root, run.run_id, name, result)
-    print(f"{run.run_id} on {args.data_dir} ({len(y)} images): accuracy {result['accuracy']:.2%}, "
-          f"macro F1 {result['macro_f1']:.3f}  -> {path}")  # fmt: skip
+    print(
+        f"{run.run_id} on {args.data_dir} ({len(y)} images): accuracy {result['accuracy']:.2%}, "
+        f"macro F1 {result['macro_f1']:.3f}  -> {path}"
+    )
     return 0
 
 
@@ -229,9 +267,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list-models": cmd_list_models, "train": cmd_train, "run": cmd_run,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "benchmark": cmd_benchmark,
-            "report": cmd_report}  # fmt: skip
+COMMANDS = {
+    "list-models": cmd_list_models,
+    "train": cmd_train,
+    "run": cmd_run,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "benchmark": cmd_benchmark,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,17 @@ from pathlib import Path
 import numpy as np
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 KERAS_ARCHIVE_NAME = "cifar-10-batches-py-target_archive"  # what keras.datasets.cifar10 looks for
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
@@ -64,9 +72,7 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, where: str) 
     if y.shape != (len(x),):
         raise DataError(f"{where}: {len(x)} images but labels of shape {y.shape}")
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise DataError(
-            f"{where}: labels out of range 0..{num_classes - 1} (min {y.min()}, max {y.max()})"
-        )
+        raise DataError(f"{where}: labels out of range 0..{num_classes - 1} (min {y.min()}, max {y.max()})")
 
 
 def arrays_checksum(*arrays: np.ndarray) -> str:
@@ -135,9 +141,14 @@ def _load_keras() -> Cifar10Data:
             "cifar-10-batches-py/ folder, or an image folder train/<class>/, test/<class>/."
         ) from None
     return Cifar10Data(
-        x_train, y_train.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64),
-        CIFAR10_CLASSES, "keras.datasets.cifar10", arrays_checksum(x_train, x_test),
-    )  # fmt: skip
+        x_train,
+        y_train.reshape(-1).astype(np.int64),
+        x_test,
+        y_test.reshape(-1).astype(np.int64),
+        CIFAR10_CLASSES,
+        "keras.datasets.cifar10",
+        arrays_checksum(x_train, x_test),
+    )
 
 
 def _unpickle_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,9 +173,14 @@ def _assemble_batches(read, where: str) -> Cifar10Data:
         if len(y) and (y.min() < 0 or y.max() > 9):
             raise DataError(f"{where}: {split} labels out of range 0..9")
     return Cifar10Data(
-        x_train, y_train, x_test, y_test, CIFAR10_CLASSES,
-        f"cifar-10-python ({where})", arrays_checksum(x_train, x_test),
-    )  # fmt: skip
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        CIFAR10_CLASSES,
+        f"cifar-10-python ({where})",
+        arrays_checksum(x_train, x_test),
+    )
 
 
 def _load_batches_dir(folder: Path) -> Cifar10Data:
@@ -299,9 +315,15 @@ def _load_image_folder(root: Path, cache_dir: Path) -> Cifar10Data:
     cached = _read_cache(cache_file)
     if cached is not None:
         return Cifar10Data(
-            cached["x_train"], cached["y_train"], cached["x_test"], cached["y_test"],
-            classes, f"image folder {root}", str(cached["checksum"]), test_ids,
-        )  # fmt: skip
+            cached["x_train"],
+            cached["y_train"],
+            cached["x_test"],
+            cached["y_test"],
+            classes,
+            f"image folder {root}",
+            str(cached["checksum"]),
+            test_ids,
+        )
     x_train, y_train, conv_train = _decode_all(listing["train"], "train")
     x_test, y_test, conv_test = _decode_all(listing["test"], "test")
     if conv_train + conv_test:
@@ -310,10 +332,15 @@ def _load_image_folder(root: Path, cache_dir: Path) -> Cifar10Data:
             stacklevel=2,
         )
     checksum = arrays_checksum(x_train, x_test)
-    _write_cache(cache_file, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                 checksum=np.array(checksum))  # fmt: skip
-    return Cifar10Data(x_train, y_train, x_test, y_test, classes, f"image folder {root}", checksum,
-                       test_ids)  # fmt: skip
+    _write_cache(
+        cache_file,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        checksum=np.array(checksum),
+    )
+    return Cifar10Data(x_train, y_train, x_test, y_test, classes, f"image folder {root}", checksum, test_ids)
 
 
 def _read_cache(path: Path) -> dict | None:
@@ -380,9 +407,7 @@ def split_train_val(
 
     if not 0 < val_size < len(x):
         raise ValueError(f"val_size must be between 1 and {len(x) - 1}, got {val_size}")
-    x_tr, x_val, y_tr, y_val = train_test_split(
-        x, y, test_size=val_size, random_state=seed, stratify=y
-    )
+    x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=val_size, random_state=seed, stratify=y)
     return x_tr, y_tr, x_val, y_val
 
 

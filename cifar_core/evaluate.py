@@ -9,7 +9,7 @@ Timing helpers (latency, throughput) take a callable so they stay testable witho
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -64,8 +64,9 @@ def classification_metrics(
         p, r, f, _ = skm.precision_recall_fscore_support(
             y_true, y_pred, labels=labels, average=average, zero_division=0
         )
-        out.update({f"{average}_precision": float(p), f"{average}_recall": float(r),
-                    f"{average}_f1": float(f)})  # fmt: skip
+        out.update(
+            {f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)}
+        )
     clipped = np.clip(probs.astype(np.float64), 1e-7, 1.0)
     out["log_loss"] = float(skm.log_loss(y_true, clipped / clipped.sum(1, keepdims=True), labels=labels))
     out["ece"] = expected_calibration_error(y_true, probs)
@@ -77,14 +78,23 @@ def per_class_report(
 ) -> list[dict[str, float | str | int]]:
     """One row per class: precision, recall, f1, support (scikit-learn's report)."""
     report = skm.classification_report(
-        y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names),
-        output_dict=True, zero_division=0,
-    )  # fmt: skip
+        y_true,
+        y_pred,
+        labels=list(range(len(class_names))),
+        target_names=list(class_names),
+        output_dict=True,
+        zero_division=0,
+    )
     return [
-        {"class": name, "precision": report[name]["precision"], "recall": report[name]["recall"],
-         "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+        {
+            "class": name,
+            "precision": report[name]["precision"],
+            "recall": report[name]["recall"],
+            "f1": report[name]["f1-score"],
+            "support": int(report[name]["support"]),
+        }
         for name in class_names
-    ]  # fmt: skip
+    ]
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -102,12 +112,18 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, floa
     neither = int(np.sum(~correct_a & ~correct_b))
     n = only_a + only_b
     p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5).pvalue)
-    return {"both_right": both, "only_a_right": only_a, "only_b_right": only_b,
-            "both_wrong": neither, "p_value": p}  # fmt: skip
+    return {
+        "both_right": both,
+        "only_a_right": only_a,
+        "only_b_right": only_b,
+        "both_wrong": neither,
+        "p_value": p,
+    }
 
 
-def latency_ms_per_image(predict: Callable[[np.ndarray], object], image: np.ndarray,
-                         repeats: int = 30) -> float:  # fmt: skip
+def latency_ms_per_image(
+    predict: Callable[[np.ndarray], object], image: np.ndarray, repeats: int = 30
+) -> float:
     """Median wall time of ``predict`` on a batch of one, in milliseconds."""
     batch = image[None] if image.ndim == 3 else image[:1]
     predict(batch)  # warm-up: tracing and allocation
@@ -119,8 +135,9 @@ def latency_ms_per_image(predict: Callable[[np.ndarray], object], image: np.ndar
     return float(np.median(times) * 1000)
 
 
-def throughput_images_per_s(predict: Callable[[np.ndarray], object], images: np.ndarray,
-                            batch_size: int = 256, repeats: int = 3) -> float:  # fmt: skip
+def throughput_images_per_s(
+    predict: Callable[[np.ndarray], object], images: np.ndarray, batch_size: int = 256, repeats: int = 3
+) -> float:
     """Best-of-``repeats`` images per second of ``predict`` on one batch of ``batch_size``."""
     batch = np.resize(images, (batch_size, *images.shape[1:])).astype(images.dtype)
     predict(batch)

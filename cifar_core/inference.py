@@ -33,8 +33,9 @@ class ModelLoadError(ValueError):
     """A saved model that cannot (or may not) be loaded."""
 
 
-def open_image(source: bytes | str | os.PathLike | BinaryIO, name: str | None = None,
-               max_bytes: int = MAX_UPLOAD_BYTES) -> "PIL.Image.Image":  # noqa: F821  # fmt: skip
+def open_image(
+    source: bytes | str | os.PathLike | BinaryIO, name: str | None = None, max_bytes: int = MAX_UPLOAD_BYTES
+) -> "PIL.Image.Image":  # noqa: F821
     """Decode ``source`` safely into an upright 8-bit RGB PIL image.
 
     Refuses oversized files, decompression bombs and non-images with ImageError; honours
@@ -159,9 +160,11 @@ def classify(model, images: list[np.ndarray], class_names: list[str], top_k: int
     results = []
     for row in probs:
         order = np.argsort(-row)[:top_k]
-        results.append({
-            "probs": {name: float(p) for name, p in zip(class_names, row)},
-            "top": [(class_names[i], float(row[i])) for i in order],
-            "ms_per_image": ms_per_image,
-        })  # fmt: skip
+        results.append(
+            {
+                "probs": {name: float(p) for name, p in zip(class_names, row)},
+                "top": [(class_names[i], float(row[i])) for i in order],
+                "ms_per_image": ms_per_image,
+            }
+        )
     return results

@@ -30,21 +30,23 @@ def results_frame(root=None) -> pd.DataFrame:
     for run in runs:
         per_class = run.per_class.set_index("class")["f1"]
         test = run.metrics["test"]
-        rows.append({
-            "run": run.run_id,
-            "model": run.manifest["model"],
-            "family": run.manifest.get("family", ""),
-            "params": run.metrics.get("params"),
-            "test_accuracy": test["accuracy"],
-            "macro_f1": test["macro_f1"],
-            "cat_f1": per_class.get("cat"),
-            "dog_f1": per_class.get("dog"),
-            "train_min": run.metrics.get("train_time_s", 0) / 60,
-            "epochs": run.metrics.get("epochs_run"),
-            "hardware": run.manifest.get("hardware", ""),
-            "data": run.manifest["data"].get("source", ""),
-            "write_ups": WRITEUP_FIGURES.get(run.manifest["model"], ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": run.run_id,
+                "model": run.manifest["model"],
+                "family": run.manifest.get("family", ""),
+                "params": run.metrics.get("params"),
+                "test_accuracy": test["accuracy"],
+                "macro_f1": test["macro_f1"],
+                "cat_f1": per_class.get("cat"),
+                "dog_f1": per_class.get("dog"),
+                "train_min": run.metrics.get("train_time_s", 0) / 60,
+                "epochs": run.metrics.get("epochs_run"),
+                "hardware": run.manifest.get("hardware", ""),
+                "data": run.manifest["data"].get("source", ""),
+                "write_ups": WRITEUP_FIGURES.get(run.manifest["model"], ""),
+            }
+        )
     frame = pd.DataFrame(rows)
     return frame.sort_values("test_accuracy", ascending=False).reset_index(drop=True) if rows else frame
 
@@ -61,8 +63,20 @@ def render(root=None, markdown: bool = False) -> str:
         dog_f1=frame["dog_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
         train_min=frame["train_min"].map("{:.1f}".format),
     ).drop(columns=["run"])
-    shown.columns = ["model", "family", "params", "test acc", "macro F1", "cat F1", "dog F1",
-                     "train min", "epochs", "hardware", "data", "write-ups report"]  # fmt: skip
+    shown.columns = [
+        "model",
+        "family",
+        "params",
+        "test acc",
+        "macro F1",
+        "cat F1",
+        "dog F1",
+        "train min",
+        "epochs",
+        "hardware",
+        "data",
+        "write-ups report",
+    ]
     if not markdown:
         return shown.to_string(index=False)
     header = "| " + " | ".join(shown.columns) + " |"

@@ -13,8 +13,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Linear ramp from peak/div to ``peak`` over ``warmup`` of the steps, then linearly
     down to peak/final_div at the end (the triangular one-cycle airbench uses)."""
 
-    def __init__(self, peak: float, total_steps: int, warmup: float = 0.25,
-                 div: float = 10.0, final_div: float = 100.0):  # fmt: skip
+    def __init__(
+        self, peak: float, total_steps: int, warmup: float = 0.25, div: float = 10.0, final_div: float = 100.0
+    ):
         self.peak, self.total_steps, self.warmup = float(peak), int(total_steps), float(warmup)
         self.div, self.final_div = float(div), float(final_div)
 
@@ -28,8 +29,13 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < rise, up, down)
 
     def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup": self.warmup,
-                "div": self.div, "final_div": self.final_div}  # fmt: skip
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup": self.warmup,
+            "div": self.div,
+            "final_div": self.final_div,
+        }
 
 
 def make_schedule(config, steps_per_epoch: int):
@@ -46,8 +52,9 @@ def make_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = make_schedule(config, steps_per_epoch)
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=config.nesterov,
-                                    weight_decay=decay)  # fmt: skip
+        return keras.optimizers.SGD(
+            lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=decay
+        )
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
     return keras.optimizers.Adam(lr, weight_decay=decay)

@@ -27,9 +27,9 @@ import pandas as pd
 from cifar_core import artifacts, evaluate, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, split_train_val, subsample
+from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
 from cifar_core.pipeline import make_dataset
-from cifar_core.inference import predict_probs
 from cifar_core.schedules import make_optimizer, steps_per_epoch
 
 FIT_DONE = "fit_done.json"  # in the work dir: training finished, only evaluation is left
@@ -75,25 +75,40 @@ def _callbacks(config: TrainConfig, work: Path, verbose: int) -> list[keras.call
     history = _history_so_far(work / "history.csv")
     best = float(history["val_accuracy"].max()) if "val_accuracy" in history else None
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False,
-                                         double_checkpoint=True),  # fmt: skip
+        keras.callbacks.BackupAndRestore(
+            str(work / "backup"), delete_checkpoint=False, double_checkpoint=True
+        ),
         EpochInfo(),
         keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
-            str(work / "best.weights.h5"), monitor="val_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True, initial_value_threshold=best,
-        ),  # fmt: skip
+            str(work / "best.weights.h5"),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=best,
+        ),
     ]
     if config.early_stopping_patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
-            restore_best_weights=False, verbose=verbose,  # best weights come from the checkpoint
-        ))  # fmt: skip
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=config.early_stopping_patience,
+                restore_best_weights=False,
+                verbose=verbose,  # best weights come from the checkpoint
+            )
+        )
     if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.plateau_factor, patience=config.plateau_patience,
-            min_lr=config.learning_rate / 1000, verbose=verbose,
-        ))  # fmt: skip
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.plateau_factor,
+                patience=config.plateau_patience,
+                min_lr=config.learning_rate / 1000,
+                verbose=verbose,
+            )
+        )
     return callbacks
 
 
@@ -111,8 +126,9 @@ def build_compiled(config: TrainConfig, strategy, steps: int, x_init: np.ndarray
     return model
 
 
-def fit(config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: int,
-        verbose: int) -> tuple[keras.Model, float]:  # fmt: skip
+def fit(
+    config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: int, verbose: int
+) -> tuple[keras.Model, float]:
     """Fit (or resume fitting) and return the model with its final weights and the fit time."""
     steps = steps_per_epoch(len(splits.x_train), config.batch_size)
     model = build_compiled(config, strategy, steps, splits.x_train)
@@ -120,13 +136,27 @@ def fit(config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: 
     if done.exists():  # killed after fitting: the weights to evaluate are saved
         model.load_weights(work / "final.weights.h5")
         return model, float(json.loads(done.read_text())["fit_time_s"])
-    train_ds = make_dataset(splits.x_train, splits.y_train, config.batch_size, num_classes,
-                            augment=config.augment, shuffle=True, seed=config.seed, repeat=True)  # fmt: skip
+    train_ds = make_dataset(
+        splits.x_train,
+        splits.y_train,
+        config.batch_size,
+        num_classes,
+        augment=config.augment,
+        shuffle=True,
+        seed=config.seed,
+        repeat=True,
+    )
     val_ds = make_dataset(splits.x_val, splits.y_val, 512, num_classes)
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps,
-              callbacks=_callbacks(config, work, verbose), verbose=verbose,
-              shuffle=False)  # fmt: skip  (the dataset shuffles itself)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        callbacks=_callbacks(config, work, verbose),
+        verbose=verbose,
+        shuffle=False,
+    )  # the dataset shuffles itself
     history = _history_so_far(work / "history.csv")  # all epochs, across resumes
     if "epoch_time_s" in history:
         fit_time = float(history["epoch_time_s"].sum())
@@ -158,8 +188,9 @@ def _thumbnails(data: Cifar10Data, wrong: np.ndarray, seed: int) -> dict[str, np
     return {"index": index, "images": data.x_test[index]}
 
 
-def score(config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data,
-          fit_time: float) -> tuple[dict, np.ndarray]:  # fmt: skip
+def score(
+    config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data, fit_time: float
+) -> tuple[dict, np.ndarray]:
     """All metrics of a trained model; returns (metrics, test probabilities)."""
     names = data.class_names
     n_train = min(len(splits.x_train), 5000)  # train accuracy on a fixed, unaugmented subset
@@ -212,52 +243,91 @@ def train_model(
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     policy = runtime.resolve_precision(config.precision)
     strategy = runtime.make_strategy(strategy_name)
-    with artifacts.training_lock(root, run_id) as work:
+    # Non-chief multi-workers keep their own checkpoints and write no run.
+    chief = runtime.is_chief(strategy)
+    lock_id = run_id if chief else f"{run_id}.worker{runtime.task_index(strategy)}"
+    with artifacts.training_lock(root, lock_id) as work:
         _check_same_config(work, config, data)
         keras.utils.set_random_seed(config.seed)
         keras.config.set_dtype_policy(policy)
         try:
-            x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
+            x_tr, y_tr, x_val, y_val = split_train_val(
+                data.x_train, data.y_train, config.val_size, config.seed
+            )
             x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
             splits = Splits(x_tr, y_tr, x_val, y_val)
             resumed = (work / "backup").exists()
             model, fit_time = fit(config, splits, strategy, work, len(data.class_names), verbose)
         finally:
             keras.config.set_dtype_policy("float32")
-        if not runtime.is_chief(strategy):
-            return artifacts.run_dir(root, run_id)
-        exported = export_float32(config, model)
-        metrics, test_probs = score(config, exported, splits, data, fit_time)
-        history = _history_so_far(work / "history.csv")
-        metrics["epochs_run"] = int(len(history))
-        metrics["train_images_per_s"] = len(x_tr) * len(history) / fit_time if fit_time else None
-        if "val_accuracy" in history and len(history):
-            metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
-        spec = get_spec(config.model)
-        env = runtime.environment()
-        manifest = {
-            "model": config.model, "description": spec.description, "family": spec.family,
-            "input_size": spec.input_size, "config": config.to_dict(),
-            "class_names": list(data.class_names),
-            "data": {"source": data.source, "checksum": data.checksum, "n_train": len(x_tr),
-                     "n_val": len(x_val), "n_test": len(data.y_test)},
-            "environment": env, "hardware": runtime.hardware_label(env), "precision": policy,
-            "strategy": strategy_name, "num_replicas": strategy.num_replicas_in_sync,
-            "seed": config.seed, "started_at": started, "resumed": resumed,
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
-        }  # fmt: skip
-        y_pred = test_probs.argmax(1)
-        path = artifacts.write_run(
-            root, run_id, manifest=manifest, history=history, metrics=metrics,
-            per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
-            confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
-            predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
-            thumbnails=_thumbnails(data, y_pred != data.y_test, config.seed),
-            save_model=lambda p: exported.save(p),
-        )  # fmt: skip
+        facts = {
+            "strategy": strategy_name,
+            "num_replicas": strategy.num_replicas_in_sync,
+            "precision": policy,
+            "started_at": started,
+            "resumed": resumed,
+        }
+        path = record_run(root, run_id, config, data, splits, model, fit_time, work, facts) if chief else None
         _clear_work(work)
-    shutil.rmtree(artifacts.work_dir(root, run_id), ignore_errors=True)
+    shutil.rmtree(artifacts.work_dir(root, lock_id), ignore_errors=True)
+    return path or artifacts.run_dir(root, run_id)
+
+
+def record_run(
+    root: Path,
+    run_id: str,
+    config: TrainConfig,
+    data: Cifar10Data,
+    splits: Splits,
+    model: keras.Model,
+    fit_time: float,
+    work: Path,
+    facts: dict,
+) -> Path:
+    """Score the trained model (the one look at the test split) and write the run folder."""
+    exported = export_float32(config, model)
+    metrics, test_probs = score(config, exported, splits, data, fit_time)
+    history = _history_so_far(work / "history.csv")
+    metrics["epochs_run"] = int(len(history))
+    metrics["train_images_per_s"] = len(splits.x_train) * len(history) / fit_time if fit_time else None
+    if "val_accuracy" in history and len(history):
+        metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
+    spec = get_spec(config.model)
+    env = runtime.environment()
+    manifest = {
+        "model": config.model,
+        "description": spec.description,
+        "family": spec.family,
+        "input_size": spec.input_size,
+        "config": config.to_dict(),
+        "class_names": list(data.class_names),
+        "data": {
+            "source": data.source,
+            "checksum": data.checksum,
+            "n_train": len(splits.x_train),
+            "n_val": len(splits.x_val),
+            "n_test": len(data.y_test),
+        },
+        "environment": env,
+        "hardware": runtime.hardware_label(env),
+        "seed": config.seed,
+        **facts,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+    }
+    y_pred = test_probs.argmax(1)
+    path = artifacts.write_run(
+        root,
+        run_id,
+        manifest=manifest,
+        history=history,
+        metrics=metrics,
+        per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
+        confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
+        predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
+        thumbnails=_thumbnails(data, y_pred != data.y_test, config.seed),
+        save_model=lambda p: exported.save(p),
+    )
     _summary(run_id, metrics)
     return path
 

@@ -29,16 +29,29 @@ def synthetic_images(n: int, seed: int = 0, num_classes: int = 10) -> tuple[np.n
     y = np.arange(n) % num_classes
     rng.shuffle(y)
     x = rng.integers(0, 90, (n, 32, 32, 3)).astype(np.int16)
-    hues = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40], [200, 40, 200],
-                     [40, 200, 200], [120, 120, 120], [230, 130, 30], [30, 130, 230], [130, 30, 230]])  # fmt: skip
+    hues = np.array(
+        [
+            [200, 40, 40],
+            [40, 200, 40],
+            [40, 40, 200],
+            [200, 200, 40],
+            [200, 40, 200],
+            [40, 200, 200],
+            [120, 120, 120],
+            [230, 130, 30],
+            [30, 130, 230],
+            [130, 30, 230],
+        ]
+    )
     x += (hues[y % 10] // 2)[:, None, None, :]
     for i, label in enumerate(y):
         x[i, :, (label * 3) % 30 : (label * 3) % 30 + 3, :] = 255
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
 
 
-def write_image_folder(root: Path, n_train: int = 200, n_test: int = 50, classes=CIFAR10_CLASSES,
-                       fmt: str = "png") -> Path:  # fmt: skip
+def write_image_folder(
+    root: Path, n_train: int = 200, n_test: int = 50, classes=CIFAR10_CLASSES, fmt: str = "png"
+) -> Path:
     """root/train/<class>/*.png and root/test/<class>/*.png from synthetic_images."""
     from PIL import Image
 

@@ -19,7 +19,11 @@ def _write(root, run_id="r1"):
         metrics={"test": {"accuracy": 0.75, "macro_f1": 0.7}, "params": 10},
         per_class=[{"class": c, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 1} for c in CLASSES],
         confusion=np.array([[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
-        predictions={"probs": probs, "y_true": np.array([0, 1, 2, 0]), "test_ids": np.array(["t0", "t1", "t2", "t3"])},
+        predictions={
+            "probs": probs,
+            "y_true": np.array([0, 1, 2, 0]),
+            "test_ids": np.array(["t0", "t1", "t2", "t3"]),
+        },
         thumbnails={"index": np.array([2]), "images": np.zeros((1, 32, 32, 3), np.uint8)},
     )
     artifacts.write_run(root, run_id, save_model=_fake_model, **values)
@@ -109,7 +113,9 @@ def test_wrong_json_content_is_refused(tmp_path, name, mutate, message):
 def test_wrong_array_shapes_are_refused(tmp_path):
     _write(tmp_path)
     path = tmp_path / "runs" / "r1" / artifacts.PREDICTIONS
-    np.savez(path.with_suffix(".tmp.npz"), probs=np.zeros((4, 5)), y_true=np.zeros(4), test_ids=np.array(["a"] * 4))
+    np.savez(
+        path.with_suffix(".tmp.npz"), probs=np.zeros((4, 5)), y_true=np.zeros(4), test_ids=np.array(["a"] * 4)
+    )
     path.with_suffix(".tmp.npz").replace(path)
     with pytest.raises(ArtifactError, match=r"probs must be \(N, 3\)"):
         artifacts.read_run(tmp_path, "r1")

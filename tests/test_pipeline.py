@@ -26,8 +26,12 @@ def test_translate_shifts_each_image_by_its_own_offset_within_the_pad():
     shifts = set()
     for original, moved in zip(x, out):
         padded = np.pad(original, ((2, 2), (2, 2), (0, 0)), mode="reflect")
-        match = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if np.array_equal(padded[dy:dy + 32, dx:dx + 32], moved)]
+        match = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(padded[dy : dy + 32, dx : dx + 32], moved)
+        ]
         assert match, "every output is a crop of the reflect-padded input"
         shifts.add(match[0])
     assert len(shifts) > 5  # offsets differ per image, not one per batch
@@ -47,15 +51,16 @@ def test_training_dataset_gives_new_augmentations_every_epoch_and_one_hot_labels
 def test_evaluation_dataset_is_unchanged_and_ordered():
     x = np.random.default_rng(2).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     y = np.arange(10)
-    (xb, yb), = list(make_dataset(x, y, 32, 10))
+    ((xb, yb),) = list(make_dataset(x, y, 32, 10))
     np.testing.assert_array_equal(xb.numpy(), x)
     np.testing.assert_array_equal(yb.numpy().argmax(1), y)
 
 
 def test_rotation_and_zoom_keep_uint8_batches():
     x = _ramp(4)
-    ds = make_dataset(x, np.zeros(4, int), 4, 10,
-                      augment=AugmentConfig(flip=False, translate=0, rotation=0.1, zoom=0.2))
-    (xb, _), = list(ds)
+    ds = make_dataset(
+        x, np.zeros(4, int), 4, 10, augment=AugmentConfig(flip=False, translate=0, rotation=0.1, zoom=0.2)
+    )
+    ((xb, _),) = list(ds)
     assert xb.dtype == tf.uint8 and xb.shape == (4, 32, 32, 3)
     assert not np.array_equal(xb.numpy(), x)

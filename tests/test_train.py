@@ -24,7 +24,9 @@ def test_one_epoch_run_is_complete_and_reads_back(trained_run, tiny_data):
         assert key in run.manifest["environment"]
     assert run.manifest["seed"] == 0 and run.manifest["precision"] == "float32"
     assert list(run.history["epoch"]) == [0, 1]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"} <= set(run.history)
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"} <= set(
+        run.history
+    )
     assert run.metrics["epochs_run"] == 2 and run.metrics["params"] == 356_810
     assert run.confusion.sum() == len(tiny_data.y_test) == len(run.predictions["probs"])
     assert run.metrics["inference"]["latency_ms_batch1"] > 0
@@ -65,9 +67,23 @@ def _cli(*args, env_extra=None):
 
 def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_folder):
     root = tmp_path / "art"
-    cmd, env = _cli("train", "--model", "vgg10", "--epochs", "6", "--val-size", "50",
-                    "--batch-size", "16", "--run-id", "killed", "--data-dir", str(image_folder),
-                    "--artifacts-dir", str(root))  # fmt: skip
+    cmd, env = _cli(
+        "train",
+        "--model",
+        "vgg10",
+        "--epochs",
+        "6",
+        "--val-size",
+        "50",
+        "--batch-size",
+        "16",
+        "--run-id",
+        "killed",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     marker = root / "work" / "killed" / "backup" / "training_metadata.json"
     deadline = time.time() + 240
@@ -89,9 +105,21 @@ def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_f
 
 def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
     root = tmp_path / "art"
-    cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "3", "--val-size", "50",
-                    "--run-id", "contested", "--data-dir", str(image_folder),
-                    "--artifacts-dir", str(root))  # fmt: skip
+    cmd, env = _cli(
+        "train",
+        "--model",
+        "baseline_cnn",
+        "--epochs",
+        "3",
+        "--val-size",
+        "50",
+        "--run-id",
+        "contested",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    )
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = root / "work" / "contested" / "lock"
     deadline = time.time() + 120
@@ -109,9 +137,25 @@ def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):
     root = tmp_path / "art"
-    cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50",
-                    "--strategy", "mirrored", "--logical-cpus", "2", "--run-id", "mirrored",
-                    "--data-dir", str(image_folder), "--artifacts-dir", str(root))  # fmt: skip
+    cmd, env = _cli(
+        "train",
+        "--model",
+        "baseline_cnn",
+        "--epochs",
+        "1",
+        "--val-size",
+        "50",
+        "--strategy",
+        "mirrored",
+        "--logical-cpus",
+        "2",
+        "--run-id",
+        "mirrored",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    )
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     run = artifacts.read_run(root, "mirrored")

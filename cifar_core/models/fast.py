@@ -29,8 +29,9 @@ def conv_group(x, filters: int, name: str):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         if i == 0:
             x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, scale=False,
-                                      name=f"{name}_bn{i}")(x)  # fmt: skip
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, scale=False, name=f"{name}_bn{i}")(
+            x
+        )
         x = layers.Activation("gelu", name=f"{name}_gelu{i}")(x)
     return x
 
@@ -52,15 +53,26 @@ def whiten_init(model: keras.Model, x_train: np.ndarray, max_images: int = 5000)
 
 
 @register_model(
-    "fast", family="scratch",
+    "fast",
+    family="scratch",
     description="airbench-style net: frozen whitening conv, 64/256/256 GELU stages, "
-                "one-cycle SGD, label smoothing, flip TTA (accuracy per CPU-minute).",
-    preset={"epochs": 10, "batch_size": 512, "optimizer": "sgd", "learning_rate": 0.4,
-            "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "lr_schedule": "one_cycle",
-            "label_smoothing": 0.2, "augment": {"flip": True, "translate": 2},
-            "early_stopping_patience": 0, "tta": "flip"},
+    "one-cycle SGD, label smoothing, flip TTA (accuracy per CPU-minute).",
+    preset={
+        "epochs": 10,
+        "batch_size": 512,
+        "optimizer": "sgd",
+        "learning_rate": 0.4,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "lr_schedule": "one_cycle",
+        "label_smoothing": 0.2,
+        "augment": {"flip": True, "translate": 2},
+        "early_stopping_patience": 0,
+        "tta": "flip",
+    },
     data_init=whiten_init,
-)  # fmt: skip
+)
 def fast(num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256)) -> keras.Model:
     inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="pixels")
     x = layers.Normalization(mean=CIFAR_MEAN, variance=CIFAR_VAR, name="standardize")(inputs)
@@ -79,4 +91,3 @@ def fast(num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256)) -
 
 def softmax_head_from_logits(logits) -> keras.KerasTensor:
     return layers.Activation("softmax", dtype="float32", name="probs")(logits)
-

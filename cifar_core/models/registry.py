@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import keras
 
@@ -30,15 +31,23 @@ class ModelSpec:
     data_init: Callable[[keras.Model, Any], None] | None = None
 
 
-def register_model(name: str, *, family: str, description: str, input_size: int = 32,
-                   preset: dict[str, Any] | None = None, data_init=None):  # fmt: skip
+def register_model(
+    name: str,
+    *,
+    family: str,
+    description: str,
+    input_size: int = 32,
+    preset: dict[str, Any] | None = None,
+    data_init=None,
+):
     """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``."""
 
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, family, description, builder, input_size,
-                                    dict(preset or {}), data_init)  # fmt: skip
+        _REGISTRY[name] = ModelSpec(
+            name, family, description, builder, input_size, dict(preset or {}), data_init
+        )
         return builder
 
     return wrap

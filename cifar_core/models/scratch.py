@@ -31,19 +31,27 @@ def softmax_head(x, num_classes: int) -> keras.KerasTensor:
 
 def conv_bn_relu(x, filters: int, kernel: int = 3, l2: float = 0.0, name: str = ""):
     reg = regularizers.L2(l2) if l2 else None
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=reg,
-                      name=f"{name}_conv")(x)  # fmt: skip
+    x = layers.Conv2D(
+        filters, kernel, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 @register_model(
-    "baseline_cnn", family="scratch",
+    "baseline_cnn",
+    family="scratch",
     description="Small CNN: 3 conv layers, Flatten, Dense 128, dropout (seed 004, 72%).",
-    preset={"epochs": 30, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-            "lr_schedule": "plateau", "augment": {"flip": False, "translate": 0},
-            "early_stopping_patience": 5},
-)  # fmt: skip
+    preset={
+        "epochs": 30,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": {"flip": False, "translate": 0},
+        "early_stopping_patience": 5,
+    },
+)
 def baseline_cnn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     inputs, x = pixels_input()
     x = layers.Conv2D(32, 3, activation="relu")(x)  # 30x30
@@ -58,11 +66,19 @@ def baseline_cnn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
 
 
 @register_model(
-    "cnn_bn", family="scratch",
+    "cnn_bn",
+    family="scratch",
     description="3 conv blocks with BatchNorm, Flatten, Dense 256, dropout (seed 001 Model 1, 80.6%).",
-    preset={"epochs": 30, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 6},
-)  # fmt: skip
+    preset={
+        "epochs": 30,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": SEED_AUGMENT,
+        "early_stopping_patience": 6,
+    },
+)
 def cnn_bn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     inputs, x = pixels_input()
     for i, filters in enumerate((32, 64, 128)):
@@ -77,13 +93,21 @@ def cnn_bn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
 
 
 @register_model(
-    "cnn_4block", family="scratch",
+    "cnn_4block",
+    family="scratch",
     description="4 double-conv blocks (32-256), BN, GAP, L2, dropout, AdamW "
-                "(seed 000 final model 90%, seed 001 Model 2 85.7%).",
-    preset={"epochs": 40, "batch_size": 128, "optimizer": "adamw", "learning_rate": 5e-4,
-            "weight_decay": 1e-4, "lr_schedule": "plateau", "augment": SEED_AUGMENT,
-            "early_stopping_patience": 8},
-)  # fmt: skip
+    "(seed 000 final model 90%, seed 001 Model 2 85.7%).",
+    preset={
+        "epochs": 40,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "learning_rate": 5e-4,
+        "weight_decay": 1e-4,
+        "lr_schedule": "plateau",
+        "augment": SEED_AUGMENT,
+        "early_stopping_patience": 8,
+    },
+)
 def cnn_4block(num_classes: int = 10, dropout: float = 0.3, l2: float = 1e-4) -> keras.Model:
     inputs, x = pixels_input()
     for i, filters in enumerate((32, 64, 128, 256)):
@@ -97,11 +121,19 @@ def cnn_4block(num_classes: int = 10, dropout: float = 0.3, l2: float = 1e-4) ->
 
 
 @register_model(
-    "vgg10", family="scratch",
+    "vgg10",
+    family="scratch",
     description="VGG-style: 4 blocks of conv-conv-pool (64-512) and 2 dense layers (seed 000, 82.0%).",
-    preset={"epochs": 40, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 8},
-)  # fmt: skip
+    preset={
+        "epochs": 40,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": SEED_AUGMENT,
+        "early_stopping_patience": 8,
+    },
+)
 def vgg10(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     inputs, x = pixels_input()
     for i, filters in enumerate((64, 128, 256, 512)):
@@ -116,12 +148,20 @@ def vgg10(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
 
 
 @register_model(
-    "deep_cnn", family="scratch",
+    "deep_cnn",
+    family="scratch",
     description="5 double-conv blocks (32-512, 5x5 stem), GAP, dense 1024/512 "
-                "(seed 003, 84.98%; close to seed 002's MFM-24).",
-    preset={"epochs": 40, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-            "lr_schedule": "plateau", "augment": SEED_AUGMENT, "early_stopping_patience": 8},
-)  # fmt: skip
+    "(seed 003, 84.98%; close to seed 002's MFM-24).",
+    preset={
+        "epochs": 40,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "lr_schedule": "plateau",
+        "augment": SEED_AUGMENT,
+        "early_stopping_patience": 8,
+    },
+)
 def deep_cnn(num_classes: int = 10, dropout: float = 0.4) -> keras.Model:
     inputs, x = pixels_input()
     for i, filters in enumerate((32, 64, 128, 256, 512)):
@@ -140,28 +180,48 @@ def deep_cnn(num_classes: int = 10, dropout: float = 0.4) -> keras.Model:
 def residual_block(x, filters: int, stride: int, name: str):
     """The basic block of seed 000 (He et al. 2015): two 3x3 convs and a projection if needed."""
     shortcut = x
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                      kernel_regularizer=regularizers.L2(1e-4), name=f"{name}_conv1")(x)  # fmt: skip
+    y = layers.Conv2D(
+        filters,
+        3,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=regularizers.L2(1e-4),
+        name=f"{name}_conv1",
+    )(x)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                      kernel_regularizer=regularizers.L2(1e-4), name=f"{name}_conv2")(y)  # fmt: skip
+    y = layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=regularizers.L2(1e-4),
+        name=f"{name}_conv2",
+    )(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                 name=f"{name}_proj")(shortcut)  # fmt: skip
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
 @register_model(
-    "resnet20", family="scratch",
+    "resnet20",
+    family="scratch",
     description="ResNet-20: 3 stages x 3 basic blocks (16/32/64), GAP (He et al. 2015; seed 000, 87.7%).",
-    preset={"epochs": 40, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
-            "momentum": 0.9, "lr_schedule": "cosine", "augment": {"flip": True, "translate": 4},
-            "early_stopping_patience": 0},
-)  # fmt: skip
+    preset={
+        "epochs": 40,
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "lr_schedule": "cosine",
+        "augment": {"flip": True, "translate": 4},
+        "early_stopping_patience": 0,
+    },
+)
 def resnet20(num_classes: int = 10, depth: int = 20) -> keras.Model:
     if (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n+2, got {depth}")
@@ -175,4 +235,3 @@ def resnet20(num_classes: int = 10, depth: int = 20) -> keras.Model:
             x = residual_block(x, filters, stride, name=f"s{stage}b{block}")
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, softmax_head(x, num_classes), name=f"resnet{depth}")
-
