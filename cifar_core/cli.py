@@ -183,13 +183,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
-    from cifar_core.config import TrainConfig
+    from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
     from cifar_core.train import default_run_id, train_model
 
     if not args.all and not args.models:
-        raise ValueError("say which models: --all or --models a,b")
+        raise ConfigError("say which models: --all or --models a,b")
     names = list_models() if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
     for name in names:
         get_spec(name)
@@ -282,12 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
     args = build_parser().parse_args(argv)
     from cifar_core.artifacts import ArtifactError
+    from cifar_core.config import ConfigError
     from cifar_core.data import DataError
     from cifar_core.inference import ImageError, ModelLoadError
+    from cifar_core.models import UnknownModelError
 
     try:
         return COMMANDS[args.command](args)
-    except (ArtifactError, DataError, ImageError, ModelLoadError, ValueError) as error:
+    except (ArtifactError, ConfigError, DataError, ImageError, ModelLoadError, UnknownModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,6 +16,10 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 TTA_MODES = ("none", "flip", "flip_translate")
 
 
+class ConfigError(ValueError):
+    """A training configuration that cannot work (bad value, unknown field)."""
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides how one model is trained. Presets live with each model."""
@@ -58,7 +62,7 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"{message} (config for {self.model!r})")
+                raise ConfigError(f"{message} (config for {self.model!r})")
 
     @classmethod
     def from_preset(cls, model: str, **overrides: Any) -> "TrainConfig":
@@ -76,7 +80,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown config fields: {sorted(unknown)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

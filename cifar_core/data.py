@@ -406,7 +406,9 @@ def split_train_val(
     from sklearn.model_selection import train_test_split
 
     if not 0 < val_size < len(x):
-        raise ValueError(f"val_size must be between 1 and {len(x) - 1}, got {val_size}")
+        raise DataError(
+            f"val_size must be between 1 and {len(x) - 1} for {len(x)} train images, got {val_size}"
+        )
     x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=val_size, random_state=seed, stratify=y)
     return x_tr, y_tr, x_val, y_val
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cifar_core.config import ConfigError
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -59,7 +61,7 @@ def make_strategy(name: str):
     import tensorflow as tf
 
     if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}: choose one of {STRATEGIES}")
+        raise ConfigError(f"unknown strategy {name!r}: choose one of {STRATEGIES}")
     if name == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
@@ -67,9 +69,67 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs the TF_CONFIG environment variable")
+            raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def patch_multiworker_build(model) -> None:
+    """Work around keras-team/keras#20585 (Keras 3 fit under MultiWorkerMirroredStrategy).
+
+    Keras' ``_maybe_symbolic_build`` all-reduces the first distributed batch only to learn
+    its shapes and dtypes, and that reduce fails for multi-worker PerReplica values. The
+    first local replica's batch carries the same shapes, so build from that instead.
+    """
+    import types
+
+    import tensorflow as tf
+
+    def build_from_local_batch(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: (
+                        self.distribute_strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    batch,
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(build_from_local_batch, model)
+    _patch_scalar_reduce()
+
+
+def _patch_scalar_reduce() -> None:
+    """Same bug, second place: Keras reduces the per-replica loss and metric scalars of a
+    multi-worker step with ``strategy.reduce("MEAN", v, axis=0)``, which has no axis 0 for
+    a scalar. Reduce scalars over replicas only (axis=None); everything else is unchanged."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "_cifar_core_patched", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
+
+            def mean(v):
+                if isinstance(v, tf.distribute.DistributedValues):
+                    rank = strategy.experimental_local_results(v)[0].shape.rank
+                    return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
+                return v
+
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._cifar_core_patched = True
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def split_cpu(count: int) -> None:

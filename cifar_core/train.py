@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from cifar_core import artifacts, evaluate, runtime
 from cifar_core.config import TrainConfig
@@ -123,6 +124,8 @@ def build_compiled(config: TrainConfig, strategy, steps: int, x_init: np.ndarray
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        runtime.patch_multiworker_build(model)
     return model
 
 

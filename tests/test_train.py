@@ -160,3 +160,30 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):
     assert done.returncode == 0, done.stderr[-3000:]
     run = artifacts.read_run(root, "mirrored")
     assert run.manifest["strategy"] == "mirrored" and run.manifest["num_replicas"] == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_multiworker_strategy_with_two_local_workers(tmp_path, image_folder):
+    root = tmp_path / "art"
+    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "2", "--val-size", "50",
+                        "--strategy", "multiworker", "--run-id", "multi", "--data-dir", str(image_folder),
+                        "--artifacts-dir", str(root), env_extra={"TF_CONFIG": tf_config})  # fmt: skip
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:]
+    run = artifacts.read_run(root, "multi")  # written once, by the chief (worker 0)
+    assert run.manifest["strategy"] == "multiworker" and len(run.history) == 2
+    assert artifacts.list_runs(root) == ["multi"] and not any((root / "work").iterdir())
