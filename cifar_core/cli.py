@@ -41,11 +41,15 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training overrides (default: the model's preset)")
     g.add_argument("--epochs", type=int, help="maximum epochs")
     g.add_argument("--batch-size", type=int, help="images per step")
-    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="optimizer")
     g.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate", help="(peak) learning rate")
-    g.add_argument("--lr-schedule", choices=["constant", "plateau", "cosine", "one_cycle"])
+    g.add_argument(
+        "--lr-schedule",
+        choices=["constant", "plateau", "cosine", "one_cycle"],
+        help="plateau: ReduceLROnPlateau on val_loss; cosine/one_cycle: per step",
+    )
     g.add_argument("--weight-decay", type=float, help="decoupled weight decay")
-    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--label-smoothing", type=float, help="label smoothing in [0, 1)")
     g.add_argument(
         "--precision",
         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],

@@ -41,7 +41,7 @@ def open_image(
     Refuses oversized files, decompression bombs and non-images with ImageError; honours
     EXIF orientation; takes the first frame of animations; flattens alpha onto white.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "upload")
     label = os.path.basename(label) or "upload"
@@ -63,8 +63,10 @@ def open_image(
         raise
     except Image.DecompressionBombError:
         raise ImageError(f"{label}: image too large (decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not a readable image (UnidentifiedImageError)") from None
     except Exception as error:  # PIL raises many types for broken files
-        kind = "not a readable image" if not isinstance(error, OSError) else "broken or truncated image"
+        kind = "broken or truncated image" if isinstance(error, OSError) else "not a readable image"
         raise ImageError(f"{label}: {kind} ({type(error).__name__})") from None
 
 

@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import synthetic_images
+from PIL import Image
+
+from cifar_core import artifacts
+from cifar_core.cli import build_parser, main
+from cifar_core.models import list_models
+
+
+def test_list_models_shows_every_model_with_its_parameters(capsys):
+    assert main(["list-models"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert name in out
+    assert "356,810" in out  # baseline_cnn
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "resnet2O"], "unknown model 'resnet2O'. Did you mean resnet20?"),
+        (
+            ["train", "--model", "cnn_bn", "--data-dir", "/no/such/dir"],
+            "/no/such/dir: data source does not exist",
+        ),
+        (["train", "--model", "cnn_bn", "--epochs", "0", "--data-dir", "/tmp"], "epochs must be >= 1"),
+        (["predict", "--run", "../../etc", "x.png"], "invalid run id"),
+        (["evaluate", "--run", "nothing-here", "--data-dir", "/tmp"], "no such run"),
+        (["run"], "say which models"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_exit_code_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_every_subcommand_has_help_for_every_flag():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, subparser in sub.choices.items():
+        for action in subparser._actions:
+            if action.dest not in ("help", "single"):
+                assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
+    tmp_path, image_folder, capsys
+):
+    root = tmp_path / "art"
+    argv = ["run", "--models", "baseline_cnn", "--epochs", "1", "--val-size", "50",
+            "--data-dir", str(image_folder), "--artifacts-dir", str(root)]  # fmt: skip
+    assert main(argv) == 0
+    (run_id,) = artifacts.list_runs(root)
+    assert main(argv) == 0
+    assert f"finished run {run_id} kept" in capsys.readouterr().out
+
+    x, _ = synthetic_images(2, seed=5)
+    good = tmp_path / "photo.png"
+    Image.fromarray(x[0]).resize((200, 150)).save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    assert main(["predict", "--run", run_id, str(good), str(bad), "--artifacts-dir", str(root)]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"{good}: ") and lines[0].count("%") == 3
+    assert lines[1] == f"{bad}: error: notes.jpg: not a readable image (UnidentifiedImageError)"
+
+    assert main(["evaluate", "--run", run_id, "--data-dir", str(image_folder / "test"),
+                 "--name", "holdout", "--artifacts-dir", str(root)]) == 0  # fmt: skip
+    assert "accuracy" in capsys.readouterr().out
+    saved = json.loads((root / "runs" / run_id / "evaluations" / "holdout.json").read_text())
+    assert saved["n_images"] == 50 and 0 <= saved["accuracy"] <= 1
+    assert artifacts.read_run(root, run_id).evaluations()["holdout"]["n_images"] == 50
+
+    assert main(["report", "--markdown", "--artifacts-dir", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| model | family | params | test acc")
+    run = artifacts.read_run(root, run_id)
+    assert f"{run.metrics['test']['accuracy']:.2%}" in table
+    assert np.isclose(run.metrics["test"]["accuracy"], run.confusion.trace() / run.confusion.sum())
