@@ -26,8 +26,8 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
     import tensorflow as tf
 
     from cifar_core.config import TrainConfig
+    from cifar_core.fitting import build_compiled
     from cifar_core.pipeline import make_dataset
-    from cifar_core.train import build_compiled
 
     config = TrainConfig.from_preset(name, precision=precision)
     keras.backend.clear_session()

@@ -66,6 +66,19 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--tta", choices=["none", "flip", "flip_translate"], help="test-time augmentation")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    t = parser.add_argument_group("transfer models (frozen backbone, then fine-tuned)")
+    t.add_argument(
+        "--weights", help='"imagenet" (default), a local weights file, or "none" (random, recorded)'
+    )
+    t.add_argument("--input-size", type=int, help="backbone input size in px (images are resized inside)")
+    t.add_argument("--fine-tune-epochs", type=int, help="phase 2 epochs; 0 = frozen backbone only")
+    t.add_argument("--fine-tune-layers", type=int, help="top backbone layers unfrozen in phase 2")
+    t.add_argument("--fine-tune-lr-factor", type=float, help="phase 2 learning rate = --lr x this")
+    t.add_argument(
+        "--no-cache-features",
+        action="store_true",
+        help="run the frozen backbone on every step instead of caching its output",
+    )
     g.add_argument(
         "--strategy",
         choices=["default", "mirrored", "multiworker"],
@@ -143,8 +156,15 @@ def _overrides(args: argparse.Namespace) -> dict:
         "train_limit",
         "early_stopping_patience",
         "tta",
+        "weights",
+        "input_size",
+        "fine_tune_epochs",
+        "fine_tune_layers",
+        "fine_tune_lr_factor",
     ]
     values = {k: getattr(args, k) for k in keys}
+    if args.no_cache_features:
+        values["cache_features"] = False
     if args.no_augment:
         values["augment"] = {"flip": False, "translate": 0, "rotation": 0.0, "zoom": 0.0}
     return values
@@ -290,10 +310,19 @@ def main(argv: list[str] | None = None) -> int:
     from cifar_core.data import DataError
     from cifar_core.inference import ImageError, ModelLoadError
     from cifar_core.models import UnknownModelError
+    from cifar_core.models.efficientnet_lite import WeightsError
 
     try:
         return COMMANDS[args.command](args)
-    except (ArtifactError, ConfigError, DataError, ImageError, ModelLoadError, UnknownModelError) as error:
+    except (
+        ArtifactError,
+        ConfigError,
+        DataError,
+        ImageError,
+        ModelLoadError,
+        UnknownModelError,
+        WeightsError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

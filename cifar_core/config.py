@@ -45,6 +45,15 @@ class TrainConfig:
     train_limit: int | None = None  # use at most this many train images (quick runs)
     early_stopping_patience: int = 5  # epochs without val_accuracy improving; 0 = off
     restore_best: bool = True  # end with the weights of the best validation epoch
+    # Model builder arguments (transfer models: head_units, dropout, ...).
+    model_args: dict[str, Any] = field(default_factory=dict)
+    # Transfer learning only: "imagenet", a weights file, or "none" (random, recorded).
+    weights: str | None = None
+    input_size: int | None = None  # transfer only: backbone input size in px (None: preset)
+    fine_tune_epochs: int = 0  # transfer only: phase 2 epochs after `epochs` of phase 1
+    fine_tune_layers: int = 0  # transfer only: top backbone layers unfrozen in phase 2
+    fine_tune_lr_factor: float = 0.03  # transfer only: phase 2 LR = learning_rate x this
+    cache_features: bool = True  # transfer only: run the frozen part once per image and reuse it
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -59,6 +68,8 @@ class TrainConfig:
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.val_size >= 1, "val_size must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.fine_tune_epochs >= 0, "fine_tune_epochs must be >= 0"),
+            (0.001 <= self.fine_tune_lr_factor <= 1, "fine_tune_lr_factor must be in [0.001, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -74,6 +85,19 @@ class TrainConfig:
         augment.update(overrides.pop("augment", None) or {})
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model=model, augment=AugmentConfig(**augment), **values)
+
+    def model_kwargs(self, load_weights: bool = True) -> dict[str, Any]:
+        """Builder arguments: model_args plus, for transfer models, weights and input size.
+
+        With ``load_weights=False`` pretrained weights are not loaded (they are about to be
+        overwritten from a checkpoint), so nothing is downloaded or read twice.
+        """
+        kwargs = dict(self.model_args)
+        if self.weights is not None:
+            kwargs["weights"] = self.weights if load_weights else "none"
+        if self.input_size is not None:
+            kwargs["input_size"] = self.input_size
+        return kwargs
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

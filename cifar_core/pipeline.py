@@ -105,3 +105,26 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_array_dataset(
+    features: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    num_classes: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (float32 features, one-hot labels) from cached activations (any shape)."""
+    ds = tf.data.Dataset.from_tensor_slices((features, y))
+    if shuffle:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(
+        lambda xb, yb: (tf.cast(xb, tf.float32), tf.one_hot(yb, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)

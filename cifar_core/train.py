@@ -13,163 +13,29 @@ after training, and the run folder appears only when complete.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
-import tensorflow as tf
 
 from cifar_core import artifacts, evaluate, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, split_train_val, subsample
+from cifar_core.fitting import HISTORY, FitResult, Splits, fit, read_history
 from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
-from cifar_core.pipeline import make_dataset
-from cifar_core.schedules import make_optimizer, steps_per_epoch
 
-FIT_DONE = "fit_done.json"  # in the work dir: training finished, only evaluation is left
 MAX_THUMBNAILS = 500  # misclassified test images kept per run (plus a sample of 100)
-
-
-@dataclass
-class Splits:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
 
 
 def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
     """``<model>-<hash of config and data>``: the same command always names the same run."""
-    import hashlib
-
     blob = json.dumps({"config": config.to_dict(), "data": data.checksum}, sort_keys=True)
     return f"{config.model}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
-
-
-class EpochInfo(keras.callbacks.Callback):
-    """Adds the learning rate and the epoch's wall time to the logs (before CSVLogger)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            logs["epoch_time_s"] = time.perf_counter() - self._start
-
-
-def _history_so_far(path: Path) -> pd.DataFrame:
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    frame = pd.read_csv(path)
-    return frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
-
-
-def _callbacks(config: TrainConfig, work: Path, verbose: int) -> list[keras.callbacks.Callback]:
-    history = _history_so_far(work / "history.csv")
-    best = float(history["val_accuracy"].max()) if "val_accuracy" in history else None
-    callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(work / "backup"), delete_checkpoint=False, double_checkpoint=True
-        ),
-        EpochInfo(),
-        keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(work / "best.weights.h5"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best,
-        ),
-    ]
-    if config.early_stopping_patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=config.early_stopping_patience,
-                restore_best_weights=False,
-                verbose=verbose,  # best weights come from the checkpoint
-            )
-        )
-    if config.lr_schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=config.plateau_factor,
-                patience=config.plateau_patience,
-                min_lr=config.learning_rate / 1000,
-                verbose=verbose,
-            )
-        )
-    return callbacks
-
-
-def build_compiled(config: TrainConfig, strategy, steps: int, x_init: np.ndarray) -> keras.Model:
-    with strategy.scope():
-        model = create_model(config.model)
-        spec = get_spec(config.model)
-        if spec.data_init is not None:
-            spec.data_init(model, x_init)
-        model.compile(
-            optimizer=make_optimizer(config, steps),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        runtime.patch_multiworker_build(model)
-    return model
-
-
-def fit(
-    config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: int, verbose: int
-) -> tuple[keras.Model, float]:
-    """Fit (or resume fitting) and return the model with its final weights and the fit time."""
-    steps = steps_per_epoch(len(splits.x_train), config.batch_size)
-    model = build_compiled(config, strategy, steps, splits.x_train)
-    done = work / FIT_DONE
-    if done.exists():  # killed after fitting: the weights to evaluate are saved
-        model.load_weights(work / "final.weights.h5")
-        return model, float(json.loads(done.read_text())["fit_time_s"])
-    train_ds = make_dataset(
-        splits.x_train,
-        splits.y_train,
-        config.batch_size,
-        num_classes,
-        augment=config.augment,
-        shuffle=True,
-        seed=config.seed,
-        repeat=True,
-    )
-    val_ds = make_dataset(splits.x_val, splits.y_val, 512, num_classes)
-    start = time.perf_counter()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=_callbacks(config, work, verbose),
-        verbose=verbose,
-        shuffle=False,
-    )  # the dataset shuffles itself
-    history = _history_so_far(work / "history.csv")  # all epochs, across resumes
-    if "epoch_time_s" in history:
-        fit_time = float(history["epoch_time_s"].sum())
-    else:
-        fit_time = time.perf_counter() - start
-    if config.restore_best and (work / "best.weights.h5").exists():
-        model.load_weights(work / "best.weights.h5")
-    model.save_weights(work / "final.weights.h5")
-    artifacts.write_json(done, {"fit_time_s": fit_time})
-    return model, fit_time
 
 
 def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
@@ -177,7 +43,7 @@ def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
-        model = create_model(config.model)
+        model = create_model(config.model, **config.model_kwargs(load_weights=False))
     finally:
         keras.config.set_dtype_policy(policy)
     model.set_weights([np.asarray(w, dtype=np.float32) for w in trained.get_weights()])
@@ -196,7 +62,8 @@ def score(
 ) -> tuple[dict, np.ndarray]:
     """All metrics of a trained model; returns (metrics, test probabilities)."""
     names = data.class_names
-    n_train = min(len(splits.x_train), 5000)  # train accuracy on a fixed, unaugmented subset
+    # Train accuracy on a fixed, unaugmented subset (smaller for the slow transfer models).
+    n_train = min(len(splits.x_train), 5000 if get_spec(config.model).family == "scratch" else 2000)
     train_probs = predict_probs(model, splits.x_train[:n_train], config.tta)
     val_probs = predict_probs(model, splits.x_val, config.tta)
     test_probs = predict_probs(model, data.x_test, config.tta)  # the one look at the test split
@@ -259,8 +126,8 @@ def train_model(
             )
             x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
             splits = Splits(x_tr, y_tr, x_val, y_val)
-            resumed = (work / "backup").exists()
-            model, fit_time = fit(config, splits, strategy, work, len(data.class_names), verbose)
+            resumed = (work / HISTORY).exists()
+            result = fit(config, splits, strategy, work, len(data.class_names), verbose)
         finally:
             keras.config.set_dtype_policy("float32")
         facts = {
@@ -270,7 +137,7 @@ def train_model(
             "started_at": started,
             "resumed": resumed,
         }
-        path = record_run(root, run_id, config, data, splits, model, fit_time, work, facts) if chief else None
+        path = record_run(root, run_id, config, data, splits, result, work, facts) if chief else None
         _clear_work(work)
     shutil.rmtree(artifacts.work_dir(root, lock_id), ignore_errors=True)
     return path or artifacts.run_dir(root, run_id)
@@ -282,17 +149,20 @@ def record_run(
     config: TrainConfig,
     data: Cifar10Data,
     splits: Splits,
-    model: keras.Model,
-    fit_time: float,
+    result: FitResult,
     work: Path,
     facts: dict,
 ) -> Path:
     """Score the trained model (the one look at the test split) and write the run folder."""
-    exported = export_float32(config, model)
-    metrics, test_probs = score(config, exported, splits, data, fit_time)
-    history = _history_so_far(work / "history.csv")
+    exported = export_float32(config, result.model)
+    metrics, test_probs = score(config, exported, splits, data, result.fit_time_s)
+    history = read_history(work / HISTORY)
     metrics["epochs_run"] = int(len(history))
+    fit_time = result.fit_time_s
     metrics["train_images_per_s"] = len(splits.x_train) * len(history) / fit_time if fit_time else None
+    metrics["phase_time_s"] = {
+        str(p["phase"]): (p.get("time_s") or 0) + p.get("cache_time_s", 0) for p in result.phases
+    }
     if "val_accuracy" in history and len(history):
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
     spec = get_spec(config.model)
@@ -314,6 +184,9 @@ def record_run(
         "environment": env,
         "hardware": runtime.hardware_label(env),
         "seed": config.seed,
+        "weights": config.weights,  # transfer models: imagenet, a file, or none (random)
+        "phases": result.phases,
+        "phase_boundary_epoch": result.phases[1]["start_epoch"] if len(result.phases) > 1 else None,
         **facts,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,

@@ -52,8 +52,19 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
     tmp_path, image_folder, capsys
 ):
     root = tmp_path / "art"
-    argv = ["run", "--models", "baseline_cnn", "--epochs", "1", "--val-size", "50",
-            "--data-dir", str(image_folder), "--artifacts-dir", str(root)]  # fmt: skip
+    argv = [
+        "run",
+        "--models",
+        "baseline_cnn",
+        "--epochs",
+        "1",
+        "--val-size",
+        "50",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    ]
     assert main(argv) == 0
     (run_id,) = artifacts.list_runs(root)
     assert main(argv) == 0
@@ -69,8 +80,22 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
     assert lines[0].startswith(f"{good}: ") and lines[0].count("%") == 3
     assert lines[1] == f"{bad}: error: notes.jpg: not a readable image (UnidentifiedImageError)"
 
-    assert main(["evaluate", "--run", run_id, "--data-dir", str(image_folder / "test"),
-                 "--name", "holdout", "--artifacts-dir", str(root)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                run_id,
+                "--data-dir",
+                str(image_folder / "test"),
+                "--name",
+                "holdout",
+                "--artifacts-dir",
+                str(root),
+            ]
+        )
+        == 0
+    )
     assert "accuracy" in capsys.readouterr().out
     saved = json.loads((root / "runs" / run_id / "evaluations" / "holdout.json").read_text())
     assert saved["n_images"] == 50 and 0 <= saved["accuracy"] <= 1

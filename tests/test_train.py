@@ -176,9 +176,24 @@ def test_multiworker_strategy_with_two_local_workers(tmp_path, image_folder):
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        cmd, env = _cli("train", "--model", "baseline_cnn", "--epochs", "2", "--val-size", "50",
-                        "--strategy", "multiworker", "--run-id", "multi", "--data-dir", str(image_folder),
-                        "--artifacts-dir", str(root), env_extra={"TF_CONFIG": tf_config})  # fmt: skip
+        cmd, env = _cli(
+            "train",
+            "--model",
+            "baseline_cnn",
+            "--epochs",
+            "2",
+            "--val-size",
+            "50",
+            "--strategy",
+            "multiworker",
+            "--run-id",
+            "multi",
+            "--data-dir",
+            str(image_folder),
+            "--artifacts-dir",
+            str(root),
+            env_extra={"TF_CONFIG": tf_config},
+        )
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )

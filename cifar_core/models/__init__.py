@@ -3,7 +3,7 @@
 Each family lives in its own module; importing them here registers their models.
 """
 
-from cifar_core.models import fast, scratch  # noqa: F401  (registers the models)
+from cifar_core.models import fast, scratch, transfer  # noqa: F401  (registers the models)
 from cifar_core.models.registry import (
     ModelSpec,
     UnknownModelError,

@@ -21,8 +21,15 @@ from keras import layers
 from cifar_core.models.torch_pth import read_state_dict
 
 # (repeats, kernel, stride, expansion, output channels) per stage, as in EfficientNet-B0.
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
 BN_EPSILON = 1e-3
 INPUT_MEAN, INPUT_STD = 127.0, 128.0
@@ -58,7 +65,9 @@ def _mbconv(x, block: int, kernel: int, stride: int, expansion: int, out_channel
     y = x
     if expansion != 1:
         y = _conv_bn(y, in_channels * expansion, 1, 1, f"{name}_expand")
-    y = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dw_conv")(y)
+    y = layers.DepthwiseConv2D(
+        kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dw_conv"
+    )(y)
     y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_dw_bn")(y)
     y = layers.ReLU(6.0, name=f"{name}_dw_relu6")(y)
     y = _conv_bn(y, out_channels, 1, 1, f"{name}_project", activate=False)
@@ -107,8 +116,14 @@ def _torch_names(layer: keras.layers.Layer) -> tuple[str, str] | None:
         return prefix, kind
     if name.startswith("block"):
         block, rest = name[5:].split("_", 1)
-        torch_part = {"expand_conv": "_expand_conv", "expand_bn": "_bn0", "dw_conv": "_depthwise_conv",
-                      "dw_bn": "_bn1", "project_conv": "_project_conv", "project_bn": "_bn2"}.get(rest)  # fmt: skip
+        torch_part = {
+            "expand_conv": "_expand_conv",
+            "expand_bn": "_bn0",
+            "dw_conv": "_depthwise_conv",
+            "dw_bn": "_bn1",
+            "project_conv": "_project_conv",
+            "project_bn": "_bn2",
+        }.get(rest)
         if torch_part is None:
             return None
         return f"_blocks.{block}.{torch_part}", "dwconv" if rest == "dw_conv" else rest.split("_")[-1]

@@ -1,0 +1,126 @@
+"""Two-phase transfer learning: head on a frozen backbone, then the backbone's top fine-tuned.
+
+Phase 1 trains the head only; phase 2 unfreezes the top ``fine_tune_layers`` layers of the
+backbone (BatchNorm stays frozen, so in inference mode) at a 10-100x lower learning rate.
+
+On a CPU the frozen part dominates the cost, and when augmentation is at most a flip its
+output never changes, so it is computed once per image (and its mirror) and cached:
+
+    pixels -> [resize -> preprocess -> lower backbone]  ->  A   (cached, float16)
+    A      -> upper backbone -> pool -> head -> probs          (trained, both phases)
+
+``lower`` ends where phase 2's unfrozen layers begin. The trained layers are the model's
+own layer objects, so training the small graph trains the model that is saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+BACKBONE, POOL = "backbone", "pool"
+PRE_LAYERS = ("resize", "preprocess")
+
+
+@dataclass
+class SplitModel:
+    """The frozen front (pixels -> A) and the trained back (A -> probs) of a transfer model."""
+
+    frozen: keras.Model
+    trained: keras.Model
+    split_layer: str  # the last backbone layer of the frozen front ("" = input)
+
+
+def is_transfer(model: keras.Model) -> bool:
+    return any(layer.name == BACKBONE for layer in model.layers)
+
+
+def set_phase(model: keras.Model, phase: int, fine_tune_layers: int) -> list[str]:
+    """Make the phase's layers trainable; return the names of trainable layers with weights."""
+    base = model.get_layer(BACKBONE)
+    if phase == 1 or fine_tune_layers <= 0:
+        base.trainable = False
+    else:
+        base.trainable = True
+        first = max(len(base.layers) - fine_tune_layers, 0)
+        for index, layer in enumerate(base.layers):
+            layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
+    return [
+        layer.name
+        for layer in _flat_layers(model)
+        if layer.trainable and layer.trainable_weights and _ancestors_trainable(model, layer)
+    ]
+
+
+def _flat_layers(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
+def _ancestors_trainable(model: keras.Model, layer) -> bool:
+    base = model.get_layer(BACKBONE)
+    return base.trainable or layer not in base.layers
+
+
+def can_cache(config) -> bool:
+    """Caching is exact only when the frozen part always sees the same pixels (flip aside)."""
+    a = config.augment
+    return bool(config.cache_features) and a.translate == 0 and a.rotation == 0 and a.zoom == 0
+
+
+def split(model: keras.Model, fine_tune_layers: int) -> SplitModel:
+    """Split ``model`` at the first layer phase 2 unfreezes (or after the whole backbone)."""
+    base = model.get_layer(BACKBONE)
+    first = len(base.layers) - max(fine_tune_layers, 0)
+    upper, cut = None, len(base.layers)
+    if first < len(base.layers):
+        # Move the cut earlier until the upper part depends on the cut tensor alone
+        # (a cut inside a residual block would leave the shortcut dangling).
+        for cut in range(first, 0, -1):
+            try:
+                upper = keras.Model(base.layers[cut - 1].output, base.output, name="upper_backbone")
+                break
+            except ValueError:
+                continue
+        else:
+            raise ValueError(f"cannot split {base.name} below layer {first}")
+    tensor = base.layers[cut - 1].output
+    lower = keras.Model(base.input, tensor, name="lower_backbone")
+    pixels = model.input
+    x = pixels
+    for name in PRE_LAYERS:
+        x = model.get_layer(name)(x)
+    frozen = keras.Model(pixels, lower(x, training=False), name="frozen_front")
+    cached = keras.Input(tensor.shape[1:], name="cached_activations")
+    y = upper(cached, training=False) if upper is not None else cached
+    after_pool = False
+    for layer in model.layers:  # pool and the head, in graph order
+        after_pool = after_pool or layer.name == POOL
+        if after_pool:
+            y = layer(y)
+    return SplitModel(frozen, keras.Model(cached, y, name="trained_back"), base.layers[cut - 1].name)
+
+
+def cached_activations(
+    front: keras.Model, x: np.ndarray, path: Path, verbose: int, flip: bool = False
+) -> np.ndarray:
+    """``front(x)`` as float16, computed once and kept in ``path`` (.npy) across restarts."""
+    if path.exists():
+        try:
+            return np.load(path)
+        except Exception:  # half-written by a killed run: compute again
+            path.unlink()
+    if flip:
+        x = x[:, :, ::-1, :]
+    out = front.predict(np.ascontiguousarray(x), batch_size=128, verbose=verbose)
+    out = out.astype(np.float16)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(path)
+    return out
