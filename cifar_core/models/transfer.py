@@ -180,6 +180,12 @@ for _entry in APPLICATIONS:
 LITE0_SIZE = 128
 LITE0_PRESET = {
     **TRANSFER_PRESET,
+    # Cheap epochs on cached activations (finetune.py), so more of them than the others.
+    "epochs": 10,
+    "fine_tune_epochs": 10,
+    "lr_schedule": "cosine",
+    "label_smoothing": 0.1,
+    "tta": "flip",
     "fine_tune_layers": 38,  # blocks 12-15 and the head conv: a clean split at block 12's input
     "model_args": {"head_units": 512, "dropout": 0.3},
     "augment": {"flip": True, "translate": 0},
