@@ -30,6 +30,8 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
     from cifar_core.pipeline import make_dataset
 
     config = TrainConfig.from_preset(name, precision=precision)
+    if config.weights is not None:  # speed does not depend on the values: nothing to download
+        config.weights = "none"
     keras.backend.clear_session()
     keras.config.set_dtype_policy(precision)
     try:
@@ -64,13 +66,19 @@ def measure(name: str, steps: int, precisions: list[str]) -> dict:
     import keras
 
     from cifar_core import evaluate
-    from cifar_core.models import create_model
+    from cifar_core.config import TrainConfig
+    from cifar_core.models import create_model, get_spec
 
     result = {"model": name, "train": {}}
     for precision in precisions:
         result["train"][precision] = _train_speed(name, precision, steps)
     keras.backend.clear_session()
-    model = create_model(name)
+    model = create_model(
+        name,
+        **TrainConfig.from_preset(
+            name, weights="none" if get_spec(name).family == "transfer" else None
+        ).model_kwargs(),
+    )
     result["params"] = int(model.count_params())
     images = np.random.default_rng(1).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
     predict = lambda batch: model.predict_on_batch(batch)  # noqa: E731

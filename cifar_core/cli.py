@@ -178,7 +178,10 @@ def cmd_list_models(args: argparse.Namespace) -> int:
     print(f"{'model':<20} {'family':<9} {'params':>11} {'input':>5}  description")
     for name in list_models(args.family):
         spec = get_spec(name)
-        params = create_model(name).count_params()
+        # Random weights: the parameter count is the same, and nothing is downloaded.
+        params = create_model(
+            name, **({"weights": "none"} if spec.family == "transfer" else {})
+        ).count_params()
         keras.backend.clear_session()
         print(f"{name:<20} {spec.family:<9} {params:>11,} {spec.input_size:>5}  {spec.description}")
     return 0

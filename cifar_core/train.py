@@ -28,6 +28,7 @@ from cifar_core.data import Cifar10Data, split_train_val, subsample
 from cifar_core.fitting import HISTORY, FitResult, Splits, fit, read_history
 from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
+from cifar_core.models.efficientnet_lite import WeightsError
 
 MAX_THUMBNAILS = 500  # misclassified test images kept per run (plus a sample of 100)
 
@@ -128,6 +129,10 @@ def train_model(
             splits = Splits(x_tr, y_tr, x_val, y_val)
             resumed = (work / HISTORY).exists()
             result = fit(config, splits, strategy, work, len(data.class_names), verbose)
+        except WeightsError:
+            if not resumed:  # failed before training: leave nothing behind
+                shutil.rmtree(work, ignore_errors=True)
+            raise
         finally:
             keras.config.set_dtype_policy("float32")
         facts = {

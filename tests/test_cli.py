@@ -21,7 +21,7 @@ def test_list_models_shows_every_model_with_its_parameters(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--model", "resnet2O"], "unknown model 'resnet2O'. Did you mean resnet20?"),
+        (["train", "--model", "resnet2O"], "unknown model 'resnet2O'. Did you mean resnet20"),
         (
             ["train", "--model", "cnn_bn", "--data-dir", "/no/such/dir"],
             "/no/such/dir: data source does not exist",

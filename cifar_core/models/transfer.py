@@ -78,9 +78,7 @@ def _keras_application(app_name: str, input_size: int, weights: str | None):
     app = getattr(keras.applications, app_name)
     source = None if weights in (None, "none") else weights
     try:
-        return app(
-            include_top=False, weights=source, input_shape=(input_size, input_size, 3), name="backbone"
-        )
+        base = app(include_top=False, weights=source, input_shape=(input_size, input_size, 3))
     except Exception as error:
         if source is None:
             raise
@@ -94,6 +92,8 @@ def _keras_application(app_name: str, input_size: int, weights: str | None):
             "--weights PATH to a local weights file, or --weights none to train from random "
             "weights (recorded in the run)."
         ) from None
+    # The same layers under the name finetune.py looks for (some applications need their own).
+    return keras.Model(base.input, base.output, name="backbone")
 
 
 def _lite0(input_size: int, weights: str | None):
@@ -126,10 +126,10 @@ def build_transfer(
     x = base(x, training=False)  # BatchNorm in inference mode, in both phases
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     if head_units:
-        x = layers.Dense(head_units, use_bias=False, name="head_dense")(x)
-        x = layers.BatchNormalization(name="head_bn")(x)
-        x = layers.Activation("relu", name="head_relu")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
+        x = layers.Dense(head_units, use_bias=False, name="classifier_dense")(x)
+        x = layers.BatchNormalization(name="classifier_bn")(x)
+        x = layers.Activation("relu", name="classifier_relu")(x)
+    x = layers.Dropout(dropout, name="classifier_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
     return keras.Model(inputs, outputs, name=name)
 
