@@ -1,0 +1,36 @@
+"""CIFAR-10 workbench dashboard: ``streamlit run dashboard/app.py``.
+
+Reads the runs in ``artifacts/`` (or ``$CIFAR_ARTIFACTS``) through cifar_core; never trains.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
+
+pages = [
+    st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+    st.Page("views/curves.py", title="Training curves", icon=":material/show_chart:"),
+    st.Page("views/per_class.py", title="Per-class & confusion", icon=":material/grid_on:"),
+    st.Page("views/mistakes.py", title="Mistakes (cat vs dog)", icon=":material/pets:"),
+    st.Page("views/classify.py", title="Classify a photo", icon=":material/upload:"),
+    st.Page("views/compare.py", title="Compare two models", icon=":material/compare_arrows:"),
+    st.Page("views/agreement.py", title="Agreement", icon=":material/groups:"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    runs, bad = common.load_runs()
+    st.caption(
+        f"{len(runs)} run(s) in `{common.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
+    )
+
+page.run()

@@ -1,0 +1,44 @@
+"""Agreement: how many models get each test image right, and what a majority vote does."""
+
+import common
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+st.title("Agreement across models")
+runs = common.require_runs()
+if runs:
+    runs = common.same_test_set(runs)
+    correct = common.correct_matrix(runs)  # (models, images)
+    y = runs[0].predictions["y_true"]
+    k = len(runs[0].class_names)
+    votes = np.stack(
+        [
+            np.bincount(col, minlength=k)
+            for col in np.stack([r.predictions["probs"].argmax(1) for r in runs]).T
+        ]
+    )
+    majority = votes.argmax(1)
+    mean_probs = np.mean([r.predictions["probs"] for r in runs], axis=0)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Models compared", len(runs))
+    c2.metric("Majority vote accuracy", f"{(majority == y).mean():.2%}")
+    c3.metric("Averaged probabilities", f"{(mean_probs.argmax(1) == y).mean():.2%}")
+    c4.metric("Best single model", f"{correct.mean(axis=1).max():.2%}")
+    counts = correct.sum(axis=0)
+    hist = pd.Series(counts).value_counts().reindex(range(len(runs) + 1), fill_value=0)
+    fig = px.bar(
+        x=hist.index,
+        y=hist.values,
+        labels={"x": "models right", "y": "test images"},
+        title="How many models get each test image right",
+    )
+    st.plotly_chart(fig, width="stretch", key="ag_hist")
+    nobody = np.flatnonzero(counts == 0)
+    st.subheader(f"{len(nobody)} images no model gets right")
+    names = runs[0].class_names
+    shown = nobody[:32]
+    common.image_grid(
+        common.test_images(runs[0], shown), [f"#{i} {names[y[i]]} → {names[majority[i]]}" for i in shown]
+    )

@@ -1,0 +1,110 @@
+"""Classify: upload photos and see every model's prediction side by side."""
+
+import common
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from cifar_core.inference import ImageError, ModelLoadError, classify, open_image, to_model_input
+
+MAX_FILES = 8  # per request; more are ignored with a message
+TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
+
+
+def predict_all(runs, pixels: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        try:
+            model, lock = common.model_for(run)
+        except ModelLoadError as error:
+            st.warning(f"{run.run_id}: {error}")
+            continue
+        with lock:  # one Keras model, one thread at a time
+            result = classify(model, [pixels], run.class_names)[0]
+        top, confidence = result["top"][0]
+        rows.append(
+            {
+                "model": run.manifest["model"],
+                "prediction": top,
+                "confidence": confidence,
+                "ms": result["ms_per_image"],
+                **result["probs"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def show(title: str, image, pixels: np.ndarray, runs, truth: str | None = None) -> None:
+    left, right = st.columns([1, 3])
+    left.image(image, caption=title, width="stretch")
+    left.image(pixels, caption="what the models see (32x32)", width="stretch")
+    table = predict_all(runs, pixels)
+    if table.empty:
+        right.error("No model could be loaded.")
+        return
+    votes = table["prediction"].value_counts()
+    verdict = f"{votes.iloc[0]}/{len(table)} models say **{votes.index[0]}**"
+    if truth is not None:
+        verdict += f" (true label: **{truth}**)"
+    (right.success if votes.iloc[0] == len(table) else right.warning)(verdict)
+    right.dataframe(
+        table[["model", "prediction", "confidence", "ms"]],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "confidence": st.column_config.ProgressColumn(min_value=0, max_value=1),
+            "ms": st.column_config.NumberColumn("ms/image", format="%.1f"),
+        },
+    )
+    classes = [c for c in table.columns if c not in ("model", "prediction", "confidence", "ms")]
+    fig = px.imshow(
+        table.set_index("model")[classes],
+        text_auto=".2f",
+        color_continuous_scale="Greens",
+        zmin=0,
+        zmax=1,
+        aspect="auto",
+        title="Class probabilities per model",
+    )
+    right.plotly_chart(fig, width="stretch", key=f"cls_heat_{title}")
+
+
+st.title("Classify a photo")
+runs = common.require_runs()
+if runs:
+    labels = {common.run_label(r): r for r in runs}
+    chosen = [
+        labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
+    ]
+    files = st.file_uploader(
+        "Photos (jpg, png, webp, bmp, gif: first frame)",
+        type=TYPES,
+        accept_multiple_files=True,
+        key="cls_upload",
+    )
+    if st.button("Random test image", key="cls_random"):
+        run = runs[0]
+        index = int(np.random.default_rng().integers(len(run.predictions["y_true"])))
+        st.session_state["cls_test_index"] = index
+    files = files or []
+    if len(files) > MAX_FILES:
+        st.warning(f"{len(files)} files uploaded: only the first {MAX_FILES} are classified.")
+    for upload in files[:MAX_FILES]:
+        try:
+            image = open_image(upload.getvalue(), name=upload.name)  # in memory: never written to disk
+        except ImageError as error:
+            st.error(str(error))
+            continue
+        show(upload.name, image, to_model_input(image), chosen)
+    index = st.session_state.get("cls_test_index")
+    if index is not None and chosen:
+        run = runs[0]
+        (pixels,) = common.test_images(run, np.array([index]))
+        if pixels is None:
+            st.info("This test image is not available here (data source missing, no thumbnail).")
+        else:
+            truth = run.class_names[int(run.predictions["y_true"][index])]
+            show(f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), chosen, truth)
+    if not files and index is None:
+        st.caption("Upload a photo, or press *Random test image*.")

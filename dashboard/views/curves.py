@@ -1,0 +1,85 @@
+"""Training curves: loss and accuracy per epoch, several runs overlaid, phases marked."""
+
+import common
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+st.title("Training curves")
+runs = common.require_runs()
+if runs:
+    labels = {common.run_label(r): r for r in runs}
+    chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="curves_runs")
+    metric = st.radio("Metric", ["accuracy", "loss"], horizontal=True, key="curves_metric")
+    if not chosen:
+        st.info("Choose at least one run.")
+    else:
+        rows = []
+        for label in chosen:
+            run = labels[label]
+            h = run.history
+            for split, column in (("train", metric), ("validation", f"val_{metric}")):
+                if column in h:
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                "epoch": h["epoch"] + 1,
+                                "value": h[column],
+                                "run": run.manifest["model"],
+                                "split": split,
+                            }
+                        )
+                    )
+        data = pd.concat(rows)
+        fig = px.line(
+            data,
+            x="epoch",
+            y="value",
+            color="run",
+            line_dash="split",
+            markers=True,
+            title=f"{metric} per epoch (solid: train, dashed: validation)",
+        )
+        for label in chosen:
+            run = labels[label]
+            boundary = run.manifest.get("phase_boundary_epoch")
+            if boundary:
+                fig.add_vline(
+                    x=boundary + 0.5,
+                    line_dash="dot",
+                    annotation_text=f"{run.manifest['model']}: fine-tuning starts",
+                )
+        st.plotly_chart(fig, width="stretch", key="curves_main")
+
+        lr_rows = [
+            pd.DataFrame(
+                {
+                    "epoch": labels[lab].history["epoch"] + 1,
+                    "learning_rate": labels[lab].history["learning_rate"],
+                    "run": labels[lab].manifest["model"],
+                }
+            )
+            for lab in chosen
+            if "learning_rate" in labels[lab].history
+        ]
+        if lr_rows:
+            lr = pd.concat(lr_rows)
+            fig = px.line(
+                lr,
+                x="epoch",
+                y="learning_rate",
+                color="run",
+                log_y=True,
+                markers=True,
+                title="Learning rate at the end of each epoch",
+            )
+            st.plotly_chart(fig, width="stretch", key="curves_lr")
+            for label in chosen:
+                h = labels[label].history
+                if "learning_rate" in h and labels[label].manifest["config"].get("lr_schedule") == "plateau":
+                    drops = h.index[h["learning_rate"] < 0.8 * h["learning_rate"].shift(1)]
+                    if len(drops):
+                        epochs = ", ".join(str(int(h.loc[i, "epoch"]) + 1) for i in drops)
+                        st.caption(
+                            f"{labels[label].manifest['model']}: learning rate cut after epoch(s) {epochs}"
+                        )

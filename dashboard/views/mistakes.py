@@ -1,0 +1,81 @@
+"""Mistakes: the test images a model gets wrong, cat vs dog first."""
+
+import common
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+MAX_SHOWN = 32
+
+st.title("Mistakes")
+runs = common.require_runs()
+if runs:
+    runs = common.same_test_set(runs)
+    names = runs[0].class_names
+    labels = {common.run_label(r): r for r in runs}
+    c1, c2 = st.columns(2)
+    true_class = c1.selectbox(
+        "True class", names, index=names.index("cat") if "cat" in names else 0, key="mk_true"
+    )
+    pred_class = c2.selectbox(
+        "Predicted as", names, index=names.index("dog") if "dog" in names else 1, key="mk_pred"
+    )
+    chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="mk_runs")
+    order = st.radio(
+        "Order", ["most confident first", "least confident first"], horizontal=True, key="mk_order"
+    )
+    t, p = names.index(true_class), names.index(pred_class)
+
+    counts = pd.DataFrame(
+        [
+            {
+                "model": r.manifest["model"],
+                "confusion": f"{a} → {b}",
+                "images": int(r.confusion[names.index(a), names.index(b)]),
+            }
+            for r in runs
+            for a, b in (("cat", "dog"), ("dog", "cat"))
+            if {"cat", "dog"} <= set(names)
+        ]
+    )
+    if len(counts):
+        fig = px.bar(
+            counts,
+            x="model",
+            y="images",
+            color="confusion",
+            barmode="group",
+            title="Cat ↔ dog confusions per model (test split)",
+        )
+        st.plotly_chart(fig, width="stretch", key="mk_catdog")
+
+    if not chosen:
+        st.info("Choose at least one run.")
+    wrong_sets = []
+    for label in chosen:
+        run = labels[label]
+        probs, y = run.predictions["probs"], run.predictions["y_true"]
+        hits = np.flatnonzero((y == t) & (probs.argmax(1) == p))
+        wrong_sets.append(set(hits.tolist()))
+        hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
+        st.subheader(f"{run.manifest['model']}: {len(hits)} {true_class} images predicted as {pred_class}")
+        shown = hits[:MAX_SHOWN]
+        captions = [f"#{i} · {pred_class} {probs[i, p]:.0%} · {true_class} {probs[i, t]:.0%}" for i in shown]
+        common.image_grid(common.test_images(run, shown), captions)
+        if len(hits) > MAX_SHOWN:
+            st.caption(f"… and {len(hits) - MAX_SHOWN} more")
+
+    if len(wrong_sets) > 1:
+        every = set.intersection(*wrong_sets)
+        some = set.union(*wrong_sets) - every
+        st.subheader(f"Across the {len(wrong_sets)} runs")
+        st.write(
+            f"**{len(every)}** images are {true_class} → {pred_class} for every selected run; "
+            f"**{len(some)}** only for some."
+        )
+        shown = sorted(every)[:MAX_SHOWN]
+        common.image_grid(
+            common.test_images(labels[chosen[0]], np.array(shown, dtype=int)),
+            [f"#{i}: all wrong" for i in shown],
+        )

@@ -1,0 +1,60 @@
+"""Per-class metrics and confusion matrices: one run, across runs, and the change between two."""
+
+import common
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+st.title("Per-class metrics and confusion")
+runs = common.require_runs()
+if runs:
+    labels = {common.run_label(r): r for r in runs}
+    run = labels[st.selectbox("Run", list(labels), key="pc_run")]
+    names = run.class_names
+    normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="pc_norm")
+    matrix = run.confusion.astype(float)
+    if normalise == "row-normalised":
+        matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig = px.imshow(
+        matrix,
+        x=names,
+        y=names,
+        text_auto=".2f" if normalise != "counts" else True,
+        color_continuous_scale="Blues",
+        labels={"x": "predicted", "y": "true", "color": normalise},
+        title=f"Confusion matrix: {run.manifest['model']}",
+    )
+    st.plotly_chart(fig, width="stretch", key="pc_confusion")
+
+    st.subheader("Per class, across runs")
+    metric = st.selectbox("Metric", ["f1", "precision", "recall"], key="pc_metric")
+    chosen = st.multiselect("Runs", list(labels), default=list(labels)[:4], key="pc_runs")
+    if chosen:
+        rows = [labels[lab].per_class.assign(model=labels[lab].manifest["model"]) for lab in chosen]
+        fig = px.bar(
+            pd.concat(rows), x="class", y=metric, color="model", barmode="group", title=f"{metric} per class"
+        )
+        st.plotly_chart(fig, width="stretch", key="pc_bars")
+
+    st.subheader("What changed between two runs")
+    comparable = [lab for lab in labels if labels[lab].class_names == names]
+    if len(comparable) < 2:
+        st.info("Needs two runs with the same classes.")
+    else:
+        a = labels[st.selectbox("Run A", comparable, index=0, key="pc_a")]
+        b = labels[st.selectbox("Run B", comparable, index=1, key="pc_b")]
+        diff = b.confusion.astype(int) - a.confusion.astype(int)
+        limit = max(int(np.abs(diff).max()), 1)
+        fig = px.imshow(
+            diff,
+            x=names,
+            y=names,
+            text_auto=True,
+            color_continuous_scale="RdBu",
+            zmin=-limit,
+            zmax=limit,
+            labels={"x": "predicted", "y": "true", "color": "B - A"},
+            title="B minus A: on the diagonal, blue is better; off it, red is better",
+        )
+        st.plotly_chart(fig, width="stretch", key="pc_diff")
