@@ -110,13 +110,27 @@ def model_for(run: Run):
     return _model(str(path), path.stat().st_mtime_ns)
 
 
+def _data_folder(run: Run) -> Path | None:
+    source = run.manifest["data"].get("source", "")
+    if source.startswith(IMAGE_FOLDER_PREFIX):
+        folder = Path(source[len(IMAGE_FOLDER_PREFIX) :])
+        return folder if folder.is_dir() else None
+    return None
+
+
+def available_test_indices(run: Run) -> np.ndarray:
+    """Test images that can be shown here: all if the data is on this machine, else thumbnails."""
+    if _data_folder(run) is not None:
+        return np.arange(len(run.predictions["y_true"]))
+    return np.asarray(run.thumbnails.get("index", []), dtype=int)
+
+
 def test_images(run: Run, indices: np.ndarray) -> list[np.ndarray | None]:
     """32x32 test images by index: from the run's data source if it is on this machine,
     else from the thumbnails the run stored; None where neither has it."""
     from PIL import Image
 
-    source = run.manifest["data"].get("source", "")
-    folder = Path(source[len(IMAGE_FOLDER_PREFIX) :]) if source.startswith(IMAGE_FOLDER_PREFIX) else None
+    folder = _data_folder(run)
     thumbs = run.thumbnails
     lookup = {int(i): k for k, i in enumerate(thumbs.get("index", []))}
     images = []

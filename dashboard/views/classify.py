@@ -84,9 +84,11 @@ if runs:
         key="cls_upload",
     )
     if st.button("Random test image", key="cls_random"):
-        run = runs[0]
-        index = int(np.random.default_rng().integers(len(run.predictions["y_true"])))
-        st.session_state["cls_test_index"] = index
+        candidates = common.available_test_indices(runs[0])
+        if len(candidates):
+            st.session_state["cls_test_index"] = int(np.random.default_rng().choice(candidates))
+        else:
+            st.info("No test images are available here (data source missing, no thumbnails).")
     files = files or []
     if len(files) > MAX_FILES:
         st.warning(f"{len(files)} files uploaded: only the first {MAX_FILES} are classified.")

@@ -1,0 +1,134 @@
+"""The Streamlit dashboard under streamlit.testing (AppTest), on tiny runs built here."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ROOT, synthetic_images
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "agreement"]
+
+
+@pytest.fixture(scope="session")
+def dash_root(tmp_path_factory, tiny_data):
+    from cifar_core.config import TrainConfig
+    from cifar_core.train import train_model
+
+    root = tmp_path_factory.mktemp("dash-artifacts")
+    for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
+        config = TrainConfig.from_preset(model, epochs=epochs, val_size=50, batch_size=64)
+        train_model(config, tiny_data, root, verbose=0)
+    return root
+
+
+def open_page(monkeypatch, root, page: str) -> AppTest:
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(f"views/{page}.py")
+    at.run()
+    return at
+
+
+def _png(image: np.ndarray, size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize(size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_the_runs_without_exception(monkeypatch, dash_root, page):
+    at = open_page(monkeypatch, dash_root, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert at.title and "No runs" not in " ".join(i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_with_no_runs_every_page_says_how_to_train_one(monkeypatch, tmp_path, page):
+    at = open_page(monkeypatch, tmp_path, page)
+    assert not at.exception
+    assert any("python -m cifar_core train" in i.value for i in at.info)
+
+
+def test_a_corrupt_run_is_listed_with_its_reason_and_the_others_still_work(monkeypatch, tmp_path, dash_root):
+    root = tmp_path / "copy"
+    shutil.copytree(dash_root, root)
+    broken = sorted((root / "runs").iterdir())[0]
+    (broken / "metrics.json").write_text("{not json")
+    for page in PAGES:
+        at = open_page(monkeypatch, root, page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        text = " ".join(m.value for m in at.markdown)
+        assert broken.name in text and "metrics.json" in text, page
+    at = open_page(monkeypatch, root, "leaderboard")
+    assert len(at.dataframe[0].value) == 2  # the two good runs
+
+
+def test_leaderboard_sorts_and_offers_csv(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "leaderboard")
+    by_accuracy = at.dataframe[0].value
+    assert list(by_accuracy["test_acc"]) == sorted(by_accuracy["test_acc"], reverse=True)
+    at.selectbox(key="lb_sort").set_value("params").run()
+    by_params = at.dataframe[0].value
+    assert list(by_params["params"]) == sorted(by_params["params"])
+    assert list(by_params["model"]) != list(by_accuracy["model"]) or len(by_params) < 2
+    assert at.radio(key="lb_cost").options == ["Parameters", "Inference ms/image", "Training minutes"]
+
+
+def test_widgets_change_what_the_pages_show(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "mistakes")
+    assert "cat images predicted as dog" in " ".join(s.value for s in at.subheader)
+    at.selectbox(key="mk_true").set_value("dog").run()
+    at.selectbox(key="mk_pred").set_value("cat").run()
+    assert "dog images predicted as cat" in " ".join(s.value for s in at.subheader)
+
+    at = open_page(monkeypatch, dash_root, "compare")
+    first = [m.value for m in at.metric]
+    at.selectbox(key="cmp_b").set_value(at.selectbox(key="cmp_b").options[2]).run()
+    assert [m.value for m in at.metric] != first and not at.exception
+
+
+def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "classify")
+    x, _ = synthetic_images(1, seed=9)
+    at.file_uploader(key="cls_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert len(table) == 3 and set(table.columns) >= {"model", "prediction", "confidence"}
+    assert np.all((table["confidence"] >= 0) & (table["confidence"] <= 1))
+    verdicts = [m.value for m in at.success] + [m.value for m in at.warning]
+    assert any("models say" in v for v in verdicts)
+
+
+def test_bad_uploads_get_one_line_each_and_good_ones_still_work(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "classify")
+    x, _ = synthetic_images(1, seed=9)
+    files = [("notes.jpg", b"this is text", "image/jpeg"), ("empty.png", b"", "image/png"),
+             ("ok.png", _png(x[0]), "image/png")]  # fmt: skip
+    at.file_uploader(key="cls_upload").set_value(files).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors == ["notes.jpg: not a readable image (UnidentifiedImageError)", "empty.png: empty file"]
+    assert len(at.dataframe) == 1  # the good photo was still classified
+
+
+def test_too_many_files_are_capped_with_a_message(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "classify")
+    x, _ = synthetic_images(1, seed=3)
+    png = _png(x[0], (32, 32))
+    at.file_uploader(key="cls_upload").set_value([(f"p{i}.png", png, "image/png") for i in range(10)]).run()
+    assert any("only the first 8" in w.value for w in at.warning)
+    assert len(at.dataframe) == 8
+
+
+def test_random_test_image_button_shows_the_true_label(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "classify")
+    at.button(key="cls_random").click().run()
+    assert not at.exception
+    verdicts = [m.value for m in at.success] + [m.value for m in at.warning]
+    assert any("true label" in v for v in verdicts)
