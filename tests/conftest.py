@@ -95,3 +95,16 @@ def trained_run(tmp_path_factory, tiny_data):
     config = TrainConfig.from_preset("baseline_cnn", epochs=2, batch_size=64, val_size=50)
     path = train_model(config, tiny_data, root, verbose=0)
     return root, path.name, config
+
+
+@pytest.fixture(scope="session")
+def dash_root(tmp_path_factory, tiny_data):
+    """Three tiny runs (baseline_cnn, cnn_bn, resnet20) for the dashboard tests."""
+    from cifar_core.config import TrainConfig
+    from cifar_core.train import train_model
+
+    root = tmp_path_factory.mktemp("dash-artifacts")
+    for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
+        config = TrainConfig.from_preset(model, epochs=epochs, val_size=50, batch_size=64)
+        train_model(config, tiny_data, root, verbose=0)
+    return root

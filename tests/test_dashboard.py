@@ -13,18 +13,6 @@ APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "agreement"]
 
 
-@pytest.fixture(scope="session")
-def dash_root(tmp_path_factory, tiny_data):
-    from cifar_core.config import TrainConfig
-    from cifar_core.train import train_model
-
-    root = tmp_path_factory.mktemp("dash-artifacts")
-    for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
-        config = TrainConfig.from_preset(model, epochs=epochs, val_size=50, batch_size=64)
-        train_model(config, tiny_data, root, verbose=0)
-    return root
-
-
 def open_page(monkeypatch, root, page: str) -> AppTest:
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
     at = AppTest.from_file(APP, default_timeout=120)
@@ -108,8 +96,11 @@ def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root)
 def test_bad_uploads_get_one_line_each_and_good_ones_still_work(monkeypatch, dash_root):
     at = open_page(monkeypatch, dash_root, "classify")
     x, _ = synthetic_images(1, seed=9)
-    files = [("notes.jpg", b"this is text", "image/jpeg"), ("empty.png", b"", "image/png"),
-             ("ok.png", _png(x[0]), "image/png")]  # fmt: skip
+    files = [
+        ("notes.jpg", b"this is text", "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+        ("ok.png", _png(x[0]), "image/png"),
+    ]
     at.file_uploader(key="cls_upload").set_value(files).run()
     assert not at.exception
     errors = [e.value for e in at.error]

@@ -274,8 +274,15 @@ def test_lite0_first_block_matches_an_independent_numpy_implementation(lite0_ima
 
 
 def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, tiny_data):
-    config = TrainConfig.from_preset("efficientnet_lite0", epochs=2, fine_tune_epochs=1, batch_size=32,
-                                     val_size=50, input_size=64, early_stopping_patience=0)  # fmt: skip
+    config = TrainConfig.from_preset(
+        "efficientnet_lite0",
+        epochs=2,
+        fine_tune_epochs=1,
+        batch_size=32,
+        val_size=50,
+        input_size=64,
+        early_stopping_patience=0,
+    )
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert list(run.history["phase"]) == [1, 1, 2]
     phase1, phase2 = run.manifest["phases"]
@@ -292,9 +299,16 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
 
 
 def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, tiny_data):
-    config = TrainConfig.from_preset("efficientnet_lite0", weights="none", epochs=1, fine_tune_epochs=1,
-                                     batch_size=32, val_size=50, input_size=64,
-                                     augment={"flip": True, "translate": 2})  # fmt: skip
+    config = TrainConfig.from_preset(
+        "efficientnet_lite0",
+        weights="none",
+        epochs=1,
+        fine_tune_epochs=1,
+        batch_size=32,
+        val_size=50,
+        input_size=64,
+        augment={"flip": True, "translate": 2},
+    )
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert run.manifest["weights"] == "none"
     assert [p["cached_activations"] for p in run.manifest["phases"]] == [False, False]
