@@ -7,36 +7,21 @@ skipped without it on a developer machine, and fails without it under CI.
 """
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, streamlit_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+PAGES = [  # (url path, navigation label, page heading)
+    ("", "Leaderboard", "Leaderboard"),
+    ("curves", "Training curves", "Training curves"),
+    ("per_class", "Per-class & confusion", "Per-class metrics and confusion"),
+    ("mistakes", "Mistakes (cat vs dog)", "Mistakes"),
+    ("classify", "Classify a photo", "Classify a photo"),
+    ("compare", "Compare two models", "Compare two models"),
+    ("agreement", "Agreement", "Agreement across models"),
 ]
-PAGES = {
-    "": "Leaderboard",
-    "curves": "Training curves",
-    "per_class": "Per-class metrics and confusion",
-    "mistakes": "Mistakes",
-    "classify": "Classify a photo",
-    "compare": "Compare two models",
-    "agreement": "Agreement across models",
-}
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
@@ -47,46 +32,10 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(dash_root):
-    port = _free_port()
-    env = {**os.environ, "CIFAR_ARTIFACTS": str(dash_root), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "dashboard/app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
-    log = open(dash_root.parent / f"streamlit-{port}.log", "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with streamlit_server(dash_root, dash_root.parent) as (url, _proc):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +55,33 @@ def shots(tmp_path_factory):
     return folder
 
 
-def _wait_idle(page) -> None:
+def _wait_idle(page, settle: bool = True) -> None:
     """Until Streamlit has finished running the script for this page."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000)
-    page.wait_for_timeout(1500)  # plotly draws after the script has finished
+    if settle:
+        page.wait_for_timeout(1500)  # plotly draws after the script has finished
 
 
-@pytest.mark.parametrize("path, title", list(PAGES.items()))
-def test_every_page_opens_in_a_browser(server, page, shots, path, title):
-    page.goto(f"{server}/{path}")
-    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
-    _wait_idle(page)
-    assert page.locator('[data-testid="stException"]').count() == 0
-    page.screenshot(path=str(shots / f"{path or 'leaderboard'}.png"), full_page=True)
+def test_every_page_opens_in_a_browser(server, page, shots):
+    start = time.perf_counter()
+    page.goto(server)
+    page.get_by_role("heading", name="Leaderboard").first.wait_for(timeout=60_000)
+    _wait_idle(page, settle=False)
+    timings = {"open (first visit, cold caches)": time.perf_counter() - start}
+    for visit, (path, label, heading) in enumerate(2 * (PAGES[1:] + PAGES[:1])):
+        warm = "warm" if visit >= len(PAGES) else "first"
+        start = time.perf_counter()
+        page.get_by_role("link", name=label).first.click()
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        _wait_idle(page, settle=False)
+        timings[f"switch to {label} ({warm})"] = time.perf_counter() - start
+        assert page.locator('[data-testid="stException"]').count() == 0, label
+        assert page.url.rstrip("/").endswith(path) or not path
+        page.wait_for_timeout(1500)  # let plotly draw before the screenshot
+        page.screenshot(path=str(shots / f"{path or 'leaderboard'}.png"), full_page=True)
+    # Figures, not assertions: this machine is shared and noisy.
+    print("\n" + "\n".join(f"{name}: {seconds:.2f} s" for name, seconds in timings.items()))
 
 
 def test_uploading_a_photograph_shows_predictions(server, page, shots, tmp_path):

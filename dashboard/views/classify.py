@@ -48,6 +48,7 @@ def show(title: str, image, pixels: np.ndarray, runs, truth: str | None = None) 
     if truth is not None:
         verdict += f" (true label: **{truth}**)"
     (right.success if votes.iloc[0] == len(table) else right.warning)(verdict)
+    right.caption(" · ".join(f"{r.model}: {r.prediction} {r.confidence:.0%}" for r in table.itertuples()))
     right.dataframe(
         table[["model", "prediction", "confidence", "ms"]],
         hide_index=True,
