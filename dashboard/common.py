@@ -2,8 +2,8 @@
 
 Runs are read only through ``cifar_core.artifacts`` and models loaded only through
 ``cifar_core.inference``; this module adds Streamlit caching on top:
-- ``st.cache_data`` for runs, keyed by the stat() of each manifest, so a new or changed
-  run shows up on the next rerun without a restart;
+- ``st.cache_resource`` for runs (shared, read-only), keyed by the stat() of each run's
+  files, so a new or changed run shows up on the next rerun without a restart;
 - ``st.cache_resource`` for Keras models, shared by all sessions, each with a lock because
   one Keras model must not predict from two threads at once.
 """
@@ -47,8 +47,11 @@ def _signature(root: Path) -> tuple:
     return tuple(rows)
 
 
-@st.cache_data(show_spinner="Reading runs…", max_entries=8)
+@st.cache_resource(show_spinner="Reading runs…", max_entries=8)
 def _load(root: str, signature: tuple) -> tuple[list[Run], dict[str, str]]:
+    # cache_resource, not cache_data: cache_data would unpickle every run's arrays (test
+    # predictions, thumbnails: megabytes each) on every rerun of every session. The runs
+    # are shared read-only: pages never modify them.
     return artifacts.load_runs(Path(root))
 
 

@@ -1,0 +1,121 @@
+"""Load test: 10 concurrent headless browser sessions upload images on the Classify page.
+
+Bounded: one `streamlit run` server on 127.0.0.1, 10 sessions, 60 s of uploads each, then
+stop. Every prediction shown must be the one the same model gives for that image when
+called directly. Reports the count, errors, p95 time from upload to predictions shown and
+the server's peak memory. Run with ``python -m pytest -m load -s``; CI runs it after the
+main suite.
+"""
+
+import asyncio
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_images
+from PIL import Image
+from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, rss_mb, streamlit_server
+
+pytestmark = [pytest.mark.load, pytest.mark.slow]
+SESSIONS = int(os.environ.get("CIFAR_LOAD_SESSIONS", 10))
+DURATION_S = float(os.environ.get("CIFAR_LOAD_SECONDS", 60))
+PREDICTION = re.compile(r"([\w.]+): (\w+) (\d+)%")
+
+
+def _expected(dash_root: Path, images: dict[str, bytes]) -> dict[str, dict[str, str]]:
+    """Per image, per model: the class each stored model predicts, computed directly."""
+    from cifar_core import artifacts
+    from cifar_core.inference import classify, load_model, open_image, to_model_input
+
+    runs, _ = artifacts.load_runs(dash_root)
+    expected = {name: {} for name in images}
+    for run in runs:
+        model = load_model(run.model_path)
+        for name, data in images.items():
+            pixels = to_model_input(open_image(data, name=name))
+            expected[name][run.manifest["model"]] = classify(model, [pixels], run.class_names)[0]["top"][0][0]
+    return expected
+
+
+async def _session(browser, url: str, images: dict[str, bytes], tmp: Path, index: int, deadline: float):
+    context = await browser.new_context(viewport={"width": 1200, "height": 900})
+    page = await context.new_page()
+    results, names = [], sorted(images)
+    step = 0
+    while time.monotonic() < deadline:
+        name = names[(index + step) % len(names)]
+        step += 1
+        path = tmp / f"s{index}-{name}"
+        path.write_bytes(images[name])
+        try:
+            await page.goto(f"{url}/classify")
+            await page.get_by_role("heading", name="Classify a photo").first.wait_for(timeout=60_000)
+            start = time.perf_counter()
+            await page.locator('input[type="file"]').set_input_files(str(path))
+            caption = page.get_by_text(re.compile(r"baseline_cnn: \w+ \d+%")).first
+            await caption.wait_for(timeout=60_000)
+            elapsed = time.perf_counter() - start
+            shown = {m: c for m, c, _ in PREDICTION.findall(await caption.inner_text())}
+            results.append({"image": name, "seconds": elapsed, "shown": shown, "error": None})
+        except Exception as error:  # counted, not raised: the test reports every failure
+            results.append({"image": name, "seconds": None, "shown": {}, "error": f"{type(error).__name__}"})
+    await context.close()
+    return results
+
+
+async def _drive(url: str, images: dict[str, bytes], tmp: Path) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        deadline = time.monotonic() + DURATION_S
+        sessions = [_session(browser, url, images, tmp, i, deadline) for i in range(SESSIONS)]
+        results = await asyncio.gather(*sessions)
+        await browser.close()
+    return [r for session in results for r in session]
+
+
+def test_ten_concurrent_sessions_classify_uploads_correctly(dash_root, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium")
+    images = {}
+    x, _ = synthetic_images(4, seed=11)
+    for i, image in enumerate(x):
+        buffer = io.BytesIO()
+        Image.fromarray(image).resize((96, 96)).save(buffer, "PNG" if i % 2 else "JPEG")
+        images[f"img{i}.{'png' if i % 2 else 'jpg'}"] = buffer.getvalue()
+    expected = _expected(dash_root, images)
+
+    with streamlit_server(dash_root, tmp_path) as (url, proc):
+        peak = [rss_mb(proc.pid)]
+
+        async def watch():
+            while True:
+                peak.append(rss_mb(proc.pid))
+                await asyncio.sleep(1)
+
+        async def run():
+            watcher = asyncio.create_task(watch())
+            try:
+                return await _drive(url, images, tmp_path)
+            finally:
+                watcher.cancel()
+
+        results = asyncio.run(run())
+
+    errors = [r for r in results if r["error"]]
+    wrong = [r for r in results if not r["error"] and r["shown"] != expected[r["image"]]]
+    times = np.array([r["seconds"] for r in results if r["seconds"] is not None])
+    print(
+        f"\nload test: {SESSIONS} sessions x {DURATION_S:.0f} s: {len(results)} uploads, "
+        f"{len(errors)} errors, {len(wrong)} wrong predictions; upload -> predictions shown: "
+        f"median {np.median(times):.2f} s, p95 {np.percentile(times, 95):.2f} s, max {times.max():.2f} s; "
+        f"server memory peak {max(peak):.0f} MB"
+    )
+    assert len(results) >= SESSIONS
+    assert not errors, errors[:3]
+    assert not wrong, wrong[:3]
