@@ -65,7 +65,7 @@ def _cli(*args, env_extra=None):
     return [sys.executable, "-m", "cifar_core", *args], env
 
 
-def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_folder):
+def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_folder, trained_run):
     root = tmp_path / "art"
     cmd, env = _cli(
         "train",
@@ -85,7 +85,7 @@ def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_f
         str(root),
     )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    marker = root / "work" / "killed" / "backup" / "training_metadata.json"
+    marker = root / "work" / "killed" / "backup-p1" / "training_metadata.json"
     deadline = time.time() + 240
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -101,6 +101,13 @@ def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_f
     assert run.manifest["resumed"] is True
     assert list(run.history["epoch"]) == [0, 1, 2, 3, 4, 5]
     assert artifacts.list_runs(root) == ["killed"]
+    # Same structure as a run that was never interrupted: files, manifest and metric keys.
+    clean_root, clean_id, _ = trained_run
+    clean = artifacts.read_run(clean_root, clean_id)
+    assert sorted(p.name for p in run.path.iterdir()) == sorted(p.name for p in clean.path.iterdir())
+    assert set(run.manifest) == set(clean.manifest) and set(run.metrics) == set(clean.metrics)
+    assert list(run.history.columns) == list(clean.history.columns)
+    assert not (root / "work").exists() or not any((root / "work").iterdir())
 
 
 def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
