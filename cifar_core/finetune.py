@@ -21,6 +21,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cifar_core.models.registry import flat_layers
+
 BACKBONE, POOL = "backbone", "pool"
 PRE_LAYERS = ("resize", "preprocess")
 
@@ -50,17 +52,9 @@ def set_phase(model: keras.Model, phase: int, fine_tune_layers: int) -> list[str
             layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
     return [
         layer.name
-        for layer in _flat_layers(model)
+        for layer in flat_layers(model)
         if layer.trainable and layer.trainable_weights and _ancestors_trainable(model, layer)
     ]
-
-
-def _flat_layers(model: keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _flat_layers(layer)
-        else:
-            yield layer
 
 
 def _ancestors_trainable(model: keras.Model, layer) -> bool:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from cifar_core.models.registry import flat_layers
 from cifar_core.models.torch_pth import read_state_dict
 
 # (repeats, kernel, stride, expansion, output channels) per stage, as in EfficientNet-B0.
@@ -159,7 +160,7 @@ def load_pth_weights(model: keras.Model, path: str | Path, allow_unused_head: bo
         raise WeightsError(str(error)) from None
     used: list[str] = []
     layers_seen = 0
-    for layer in _all_layers(model):
+    for layer in flat_layers(model):
         names = _torch_names(layer) if layer.weights else None
         if names is None:
             continue
@@ -185,11 +186,3 @@ def load_pth_weights(model: keras.Model, path: str | Path, allow_unused_head: bo
             f"{path}: tensors used twice {sorted(duplicates)[:5]}, unused {sorted(unused)[:5]}"
         )
     return {"tensors_used": len(used), "layers_loaded": layers_seen, "counters_skipped": len(counters)}
-
-
-def _all_layers(model: keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer

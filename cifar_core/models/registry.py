@@ -74,3 +74,12 @@ def create_model(name: str, num_classes: int = 10, **overrides: Any) -> keras.Mo
     """Build model ``name``; it maps uint8 (B, 32, 32, 3) pixels to (B, num_classes) softmax."""
     spec = get_spec(name)
     return spec.builder(num_classes=num_classes, **overrides)
+
+
+def flat_layers(model: keras.Model):
+    """Every layer of ``model``, descending into nested models (a backbone inside a model)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from flat_layers(layer)
+        else:
+            yield layer
