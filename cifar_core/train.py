@@ -30,7 +30,10 @@ from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
 from cifar_core.models.efficientnet_lite import WeightsError
 
-MAX_THUMBNAILS = 500  # misclassified test images kept per run (plus a sample of 100)
+# Test images stored with a run as 32x32 thumbnails (for machines without the data):
+# every cat<->dog confusion, then other mistakes up to MAX_THUMBNAILS, plus a random sample.
+MAX_THUMBNAILS = 300
+THUMBNAIL_SAMPLE = 50
 
 
 def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
@@ -51,10 +54,16 @@ def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     return model
 
 
-def _thumbnails(data: Cifar10Data, wrong: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def _thumbnails(data: Cifar10Data, y_pred: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    wrong = np.flatnonzero(y_pred != data.y_test)
+    names = list(data.class_names)
+    if {"cat", "dog"} <= set(names):
+        cat, dog = names.index("cat"), names.index("dog")
+        pair = np.isin(data.y_test[wrong], [cat, dog]) & np.isin(y_pred[wrong], [cat, dog])
+        wrong = np.concatenate([wrong[pair], wrong[~pair]])  # cat<->dog first
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(data.y_test), size=min(100, len(data.y_test)), replace=False)
-    index = np.union1d(np.flatnonzero(wrong)[:MAX_THUMBNAILS], sample).astype(np.int32)
+    sample = rng.choice(len(data.y_test), size=min(THUMBNAIL_SAMPLE, len(data.y_test)), replace=False)
+    index = np.union1d(wrong[:MAX_THUMBNAILS], sample).astype(np.int32)
     return {"index": index, "images": data.x_test[index]}
 
 
@@ -206,7 +215,7 @@ def record_run(
         per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
         predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
-        thumbnails=_thumbnails(data, y_pred != data.y_test, config.seed),
+        thumbnails=_thumbnails(data, y_pred, config.seed),
         save_model=lambda p: exported.save(p),
     )
     _summary(run_id, metrics)
