@@ -126,17 +126,16 @@ def train_model(
     # Non-chief multi-workers keep their own checkpoints and write no run.
     chief = runtime.is_chief(strategy)
     lock_id = run_id if chief else f"{run_id}.worker{runtime.task_index(strategy)}"
+    # Bad splits fail here, before anything is written.
+    x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
+    x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
+    splits = Splits(x_tr, y_tr, x_val, y_val)
     with artifacts.training_lock(root, lock_id) as work:
         _check_same_config(work, config, data)
         keras.utils.set_random_seed(config.seed)
         keras.config.set_dtype_policy(policy)
+        resumed = (work / HISTORY).exists()
         try:
-            x_tr, y_tr, x_val, y_val = split_train_val(
-                data.x_train, data.y_train, config.val_size, config.seed
-            )
-            x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
-            splits = Splits(x_tr, y_tr, x_val, y_val)
-            resumed = (work / HISTORY).exists()
             result = fit(config, splits, strategy, work, len(data.class_names), verbose)
         except WeightsError:
             if not resumed:  # failed before training: leave nothing behind

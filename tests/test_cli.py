@@ -107,3 +107,21 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
     run = artifacts.read_run(root, run_id)
     assert f"{run.metrics['test']['accuracy']:.2%}" in table
     assert np.isclose(run.metrics["test"]["accuracy"], run.confusion.trace() / run.confusion.sum())
+
+
+def test_an_impossible_validation_split_fails_before_writing_anything(tmp_path, image_folder, capsys):
+    root = tmp_path / "art"
+    argv = [
+        "train",
+        "--model",
+        "baseline_cnn",
+        "--val-size",
+        "99999",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    ]
+    assert main(argv) == 2
+    assert "val_size must be between 1 and" in capsys.readouterr().err
+    assert not root.exists() or not any(root.rglob("*"))
