@@ -121,6 +121,7 @@ def train_model(
         )
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    env = runtime.environment()  # at the start: the git commit of the code that trains
     policy = runtime.resolve_precision(config.precision)
     strategy = runtime.make_strategy(strategy_name)
     # Non-chief multi-workers keep their own checkpoints and write no run.
@@ -149,6 +150,8 @@ def train_model(
             "precision": policy,
             "started_at": started,
             "resumed": resumed,
+            "environment": env,
+            "hardware": runtime.hardware_label(env),
         }
         path = record_run(root, run_id, config, data, splits, result, work, facts) if chief else None
         _clear_work(work)
@@ -179,7 +182,6 @@ def record_run(
     if "val_accuracy" in history and len(history):
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
     spec = get_spec(config.model)
-    env = runtime.environment()
     manifest = {
         "model": config.model,
         "description": spec.description,
@@ -194,8 +196,6 @@ def record_run(
             "n_val": len(splits.x_val),
             "n_test": len(data.y_test),
         },
-        "environment": env,
-        "hardware": runtime.hardware_label(env),
         "seed": config.seed,
         "weights": config.weights,  # transfer models: imagenet, a file, or none (random)
         "phases": result.phases,
