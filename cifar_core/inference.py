@@ -112,6 +112,8 @@ def load_model(path: str | os.PathLike):
     """Load a saved ``.keras`` model with Keras safe mode on (no arbitrary code)."""
     import keras
 
+    import cifar_core.models  # noqa: F401  (registers the zoo's own layers, e.g. ImageNetPreprocess)
+
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file missing")

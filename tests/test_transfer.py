@@ -313,3 +313,26 @@ def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, t
     assert run.manifest["weights"] == "none"
     assert [p["cached_activations"] for p in run.manifest["phases"]] == [False, False]
     assert list(run.history["phase"]) == [1, 2]
+
+
+def test_a_saved_transfer_model_loads_in_a_fresh_process_in_safe_mode(tmp_path):
+    """The dashboard loads models without importing the zoo first: load_model must register
+    the zoo's own layers (ImageNetPreprocess) itself."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = tmp_path / "lite.keras"
+    create_model("efficientnet_lite0", weights="none", input_size=64).save(path)
+    code = (
+        "import sys, numpy as np\n"
+        "from cifar_core.inference import load_model\n"
+        "m = load_model(sys.argv[1])\n"
+        "print(m(np.zeros((1, 32, 32, 3), np.uint8)).shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("(1, 10)")
