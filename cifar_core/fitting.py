@@ -80,9 +80,6 @@ def _callbacks(config: TrainConfig, work: Path, phase: int, learning_rate: float
         history = history[history["phase"] == phase]
     best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(work / f"backup-p{phase}"), delete_checkpoint=False, double_checkpoint=True
-        ),
         EpochInfo(phase),
         keras.callbacks.CSVLogger(str(work / HISTORY), append=True),
         keras.callbacks.ModelCheckpoint(
@@ -113,6 +110,14 @@ def _callbacks(config: TrainConfig, work: Path, phase: int, learning_rate: float
                 verbose=verbose,
             )
         )
+    # Last, so an epoch's history row and best weights are on disk before its checkpoint
+    # says it is done: a kill in between repeats the epoch (its row is deduplicated) instead
+    # of losing it.
+    callbacks.append(
+        keras.callbacks.BackupAndRestore(
+            str(work / f"backup-p{phase}"), delete_checkpoint=False, double_checkpoint=True
+        )
+    )
     return callbacks
 
 
