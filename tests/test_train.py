@@ -60,6 +60,27 @@ def test_resuming_with_another_config_is_refused(tmp_path, tiny_data):
         train_model(config, tiny_data, tmp_path, run_id="same-id", verbose=0)
 
 
+def _train(model, epochs, run_id, data, root, *extra, env_extra=None):
+    """The `train` command line for a tiny run on ``data``, and its environment."""
+    return _cli(
+        "train",
+        "--model",
+        model,
+        "--epochs",
+        str(epochs),
+        "--val-size",
+        "50",
+        "--run-id",
+        run_id,
+        "--data-dir",
+        str(data),
+        "--artifacts-dir",
+        str(root),
+        *extra,
+        env_extra=env_extra,
+    )
+
+
 def _cli(*args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **(env_extra or {})}
     return [sys.executable, "-m", "cifar_core", *args], env
@@ -67,23 +88,7 @@ def _cli(*args, env_extra=None):
 
 def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_folder, trained_run):
     root = tmp_path / "art"
-    cmd, env = _cli(
-        "train",
-        "--model",
-        "vgg10",
-        "--epochs",
-        "6",
-        "--val-size",
-        "50",
-        "--batch-size",
-        "16",
-        "--run-id",
-        "killed",
-        "--data-dir",
-        str(image_folder),
-        "--artifacts-dir",
-        str(root),
-    )
+    cmd, env = _train("vgg10", 6, "killed", image_folder, root, "--batch-size", "16")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     marker = root / "work" / "killed" / "backup-p1" / "training_metadata.json"
     deadline = time.time() + 240
@@ -112,21 +117,7 @@ def test_a_run_killed_mid_training_resumes_from_its_last_epoch(tmp_path, image_f
 
 def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
     root = tmp_path / "art"
-    cmd, env = _cli(
-        "train",
-        "--model",
-        "baseline_cnn",
-        "--epochs",
-        "3",
-        "--val-size",
-        "50",
-        "--run-id",
-        "contested",
-        "--data-dir",
-        str(image_folder),
-        "--artifacts-dir",
-        str(root),
-    )
+    cmd, env = _train("baseline_cnn", 3, "contested", image_folder, root)
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = root / "work" / "contested" / "lock"
     deadline = time.time() + 120
@@ -144,24 +135,8 @@ def test_two_trainers_of_one_run_id_one_wins(tmp_path, image_folder):
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, image_folder):
     root = tmp_path / "art"
-    cmd, env = _cli(
-        "train",
-        "--model",
-        "baseline_cnn",
-        "--epochs",
-        "1",
-        "--val-size",
-        "50",
-        "--strategy",
-        "mirrored",
-        "--logical-cpus",
-        "2",
-        "--run-id",
-        "mirrored",
-        "--data-dir",
-        str(image_folder),
-        "--artifacts-dir",
-        str(root),
+    cmd, env = _train(
+        "baseline_cnn", 1, "mirrored", image_folder, root, "--strategy", "mirrored", "--logical-cpus", "2"
     )
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -183,22 +158,14 @@ def test_multiworker_strategy_with_two_local_workers(tmp_path, image_folder):
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        cmd, env = _cli(
-            "train",
-            "--model",
+        cmd, env = _train(
             "baseline_cnn",
-            "--epochs",
-            "2",
-            "--val-size",
-            "50",
+            2,
+            "multi",
+            image_folder,
+            root,
             "--strategy",
             "multiworker",
-            "--run-id",
-            "multi",
-            "--data-dir",
-            str(image_folder),
-            "--artifacts-dir",
-            str(root),
             env_extra={"TF_CONFIG": tf_config},
         )
         procs.append(

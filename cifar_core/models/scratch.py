@@ -17,6 +17,16 @@ CIFAR_VAR = [63.0**2, 62.1**2, 66.7**2]
 
 # Augmentation the seeds used: flips, small shifts; rotation/zoom in file 000 and 003.
 SEED_AUGMENT = {"flip": True, "translate": 3, "rotation": 0.0, "zoom": 0.0}
+# The seeds' recipe for their deeper nets (vgg10, deep_cnn): Adam, ReduceLROnPlateau, early stopping.
+DEEP_SEED_PRESET = {
+    "epochs": 40,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "lr_schedule": "plateau",
+    "augment": SEED_AUGMENT,
+    "early_stopping_patience": 8,
+}
 
 
 def pixels_input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
@@ -124,15 +134,7 @@ def cnn_4block(num_classes: int = 10, dropout: float = 0.3, l2: float = 1e-4) ->
     "vgg10",
     family="scratch",
     description="VGG-style: 4 blocks of conv-conv-pool (64-512) and 2 dense layers (seed 000, 82.0%).",
-    preset={
-        "epochs": 40,
-        "batch_size": 128,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "lr_schedule": "plateau",
-        "augment": SEED_AUGMENT,
-        "early_stopping_patience": 8,
-    },
+    preset=DEEP_SEED_PRESET,
 )
 def vgg10(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     inputs, x = pixels_input()
@@ -152,15 +154,7 @@ def vgg10(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     family="scratch",
     description="5 double-conv blocks (32-512, 5x5 stem), GAP, dense 1024/512 "
     "(seed 003, 84.98%; close to seed 002's MFM-24).",
-    preset={
-        "epochs": 40,
-        "batch_size": 128,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "lr_schedule": "plateau",
-        "augment": SEED_AUGMENT,
-        "early_stopping_patience": 8,
-    },
+    preset=DEEP_SEED_PRESET,
 )
 def deep_cnn(num_classes: int = 10, dropout: float = 0.4) -> keras.Model:
     inputs, x = pixels_input()
