@@ -155,19 +155,24 @@ def task_index(strategy) -> int:
     return int(getattr(resolver, "task_id", 0) or 0)
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True
         )
-        return out.stdout.strip() or None
+        return out.stdout.strip()
     except Exception:
         return None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+def git_dirty() -> bool | None:
+    """True when the package's own code differs from the commit (None outside a checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return None if status is None else bool(status)
 
 
 def environment() -> dict[str, Any]:
@@ -186,6 +191,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "gpus": gpus(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),  # uncommitted changes to cifar_core/ when training started
     }
 
 
