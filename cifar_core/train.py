@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -202,7 +203,7 @@ def record_run(
         "phase_boundary_epoch": result.phases[1]["start_epoch"] if len(result.phases) > 1 else None,
         **facts,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "command": _command_line(),
     }
     y_pred = test_probs.argmax(1)
     path = artifacts.write_run(
@@ -233,6 +234,15 @@ def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> No
             )
     else:
         artifacts.write_json(saved, current)
+
+
+def _command_line() -> str | None:
+    """How this process was started, as a user would type it (``python -m cifar_core ...``)."""
+    if not sys.argv or not sys.argv[0]:
+        return None
+    if Path(sys.argv[0]).parts[-2:] == ("cifar_core", "__main__.py"):
+        return shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]])
+    return shlex.join(sys.argv)
 
 
 def _clear_work(work: Path) -> None:
