@@ -1,4 +1,4 @@
-"""Command line: ``python -m cifar_core {list-models,train,run,evaluate,predict,benchmark,report}``.
+"""Command line: ``python -m cifar_core {list-models,train,run,evaluate,predict,compact,benchmark,report}``.
 
     python -m cifar_core list-models
     python -m cifar_core train --model fast --data-dir ../shared/data/cifar10-jpeg
@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process
     _add_common(p)
 
+    p = sub.add_parser(
+        "compact", help="store finished runs' models with float16 weights (checked on validation)"
+    )
+    p.add_argument("runs", nargs="+", help="run ids")
+    _add_common(p)
+
     p = sub.add_parser("report", help="results table of the runs")
     p.add_argument("--markdown", action="store_true", help="Markdown table (for the README)")
     _add_common(p, data=False)
@@ -261,6 +267,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from cifar_core import artifacts
+    from cifar_core.data import load_cifar10
+    from cifar_core.train import compact_run
+
+    root = artifacts.artifacts_root(args.artifacts_dir)
+    for run_id in args.runs:
+        artifacts.read_run(root, run_id)  # fail on a bad id before loading data
+    data = load_cifar10(args.data_dir)
+    for run_id in args.runs:
+        info = compact_run(root, run_id, data)
+        print(
+            f"{run_id}: model.keras {info['bytes_float32'] / 1e6:.1f} MB -> {info['bytes'] / 1e6:.1f} MB "
+            f"({info['weights_dtype']}); validation accuracy {info['val_accuracy_float32']:.2%} -> "
+            f"{info['val_accuracy']:.2%}, predictions agree on {info['val_agreement']:.2%}"
+        )
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
     from cifar_core.inference import ImageError, classify, load_model, open_image, to_model_input
@@ -300,6 +325,7 @@ COMMANDS = {
     "run": cmd_run,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "compact": cmd_compact,
     "benchmark": cmd_benchmark,
     "report": cmd_report,
 }

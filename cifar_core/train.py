@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -70,8 +71,8 @@ def _thumbnails(data: Cifar10Data, y_pred: np.ndarray, seed: int) -> dict[str, n
 
 def score(
     config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data, fit_time: float
-) -> tuple[dict, np.ndarray]:
-    """All metrics of a trained model; returns (metrics, test probabilities)."""
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """All metrics of a trained model; returns (metrics, test and validation probabilities)."""
     names = data.class_names
     # Train accuracy on a fixed, unaugmented subset (smaller for the slow transfer models).
     n_train = min(len(splits.x_train), 5000 if get_spec(config.model).family == "scratch" else 2000)
@@ -97,7 +98,39 @@ def score(
         },
         "tta": config.tta,
     }
-    return metrics, test_probs
+    return metrics, test_probs, val_probs
+
+
+def store_model(
+    config: TrainConfig,
+    model: keras.Model,
+    folder: Path,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    val_probs: np.ndarray,
+) -> tuple[Path, dict]:
+    """Save ``model`` as ``folder/model.keras`` with float16 weights and check what that cost.
+
+    The compact file is loaded back (safe mode, as the dashboard does) and scored on the
+    validation split; the figures go into metrics.json as ``stored_model``, so anyone can
+    see how far the served model is from the float32 one that made the test predictions.
+    """
+    from cifar_core.inference import load_model
+
+    full = folder / "model-float32.keras"
+    model.save(full)
+    sizes = artifacts.compact_keras_file(full, folder / artifacts.MODEL)
+    full.unlink()
+    stored = predict_probs(load_model(folder / artifacts.MODEL), x_val, config.tta)
+    info = {
+        "weights_dtype": "float16",
+        **sizes,
+        "val_accuracy": evaluate.accuracy(y_val, stored),
+        "val_accuracy_float32": evaluate.accuracy(y_val, val_probs),
+        "val_agreement": float(np.mean(stored.argmax(1) == val_probs.argmax(1))),
+        "val_max_prob_diff": float(np.abs(stored - val_probs).max()),
+    }
+    return folder / artifacts.MODEL, info
 
 
 def train_model(
@@ -172,7 +205,10 @@ def record_run(
 ) -> Path:
     """Score the trained model (the one look at the test split) and write the run folder."""
     exported = export_float32(config, result.model)
-    metrics, test_probs = score(config, exported, splits, data, result.fit_time_s)
+    metrics, test_probs, val_probs = score(config, exported, splits, data, result.fit_time_s)
+    model_file, metrics["stored_model"] = store_model(
+        config, exported, work, splits.x_val, splits.y_val, val_probs
+    )
     history = read_history(work / HISTORY)
     metrics["epochs_run"] = int(len(history))
     fit_time = result.fit_time_s
@@ -216,10 +252,42 @@ def record_run(
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
         predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
         thumbnails=_thumbnails(data, y_pred, config.seed),
-        save_model=lambda p: exported.save(p),
+        save_model=lambda p: shutil.copyfile(model_file, p),
     )
     _summary(run_id, metrics)
     return path
+
+
+def compact_run(root: Path, run_id: str, data: Cifar10Data) -> dict:
+    """Store an existing run's model with float16 weights (runs made before that was the default).
+
+    Needs the run's data (the same checksum) to carve out the same validation split for the
+    check ``store_model`` makes. Returns the ``stored_model`` figures; a run that is already
+    compact is left alone.
+    """
+    from cifar_core.inference import load_model
+
+    run = artifacts.read_run(root, run_id)
+    if "stored_model" in run.metrics:
+        return run.metrics["stored_model"]
+    if run.manifest["data"]["checksum"] != data.checksum:
+        raise artifacts.ArtifactError(
+            f"{run.path}: made from other data (checksum {run.manifest['data']['checksum'][:12]}, "
+            f"given {data.checksum[:12]}); pass the run's own --data-dir"
+        )
+    config = TrainConfig.from_dict(run.manifest["config"])
+    _, _, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
+    model = load_model(run.model_path)
+    val_probs = predict_probs(model, x_val, config.tta)
+    work = artifacts.work_dir(root, f"{run_id}.compact")
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        model_file, info = store_model(config, model, work, x_val, y_val, val_probs)
+        os.replace(model_file, run.model_path)
+        artifacts.write_json(run.path / artifacts.METRICS, {**run.metrics, "stored_model": info})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return info
 
 
 def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> None:

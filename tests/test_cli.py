@@ -30,6 +30,7 @@ def test_list_models_shows_every_model_with_its_parameters(capsys):
         (["predict", "--run", "../../etc", "x.png"], "invalid run id"),
         (["evaluate", "--run", "nothing-here", "--data-dir", "/tmp"], "no such run"),
         (["run"], "say which models"),
+        (["compact", "nothing-here", "--data-dir", "/tmp"], "no such run"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(capsys, argv, message):
@@ -100,6 +101,10 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
     saved = json.loads((root / "runs" / run_id / "evaluations" / "holdout.json").read_text())
     assert saved["n_images"] == 50 and 0 <= saved["accuracy"] <= 1
     assert artifacts.read_run(root, run_id).evaluations()["holdout"]["n_images"] == 50
+
+    compact = ["compact", run_id, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]
+    assert main(compact) == 0  # already float16 since it was trained: reports, changes nothing
+    assert "(float16); validation accuracy" in capsys.readouterr().out
 
     assert main(["report", "--markdown", "--artifacts-dir", str(root)]) == 0
     table = capsys.readouterr().out
