@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="results table of the runs")
     p.add_argument("--markdown", action="store_true", help="Markdown table (for the README)")
+    p.add_argument("--readme", help="rewrite the generated results block of this file (README.md)")
     _add_common(p, data=False)
     return parser
 
@@ -315,6 +316,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cifar_core import report
 
+    if args.readme:
+        changed = report.update_readme(args.readme, args.artifacts_dir)
+        print(f"{args.readme}: results block {'updated' if changed else 'already up to date'}")
+        return 0
     print(report.render(args.artifacts_dir, markdown=args.markdown))
     return 0
 

@@ -62,9 +62,8 @@ def test_the_stored_model_has_float16_weights_and_its_cost_is_measured(trained_r
 
 
 def test_an_older_float32_run_is_compacted_in_place(tmp_path, trained_run, tiny_data):
-    import shutil
-
     import dataclasses
+    import shutil
 
     from cifar_core.train import compact_run
 

@@ -1,0 +1,49 @@
+"""The README's results block is generated from the committed runs and must match them."""
+
+import shutil
+
+import pytest
+from conftest import ROOT
+
+from cifar_core import artifacts, report
+
+
+def test_the_readme_results_table_matches_the_committed_runs():
+    readme = (ROOT / "README.md").read_text()
+    runs, broken = artifacts.load_runs(ROOT / "artifacts")
+    assert runs and not broken
+    block = report.readme_block(ROOT / "artifacts")
+    assert block in readme, "README results are stale: python -m cifar_core report --readme README.md"
+    for run in runs:  # every run is in the table with its own figures
+        assert f"| {run.manifest['model']} |" in block
+        assert f"{run.metrics['test']['accuracy']:.2%}" in block
+        assert f"`{run.run_id}`: `python -m cifar_core " in block
+
+
+def test_update_readme_rewrites_only_its_block(tmp_path, trained_run):
+    root, run_id, _ = trained_run
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# Title\n\nintro\n\n{report.README_START}\nold table\n{report.README_END}\n\n## Next\n"
+    )
+    assert report.update_readme(readme, root)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n\n") and text.endswith("\n\n## Next\n")
+    assert "old table" not in text and f"`{run_id}`" in text and "| baseline_cnn | scratch |" in text
+    assert not report.update_readme(readme, root)  # idempotent
+
+    readme.write_text("# no markers\n")
+    with pytest.raises(artifacts.ArtifactError, match="no generated results block"):
+        report.update_readme(readme, root)
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_the_reproduce_command_leaves_out_the_machine_specific_artifacts_dir(tmp_path, trained_run):
+    root, run_id, _ = trained_run
+    shutil.copytree(root / "runs" / run_id, tmp_path / "runs" / run_id)
+    manifest = artifacts.read_run(tmp_path, run_id).manifest
+    manifest["command"] = "/x/cifar_core/__main__.py run --models fast --artifacts-dir /x/art --data-dir d"
+    artifacts.write_json(tmp_path / "runs" / run_id / artifacts.MANIFEST, manifest)
+    assert report.reproduce_commands(tmp_path) == [
+        (run_id, "python -m cifar_core run --models fast --data-dir d")
+    ]
