@@ -95,15 +95,9 @@ def baseline_cnn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     "cnn_bn",
     family="scratch",
     description="3 conv blocks with BatchNorm, Flatten, Dense 256, dropout (seed 001 Model 1, 80.6%).",
-    preset={
-        "epochs": 30,
-        "batch_size": 128,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "lr_schedule": "plateau",
-        "augment": SEED_AUGMENT,
-        "early_stopping_patience": 6,
-    },
+    # The seed's Adam + ReduceLROnPlateau was at 72% validation after 12 epochs here; one
+    # cycle with label smoothing and flip TTA gets the same net further in 20 (~21 min).
+    preset={**SHORT_VGG_PRESET, "epochs": 20},
 )
 def cnn_bn(num_classes: int = 10, dropout: float = 0.5) -> keras.Model:
     inputs, x = pixels_input()
