@@ -42,27 +42,34 @@ def _expected(dash_root: Path, images: dict[str, bytes]) -> dict[str, dict[str, 
 
 
 async def _session(browser, url: str, images: dict[str, bytes], tmp: Path, index: int, deadline: float):
+    """One user: opens Classify once, then uploads, reads the predictions, removes the file."""
     context = await browser.new_context(viewport={"width": 1200, "height": 900})
     page = await context.new_page()
     results, names = [], sorted(images)
-    step = 0
+    step, loaded = 0, False
     while time.monotonic() < deadline or not results:  # every session uploads at least once
         name = names[(index + step) % len(names)]
+        path = tmp / f"s{index}-{step}-{name}"  # a new file name per upload: its row is new
         step += 1
-        path = tmp / f"s{index}-{name}"
         path.write_bytes(images[name])
         try:
-            await page.goto(f"{url}/classify", timeout=120_000)
-            await page.get_by_role("heading", name="Classify a photo").first.wait_for(timeout=120_000)
+            if not loaded:
+                await page.goto(f"{url}/classify", timeout=120_000)
+                await page.get_by_role("heading", name="Classify a photo").first.wait_for(timeout=120_000)
+                loaded = True
             start = time.perf_counter()
             await page.locator('input[type="file"]').set_input_files(str(path))
-            caption = page.get_by_text(re.compile(r"baseline_cnn: \w+ \d+%")).first
+            row = page.locator('[data-testid="stHorizontalBlock"]', has_text=path.name)
+            caption = row.get_by_text(re.compile(r"baseline_cnn: \w+ \d+%")).first
             await caption.wait_for(timeout=120_000)
             elapsed = time.perf_counter() - start
             shown = {m: c for m, c, _ in PREDICTION.findall(await caption.inner_text())}
             results.append({"image": name, "seconds": elapsed, "shown": shown, "error": None})
+            await page.locator('[data-testid="stFileChipDeleteBtn"]').first.click(timeout=120_000)
+            await row.first.wait_for(state="detached", timeout=120_000)
         except Exception as error:  # counted, not raised: the test reports every failure
             results.append({"image": name, "seconds": None, "shown": {}, "error": f"{type(error).__name__}"})
+            loaded = False  # start the next upload from a fresh page
     await context.close()
     return results
 
