@@ -259,7 +259,8 @@ def record_run(
 
 
 def compact_run(root: Path, run_id: str, data: Cifar10Data) -> dict:
-    """Store an existing run's model with float16 weights (runs made before that was the default).
+    """Store an existing run's model with float16 weights and its thumbnails as JPEGs (runs
+    made before that was the default).
 
     Needs the run's data (the same checksum) to carve out the same validation split for the
     check ``store_model`` makes. Returns the ``stored_model`` figures; a run that is already
@@ -268,6 +269,7 @@ def compact_run(root: Path, run_id: str, data: Cifar10Data) -> dict:
     from cifar_core.inference import load_model
 
     run = artifacts.read_run(root, run_id)
+    artifacts.compact_thumbnails(run.path)
     if "stored_model" in run.metrics:
         return run.metrics["stored_model"]
     if run.manifest["data"]["checksum"] != data.checksum:

@@ -159,3 +159,64 @@ def test_artifacts_root_honours_the_environment(monkeypatch, tmp_path):
     assert artifacts.artifacts_root() == tmp_path / "elsewhere"
     assert artifacts.artifacts_root(tmp_path / "explicit") == tmp_path / "explicit"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _photo_like(n, seed=0):
+    """Smooth random images (JPEG's kind of content), not white noise."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 8, 8, 3)).astype(np.float32)
+    return np.clip(small.repeat(4, 1).repeat(4, 2) + rng.normal(0, 4, (n, 32, 32, 3)), 0, 255).astype(
+        np.uint8
+    )
+
+
+def test_thumbnails_are_stored_as_jpegs_and_read_back_close_to_the_pixels(tmp_path):
+    values = _write(tmp_path)
+    images = _photo_like(3)
+    values["thumbnails"] = {"index": np.array([0, 2, 3]), "images": images}
+    artifacts.write_run(tmp_path, "r2", save_model=_fake_model, **values)
+    path = tmp_path / "runs" / "r2" / artifacts.THUMBNAILS
+    with np.load(path) as stored:
+        assert sorted(stored.files) == ["index", "jpeg", "offsets"]
+    assert path.stat().st_size < 0.6 * images.nbytes
+    run = artifacts.read_run(tmp_path, "r2")
+    assert run.thumbnails["index"].tolist() == [0, 2, 3]
+    assert run.thumbnails["images"].shape == images.shape and run.thumbnails["images"].dtype == np.uint8
+    assert np.abs(run.thumbnails["images"].astype(int) - images).mean() < 3
+
+
+def test_older_raw_thumbnails_still_read_and_are_converted_once(tmp_path):
+    _write(tmp_path)
+    path = tmp_path / "runs" / "r1" / artifacts.THUMBNAILS
+    images = _photo_like(2, seed=1)
+    np.savez(path.with_suffix(".tmp.npz"), index=np.array([1, 3]), images=images)
+    path.with_suffix(".tmp.npz").replace(path)
+    np.testing.assert_array_equal(artifacts.read_run(tmp_path, "r1").thumbnails["images"], images)
+    assert artifacts.compact_thumbnails(path.parent)
+    assert not artifacts.compact_thumbnails(path.parent)
+    run = artifacts.read_run(tmp_path, "r1")
+    assert run.thumbnails["index"].tolist() == [1, 3]
+    assert np.abs(run.thumbnails["images"].astype(int) - images).mean() < 3
+
+
+@pytest.mark.parametrize(
+    "jpeg, offsets, message",
+    [
+        (b"\xff\xd8\xff\xe0garbage-not-a-jpeg", [0, 22], "corrupt thumbnail"),
+        (b"abc", [0, 5], "offsets do not match"),
+        (b"abc", [0, 2, 1, 3], "offsets do not match"),
+    ],
+)
+def test_damaged_jpeg_thumbnails_are_named_in_the_error(tmp_path, jpeg, offsets, message):
+    _write(tmp_path)
+    path = tmp_path / "runs" / "r1" / artifacts.THUMBNAILS
+    np.savez(
+        path.with_suffix(".tmp.npz"),
+        index=np.zeros(len(offsets) - 1, np.int32),
+        jpeg=np.frombuffer(jpeg, np.uint8),
+        offsets=np.array(offsets),
+    )
+    path.with_suffix(".tmp.npz").replace(path)
+    with pytest.raises(ArtifactError, match=message) as caught:
+        artifacts.read_run(tmp_path, "r1")
+    assert str(path) in str(caught.value)

@@ -91,7 +91,19 @@ def test_an_older_float32_run_is_compacted_in_place(tmp_path, trained_run, tiny_
 
 
 def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):
-    config = TrainConfig.from_preset("cnn_bn", epochs=4, batch_size=32, val_size=50, learning_rate=3e-3)
+    config = TrainConfig.from_preset(
+        "cnn_bn",
+        epochs=4,
+        batch_size=32,
+        val_size=50,
+        learning_rate=3e-3,
+        optimizer="adam",
+        lr_schedule="plateau",
+        label_smoothing=0.0,
+        tta="none",
+        weight_decay=0.0,
+        early_stopping_patience=6,
+    )
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert run.metrics["val"]["accuracy"] > 0.3  # chance is 0.1
     best = run.history["val_accuracy"].idxmax()
