@@ -37,6 +37,8 @@ class TrainConfig:
     plateau_patience: int = 3  # ... after this many epochs without val_loss improving
     weight_decay: float = 0.0  # decoupled decay (AdamW, SGD), per step, times the LR
     label_smoothing: float = 0.0
+    bias_lr_scale: float = 1.0  # SGD: BatchNorm shifts (beta) learn this many times faster (airbench: 64)
+    lookahead: bool = False  # airbench's lookahead: every 5 steps pull weights towards a slow average
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tta: str = "none"  # test-time augmentation: none | flip | flip_translate
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
@@ -68,6 +70,11 @@ class TrainConfig:
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.val_size >= 1, "val_size must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.bias_lr_scale > 0, "bias_lr_scale must be > 0"),
+            (
+                self.bias_lr_scale == 1 or self.optimizer == "sgd",
+                "bias_lr_scale needs optimizer 'sgd'",
+            ),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must be >= 0"),
             (0.001 <= self.fine_tune_lr_factor <= 1, "fine_tune_lr_factor must be in [0.001, 1]"),
         ]

@@ -29,7 +29,7 @@ from cifar_core import artifacts, finetune, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.models import create_model, get_spec
 from cifar_core.pipeline import make_array_dataset, make_dataset
-from cifar_core.schedules import make_optimizer, steps_per_epoch
+from cifar_core.schedules import Lookahead, make_optimizer, steps_per_epoch
 
 HISTORY = "history.csv"
 
@@ -74,12 +74,16 @@ def read_history(path: Path) -> pd.DataFrame:
     return frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
-def _callbacks(config: TrainConfig, work: Path, phase: int, learning_rate: float, verbose: int):
+def _callbacks(
+    config: TrainConfig, work: Path, phase: int, learning_rate: float, verbose: int, total_steps: int = 0
+):
     history = read_history(work / HISTORY)
     if "phase" in history:
         history = history[history["phase"] == phase]
     best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
     callbacks = [
+        # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
+        *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
         EpochInfo(phase),
         keras.callbacks.CSVLogger(str(work / HISTORY), append=True),
         keras.callbacks.ModelCheckpoint(
@@ -233,7 +237,7 @@ def fit(
             initial_epoch=start_epoch,
             epochs=start_epoch + epochs,
             steps_per_epoch=steps,
-            callbacks=_callbacks(config, work, phase, lr, verbose),
+            callbacks=_callbacks(config, work, phase, lr, verbose, total_steps=steps * epochs),
             verbose=verbose,
             shuffle=False,
         )

@@ -141,18 +141,23 @@ def translate_batch(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def predict_probs(model, x: np.ndarray, tta: str = "none", batch_size: int = 500) -> np.ndarray:
     """Class probabilities (N, K) float32, averaged over test-time augmentations.
 
-    tta: "none"; "flip" (image and its mirror); "flip_translate" (also shifted by 2 pixels).
+    tta: "none"; "flip" (image and its mirror, equal weights); "flip_translate" (airbench's
+    level 2: half the weight on the image and its mirror, half on both shifted by one pixel
+    up-left and down-right, reflect-padded: six views).
     """
-    views = [x]
-    if tta in ("flip", "flip_translate"):
-        views.append(flip_batch(x))
-    if tta == "flip_translate":
-        views += [translate_batch(x, 2, 2), translate_batch(flip_batch(x), -2, -2)]
+    views = [(x, 1.0)]
+    if tta == "flip":
+        views = [(x, 0.5), (flip_batch(x), 0.5)]
+    elif tta == "flip_translate":
+        views = [(x, 0.25), (flip_batch(x), 0.25)]
+        for shift in (-1, 1):
+            moved = translate_batch(x, shift, shift)
+            views += [(moved, 0.125), (flip_batch(moved), 0.125)]
     total = None
-    for view in views:
-        probs = model.predict(np.ascontiguousarray(view), batch_size=batch_size, verbose=0)
+    for view, weight in views:
+        probs = weight * model.predict(np.ascontiguousarray(view), batch_size=batch_size, verbose=0)
         total = probs if total is None else total + probs
-    return (total / len(views)).astype(np.float32)
+    return total.astype(np.float32)
 
 
 def classify(model, images: list[np.ndarray], class_names: list[str], top_k: int = 3) -> list[dict]:

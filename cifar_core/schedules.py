@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -38,6 +39,32 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="cifar_core")
+class ScaledBiasSGD(keras.optimizers.SGD):
+    """SGD in which BatchNorm shifts (``beta``) take ``bias_lr_scale`` times larger steps.
+
+    airbench trains BatchNorm biases 64x faster than the weights (its nets have no learned
+    BatchNorm scale); weight decay is applied at the base rate to every variable.
+    """
+
+    def __init__(self, *args, bias_lr_scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+
+    def build(self, variables):
+        super().build(variables)
+        # The TensorFlow backend hands update_step its own variables: match them by key.
+        self._scaled_keys = {self._var_key(v) for v in variables if v.path.endswith("/beta")}
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.bias_lr_scale != 1.0 and self._var_key(variable) in self._scaled_keys:
+            learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), self.bias_lr_scale)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}
+
+
 def make_schedule(config, steps_per_epoch: int):
     """A float (constant / plateau, which ReduceLROnPlateau changes) or a per-step schedule."""
     total = max(config.epochs * steps_per_epoch, 1)
@@ -52,6 +79,14 @@ def make_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = make_schedule(config, steps_per_epoch)
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
+        if config.bias_lr_scale != 1.0:
+            return ScaledBiasSGD(
+                lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                weight_decay=decay,
+                bias_lr_scale=config.bias_lr_scale,
+            )
         return keras.optimizers.SGD(
             lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=decay
         )
@@ -62,3 +97,34 @@ def make_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     return max(1, math.ceil(n_images / batch_size))
+
+
+class Lookahead(keras.callbacks.Callback):
+    """airbench's lookahead (after hlb-cifar10): every ``every`` steps the weights (BatchNorm
+    statistics included) move to ``slow = decay * slow + (1 - decay) * weights``, with
+    ``decay = base * (step / total) ** 3``: no effect early, strong averaging late; after
+    the last step the weights are the slow ones. Restarts from the current weights on resume.
+    """
+
+    def __init__(self, total_steps: int, every: int = 5, base: float = 0.95**5):
+        super().__init__()
+        self.total_steps, self.every, self.base = int(total_steps), int(every), float(base)
+        self.slow = None
+
+    def on_train_begin(self, logs=None):
+        self.slow = None  # taken at the first step: BackupAndRestore may still load weights
+
+    def _weights(self):
+        return [w for w in self.model.weights if "float" in str(w.dtype)]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.slow is None:
+            self.slow = [np.array(w, dtype=np.float32) for w in self._weights()]
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every and step < self.total_steps:
+            return
+        decay = 1.0 if step >= self.total_steps else self.base * (step / self.total_steps) ** 3
+        for slow, variable in zip(self.slow, self._weights()):
+            slow *= decay
+            slow += (1.0 - decay) * np.asarray(variable, dtype=np.float32)
+            variable.assign(slow)

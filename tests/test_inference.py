@@ -103,6 +103,25 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     np.testing.assert_allclose(predict_probs(Half(), x, "flip"), [[0.5, 0.5]])
 
 
+def test_flip_translate_tta_is_airbenchs_six_weighted_views():
+    seen = []
+
+    class Recorder:
+        def predict(self, batch, batch_size, verbose):
+            seen.append(batch.copy())
+            return np.tile([[0.25, 0.75]], (len(batch), 1))
+
+    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(predict_probs(Recorder(), x, "flip_translate"), [[0.25, 0.75]] * 2, rtol=1e-6)
+    expected = [x, x[:, :, ::-1]]
+    for shift in (-1, 1):
+        moved = translate_batch(x, shift, shift)
+        expected += [moved, moved[:, :, ::-1]]
+    assert len(seen) == 6
+    for got, want in zip(seen, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_models_with_code_are_refused_in_safe_mode(tmp_path):
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Lambda(lambda t: t * 2)(inputs)

@@ -44,6 +44,25 @@ def test_fast_whitening_layer_decorrelates_patches():
     assert not model.get_layer("whiten").trainable
 
 
+def test_fast_stage_convs_start_as_identity_and_the_model_round_trips(tmp_path):
+    from cifar_core.inference import load_model
+    from cifar_core.models.fast import whiten_init
+
+    model = create_model("fast", widths=(16, 32, 32))
+    x = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    whiten_init(model, x)
+    for name, n in (("g0_conv0", 16), ("g0_conv1", 16), ("g1_conv0", 16), ("g2_conv1", 32)):
+        kernel = np.array(model.get_layer(name).kernel)
+        identity = np.zeros((3, 3, kernel.shape[2], n))
+        identity[1, 1, np.arange(n), np.arange(n)] = 1
+        np.testing.assert_array_equal(kernel[..., :n], identity, err_msg=name)
+        assert np.abs(kernel[..., n:]).sum() > 0 or kernel.shape[3] == n  # the rest stay random
+    assert model.get_layer("whiten_bias").trainable and not model.get_layer("whiten").trainable
+    model.save(tmp_path / "fast.keras")
+    loaded = load_model(tmp_path / "fast.keras")  # safe mode: the custom layer is registered
+    np.testing.assert_allclose(loaded.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), atol=1e-6)
+
+
 def test_resnet20_has_the_papers_parameter_count():
     # He et al. 2015 report 0.27M parameters for ResNet-20 on CIFAR-10.
     assert 0.26e6 < create_model("resnet20").count_params() < 0.29e6

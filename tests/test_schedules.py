@@ -1,0 +1,77 @@
+"""The airbench optimisation tricks: 64x BatchNorm-shift steps and lookahead."""
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_core.config import ConfigError, TrainConfig
+from cifar_core.schedules import Lookahead, ScaledBiasSGD
+
+
+def _bn_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(3, name="dense")(inputs)
+    x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+    return keras.Model(inputs, keras.layers.Dense(1, name="out")(x))
+
+
+def _one_step(optimizer):
+    model = _bn_model()
+    model.compile(optimizer=optimizer, loss="mse")
+    before = {w.path: np.array(w) for w in model.trainable_weights}
+    x = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
+    model.train_on_batch(x, np.ones((8, 1), "float32"))
+    return {w.path: np.array(w) - before[w.path] for w in model.trainable_weights}
+
+
+def test_batchnorm_shifts_take_scaled_steps_and_nothing_else_does():
+    plain = _one_step(keras.optimizers.SGD(0.01))
+    scaled = _one_step(ScaledBiasSGD(0.01, bias_lr_scale=64.0))
+    for path, delta in plain.items():
+        factor = 64.0 if path.endswith("/beta") else 1.0
+        np.testing.assert_allclose(scaled[path], factor * delta, rtol=1e-4, atol=1e-7, err_msg=path)
+    assert np.abs(plain["bn/beta"]).max() > 0
+
+
+def test_bias_lr_scale_needs_sgd():
+    with pytest.raises(ConfigError, match="needs optimizer 'sgd'"):
+        TrainConfig(model="fast", optimizer="adam", bias_lr_scale=64.0)
+    assert isinstance(
+        __import__("cifar_core.schedules").schedules.make_optimizer(
+            TrainConfig(model="fast", optimizer="sgd", bias_lr_scale=8.0), 10
+        ),
+        ScaledBiasSGD,
+    )
+
+
+class _FakeOptimizer:
+    def __init__(self):
+        self.iterations = keras.Variable(0, dtype="int64")
+
+
+class _FakeModel:
+    def __init__(self):
+        self.weights = [keras.Variable(np.zeros(3, "float32")), keras.Variable(np.int32(7))]
+        self.optimizer = _FakeOptimizer()
+
+
+def test_lookahead_averages_every_fifth_step_and_ends_on_the_slow_weights():
+    model, callback = _FakeModel(), Lookahead(total_steps=20, every=5)
+    callback.set_model(model)
+    callback.on_train_begin()
+    weights, slow = np.zeros(3), None  # the reference computation
+    for step in range(1, 21):
+        weights = weights + 1.0  # an optimizer step
+        model.weights[0].assign(weights.astype("float32"))
+        model.optimizer.iterations.assign(step)
+        callback.on_train_batch_end(step - 1)
+        if slow is None:
+            slow = weights.copy()  # taken at the first step
+        if step % 5 == 0:
+            decay = 1.0 if step == 20 else 0.95**5 * (step / 20) ** 3
+            slow = decay * slow + (1 - decay) * weights
+            weights = slow.copy()
+        np.testing.assert_allclose(np.array(model.weights[0]), weights, rtol=1e-6, err_msg=f"step {step}")
+    assert 1.0 < weights[0] < 20.0  # averaged: behind the 20 raw steps
+    assert int(model.weights[1]) == 7  # integer state is left alone
