@@ -83,6 +83,15 @@ def test_every_page_opens_in_a_browser(server, page, shots):
         assert page.url.rstrip("/").endswith(path) or not path
         page.wait_for_timeout(1500)  # let plotly draw before the screenshot
         page.screenshot(path=str(shots / f"{path or 'leaderboard'}.png"), full_page=True)
+    # What a second user sees: a new browser session on the running server.
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = context.new_page()
+    start = time.perf_counter()
+    other.goto(server)
+    other.get_by_role("heading", name="Leaderboard").first.wait_for(timeout=60_000)
+    _wait_idle(other, settle=False)
+    timings["open (new session, server running)"] = time.perf_counter() - start
+    context.close()
     # Figures, not assertions: this machine is shared and noisy.
     print("\n" + "\n".join(f"{name}: {seconds:.2f} s" for name, seconds in timings.items()))
 
