@@ -16,6 +16,7 @@ import pytest
 
 from cifar_core import artifacts, finetune
 from cifar_core.config import TrainConfig
+from cifar_core.inference import load_model
 from cifar_core.models import create_model, get_spec, list_models
 from cifar_core.models.efficientnet_lite import (
     WeightsError,
@@ -52,6 +53,10 @@ def test_transfer_models_build_and_freeze_the_right_layers_per_phase(name):
     assert not base.trainable
 
     phase2 = finetune.set_phase(model, 2, config.fine_tune_layers)
+    if config.fine_tune_layers == 0:  # a frozen-only model: nothing in the backbone ever trains
+        assert config.fine_tune_epochs == 0 and phase2 == phase1
+        keras.backend.clear_session()
+        return
     top = base.layers[-config.fine_tune_layers :]
     expected = {layer.name for layer in top if layer.trainable_weights}
     assert expected and expected <= set(phase2)
@@ -296,6 +301,20 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
     assert phase1["cached_activations"] and phase1["split_after_layer"] == "block11_project_bn"
     assert run.manifest["weights"] == "imagenet"
     assert run.metrics["test"]["accuracy"] > 0.5  # pretrained features separate the synthetic classes
+
+
+def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only(tmp_path, tiny_data):
+    config = TrainConfig.from_preset(
+        "efficientnet_lite0_frozen", epochs=3, batch_size=32, val_size=50, input_size=64
+    )
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    (phase,) = run.manifest["phases"]
+    assert phase["cached_activations"] and phase["split_after_layer"] == "multiscale"
+    assert phase["trainable_layers"] == ["classifier_dense", "classifier_bn", "probs"]
+    assert run.metrics["trainable_params"] == (3808 * 256 + 2 * 256) + (256 * 10 + 10)
+    assert run.metrics["test"]["accuracy"] > 0.5
+    model = load_model(run.model_path)  # the multi-scale backbone loads in safe mode
+    assert model.get_layer("backbone").output.shape == (None, 3808)
 
 
 def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, tiny_data):

@@ -107,6 +107,28 @@ def _lite0(input_size: int, weights: str | None):
     return base
 
 
+def _lite0_multiscale(taps: tuple[str, ...]):
+    """Lite0 whose output is the average- and max-pooled activations of several blocks.
+
+    ImageNet's last layer is tuned to 224-px objects; at 32-px CIFAR images upsized to
+    128-160 px, the middle blocks carry much of what a frozen backbone knows. A logistic
+    regression on these pooled features (block 10, 14, 15 and the head conv; 3,808 values)
+    beat the head conv alone by 6 points of validation accuracy at 128 px and 4 at 160 px
+    (8,000 train / 3,000 validation images).
+    """
+
+    def build(input_size: int, weights: str | None) -> keras.Model:
+        base = _lite0(input_size, weights)
+        pooled = []
+        for tap in taps:
+            tensor = base.get_layer(tap).output
+            pooled.append(layers.GlobalAveragePooling2D(name=f"{tap}_avg")(tensor))
+            pooled.append(layers.GlobalMaxPooling2D(name=f"{tap}_max")(tensor))
+        return keras.Model(base.input, layers.Concatenate(name="multiscale")(pooled), name="backbone")
+
+    return build
+
+
 def build_transfer(
     backbone_fn,
     preprocess: str,
@@ -124,7 +146,13 @@ def build_transfer(
     base = backbone_fn(input_size, weights)
     base.trainable = False  # phase 1; train.py unfreezes the top for phase 2
     x = base(x, training=False)  # BatchNorm in inference mode, in both phases
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    # A backbone that pools itself (multi-scale features) hands over a vector already.
+    pool = (
+        layers.Identity(name="pool")
+        if len(base.output.shape) == 2
+        else layers.GlobalAveragePooling2D(name="pool")
+    )
+    x = pool(x)
     if head_units:
         x = layers.Dense(head_units, use_bias=False, name="classifier_dense")(x)
         x = layers.BatchNormalization(name="classifier_bn")(x)
@@ -193,10 +221,11 @@ LITE0_PRESET = {
 
 
 def efficientnet_lite0(
-    num_classes=10, weights="imagenet", input_size=LITE0_SIZE, head_units=512, dropout=0.3
+    num_classes=10, weights="imagenet", input_size=LITE0_SIZE, head_units=512, dropout=0.3, taps=()
 ):
+    backbone_fn = _lite0_multiscale(tuple(taps)) if taps else _lite0
     return build_transfer(
-        _lite0, "lite", num_classes, input_size, weights, head_units, dropout, "efficientnet_lite0"
+        backbone_fn, "lite", num_classes, input_size, weights, head_units, dropout, "efficientnet_lite0"
     )
 
 
@@ -208,11 +237,23 @@ register_model(
     "fine-tuned (write-ups: 90-95% fine-tuned for comparable backbones).",
     preset=LITE0_PRESET,
 )(efficientnet_lite0)
+LITE0_TAPS = ("block10_add", "block14_add", "block15_project_bn", "head_relu6")
+LITE0_FROZEN_SIZE = 160
+
 register_model(
     "efficientnet_lite0_frozen",
     family="transfer",
-    input_size=LITE0_SIZE,
-    description="EfficientNet-Lite0 frozen: phase 1 (head on ImageNet features) only "
+    input_size=LITE0_FROZEN_SIZE,
+    description="EfficientNet-Lite0 frozen at 160 px: a head on pooled features of four blocks "
     "(write-ups: 83-89% frozen).",
-    preset={**LITE0_PRESET, "fine_tune_epochs": 0},
+    # Every image (and its mirror) goes through the frozen backbone once: ~100 images/s at
+    # 160 px here, ~16 min for 95,000; the head then trains in seconds per epoch.
+    preset={
+        **LITE0_PRESET,
+        "epochs": 30,
+        "fine_tune_epochs": 0,
+        "fine_tune_layers": 0,
+        "input_size": LITE0_FROZEN_SIZE,
+        "model_args": {"head_units": 256, "dropout": 0.4, "taps": list(LITE0_TAPS)},
+    },
 )(efficientnet_lite0)
