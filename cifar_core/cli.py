@@ -1,4 +1,5 @@
-"""Command line: ``python -m cifar_core {list-models,train,run,evaluate,predict,compact,benchmark,report}``.
+"""Command line: ``python -m cifar_core <command>`` (list-models, train, run, evaluate,
+predict, compact, probe, benchmark, report).
 
     python -m cifar_core list-models
     python -m cifar_core train --model fast --data-dir ../shared/data/cifar10-jpeg
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser(
+        "probe", help="linear probes of frozen Lite0 features per input size (validation only)"
+    )
+    p.add_argument("--sizes", default="128,160", help="comma-separated input sizes in px")
+    p.add_argument("--train", type=int, default=8000, help="train images for the probe")
+    p.add_argument("--val", type=int, default=3000, help="validation images (carved from train)")
+    _add_common(p)
+
+    p = sub.add_parser(
         "compact", help="store finished runs' models with float16 weights (checked on validation)"
     )
     p.add_argument("runs", nargs="+", help="run ids")
@@ -268,6 +277,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from cifar_core.data import load_cifar10
+    from cifar_core.probe import probe
+
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    rows = probe(load_cifar10(args.data_dir), sizes, args.train, args.val)
+    print("| size | images/s | features | dims | val accuracy |")
+    print("| ---: | ---: | --- | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['images_per_s']:.0f} | {r['features']} | {r['dims']} | "
+            f"{r['val_accuracy']:.2%} |"
+        )
+    return 0
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
     from cifar_core.data import load_cifar10
@@ -331,6 +356,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "compact": cmd_compact,
+    "probe": cmd_probe,
     "benchmark": cmd_benchmark,
     "report": cmd_report,
 }

@@ -355,3 +355,13 @@ def test_a_saved_transfer_model_loads_in_a_fresh_process_in_safe_mode(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("(1, 10)")
+
+
+def test_the_lite0_probe_scores_each_feature_set_on_validation_only(tiny_data):
+    from cifar_core.probe import FEATURE_SETS, probe
+
+    rows = probe(tiny_data, [64], n_train=200, n_val=50, val_size=60)
+    assert [r["features"] for r in rows] == [label for label, _ in FEATURE_SETS]
+    assert rows[0]["dims"] == 1280 and rows[-1]["dims"] == 2 * (112 + 192 + 320 + 1280)
+    assert all(0 <= r["val_accuracy"] <= 1 and r["images_per_s"] > 0 for r in rows)
+    assert max(r["val_accuracy"] for r in rows) > 0.5  # ImageNet features separate the synthetic classes
