@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-# (label, [(tap, pooling), ...]) feature sets compared by the probe.
+# (label, [(tap, pooling), ...]) feature sets compared by the probe; taps as in LITE0_TAPS.
 TAPS = {"b10": "block10_add", "b14": "block14_add", "b15": "block15_project_bn", "head": "head_relu6"}
 FEATURE_SETS = (
     ("head conv, average", [("head", "avg")]),
@@ -25,26 +25,32 @@ FEATURE_SETS = (
 )
 
 
-def pooled_features(size: int, x: np.ndarray, weights: str = "imagenet", batch: int = 128) -> dict:
-    """{(tap, "avg"|"max"): (N, C)} for uint8 images ``x``, and the images/s it took."""
-    import keras
+def pooled_features(size: int, x: np.ndarray, weights: str = "imagenet", batch: int = 128) -> tuple:
+    """{(tap, "avg"|"max"): (N, C)} for uint8 images ``x``, and the images/s it took.
 
-    from cifar_core.models.transfer import _lite0
+    Computed by the frozen front of the ``efficientnet_lite0_frozen`` model itself (resize,
+    Lite0 scaling, backbone, multi-scale pooling), then cut into its per-tap parts.
+    """
+    from cifar_core import finetune
+    from cifar_core.models import create_model
+    from cifar_core.models.transfer import LITE0_TAPS
 
-    base = _lite0(size, weights)
-    inputs = keras.Input((32, 32, 3), dtype="uint8")
-    y = keras.layers.Resizing(size, size, interpolation="bilinear")(inputs)
-    y = keras.layers.Rescaling(1 / 128, offset=-127 / 128)(y)
-    model = keras.Model(inputs, keras.Model(base.input, [base.get_layer(t).output for t in TAPS.values()])(y))
-    parts: dict = {}
+    assert tuple(TAPS.values()) == LITE0_TAPS
+    model = create_model("efficientnet_lite0", weights=weights, input_size=size, taps=LITE0_TAPS)
+    front = finetune.split(model, 0).frozen
     start = time.perf_counter()
-    for i in range(0, len(x), batch):
-        for tap, out in zip(TAPS, model.predict_on_batch(x[i : i + batch])):
-            out = np.asarray(out, dtype=np.float32)
-            parts.setdefault((tap, "avg"), []).append(out.mean(axis=(1, 2)))
-            parts.setdefault((tap, "max"), []).append(out.max(axis=(1, 2)))
+    vectors = np.concatenate(
+        [np.asarray(front.predict_on_batch(x[i : i + batch]), np.float32) for i in range(0, len(x), batch)]
+    )
     seconds = time.perf_counter() - start
-    return {k: np.concatenate(v) for k, v in parts.items()}, len(x) / seconds
+    base, parts, offset = model.get_layer("backbone"), {}, 0
+    for tap, layer in TAPS.items():  # the vector holds [average, max] per tap, in order
+        channels = base.get_layer(layer).output.shape[-1]
+        for pooling in ("avg", "max"):
+            parts[(tap, pooling)] = vectors[:, offset : offset + channels]
+            offset += channels
+    assert offset == vectors.shape[1]
+    return parts, len(x) / seconds
 
 
 def probe(

@@ -95,14 +95,21 @@ def render(root=None, markdown: bool = False) -> str:
     return "\n".join([header, rule, *lines])
 
 
+def as_module_command(argv: list[str]) -> list[str]:
+    """``.../cifar_core/__main__.py ARGS`` (what sys.argv holds under ``python -m``) as the
+    user typed it: ``python -m cifar_core ARGS``; anything else unchanged."""
+    if argv and Path(argv[0]).parts[-2:] == ("cifar_core", "__main__.py"):
+        return ["python", "-m", "cifar_core", *argv[1:]]
+    return list(argv)
+
+
 def reproduce_commands(root=None) -> list[tuple[str, str]]:
     """(run id, the command that made it) per run, without the machine-specific --artifacts-dir."""
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
     out = []
     for run in sorted(runs, key=lambda r: r.run_id):
-        words = shlex.split(run.manifest.get("command") or "")
-        if words and Path(words[0]).parts[-2:] == ("cifar_core", "__main__.py"):
-            words = ["python", "-m", "cifar_core", *words[1:]]  # older manifests: the script path
+        # Older manifests hold the script path that sys.argv shows under ``python -m``.
+        words = as_module_command(shlex.split(run.manifest.get("command") or ""))
         kept, skip = [], False
         for word in words:
             if skip:

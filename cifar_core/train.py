@@ -31,6 +31,7 @@ from cifar_core.fitting import HISTORY, FitResult, Splits, fit, read_history
 from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
 from cifar_core.models.efficientnet_lite import WeightsError
+from cifar_core.report import as_module_command
 
 # Test images stored with a run as 32x32 thumbnails (for machines without the data):
 # every cat<->dog confusion, then other mistakes up to MAX_THUMBNAILS, plus a random sample.
@@ -310,9 +311,7 @@ def _command_line() -> str | None:
     """How this process was started, as a user would type it (``python -m cifar_core ...``)."""
     if not sys.argv or not sys.argv[0]:
         return None
-    if Path(sys.argv[0]).parts[-2:] == ("cifar_core", "__main__.py"):
-        return shlex.join(["python", "-m", "cifar_core", *sys.argv[1:]])
-    return shlex.join(sys.argv)
+    return shlex.join(as_module_command(sys.argv))
 
 
 def _clear_work(work: Path) -> None:
