@@ -31,15 +31,17 @@ def peak_memory_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _train_speed(name: str, precision: str, steps: int) -> dict:
+def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_size=None) -> dict:
+    """Training images/s on pixels (phase 2: with the top of the backbone unfrozen)."""
     import keras
     import tensorflow as tf
 
+    from cifar_core import finetune
     from cifar_core.config import TrainConfig
-    from cifar_core.fitting import build_compiled
+    from cifar_core.fitting import build_model, compile_for
     from cifar_core.pipeline import make_dataset
 
-    config = TrainConfig.from_preset(name, precision=precision)
+    config = TrainConfig.from_preset(name, precision=precision, input_size=input_size).phase(phase)
     if config.weights is not None:  # speed does not depend on the values: nothing to download
         config.weights = "none"
     keras.backend.clear_session()
@@ -49,7 +51,11 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
         n = config.batch_size * 4
         x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
         y = rng.integers(0, 10, n)
-        model = build_compiled(config, tf.distribute.get_strategy(), 100, x)
+        strategy = tf.distribute.get_strategy()
+        model = build_model(config, strategy, x)
+        if finetune.is_transfer(model):
+            finetune.set_phase(model, phase, config.fine_tune_layers)
+        compile_for(model, config, strategy, 100, config.epochs, config.learning_rate)
         ds = make_dataset(x, y, config.batch_size, 10, augment=config.augment, shuffle=True, repeat=True)
         batches = iter(ds)
         for _ in range(2):  # warm-up: tracing, allocation
@@ -64,6 +70,7 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
             total += time.perf_counter() - start
         return {
             "images_per_s": steps * config.batch_size / total,
+            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "data_wait_share": wait / total,
             "batch_size": config.batch_size,
         }
@@ -71,7 +78,7 @@ def _train_speed(name: str, precision: str, steps: int) -> dict:
         keras.config.set_dtype_policy("float32")
 
 
-def measure(name: str, steps: int, precisions: list[str]) -> dict:
+def measure(name: str, steps: int, precisions: list[str], input_size=None) -> dict:
     """All figures for one model, in this process."""
     import keras
 
@@ -79,16 +86,19 @@ def measure(name: str, steps: int, precisions: list[str]) -> dict:
     from cifar_core.config import TrainConfig
     from cifar_core.models import create_model, get_spec
 
-    result = {"model": name, "train": {}}
-    for precision in precisions:
-        result["train"][precision] = _train_speed(name, precision, steps)
-    keras.backend.clear_session()
-    model = create_model(
-        name,
-        **TrainConfig.from_preset(
-            name, weights="none" if get_spec(name).family == "transfer" else None
-        ).model_kwargs(),
+    transfer = get_spec(name).family == "transfer"
+    config = TrainConfig.from_preset(
+        name, weights="none" if transfer else None, input_size=input_size if transfer else None
     )
+    result = {"model": name, "train": {}, "input_size": config.input_size}
+    for precision in precisions:
+        result["train"][precision] = _train_speed(name, precision, steps, 1, config.input_size)
+    if transfer and config.fine_tune_epochs > 0:
+        result["train_phase2"] = {
+            p: _train_speed(name, p, steps, 2, config.input_size) for p in precisions
+        }
+    keras.backend.clear_session()
+    model = create_model(name, **config.model_kwargs())
     result["params"] = int(model.count_params())
     images = np.random.default_rng(1).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
     predict = lambda batch: model.predict_on_batch(batch)  # noqa: E731
@@ -117,16 +127,17 @@ def time_to_accuracy(root=None, thresholds=(0.93, 0.94)) -> list[dict]:
 
 
 def _table(results: list[dict], precisions: list[str]) -> str:
-    head = f"{'model':<16}{'params':>11}"
+    head = f"{'model':<20}{'params':>11}"
     for p in precisions:
         head += f"{'train img/s ' + p.replace('mixed_', ''):>24}{'wait':>6}"
     head += f"{'ms/img b1':>11}{'img/s b256':>12}{'peak MB':>9}"
     lines = [head]
     for r in results:
         if "error" in r:
-            lines.append(f"{r['model']:<16} failed: {r['error']}")
+            lines.append(f"{r['model']:<20} failed: {r['error']}")
             continue
-        line = f"{r['model']:<16}{r['params']:>11,}"
+        name = r["model"] + (f" @{r['input_size']}" if r.get("input_size") else "")
+        line = f"{name:<20}{r['params']:>11,}"
         for p in precisions:
             t = r["train"][p]
             line += f"{t['images_per_s']:>24.0f}{t['data_wait_share']:>6.0%}"
@@ -134,6 +145,12 @@ def _table(results: list[dict], precisions: list[str]) -> str:
             f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>12.0f}{r['peak_memory_mb']:>9.0f}"
         )
         lines.append(line)
+        if "train_phase2" in r:  # the fine-tuning phase, on pixels, top of the backbone unfrozen
+            t2 = r["train_phase2"]
+            line = f"{'  phase 2':<20}{t2[precisions[0]]['trainable_params']:>11,}"
+            for p in precisions:
+                line += f"{t2[p]['images_per_s']:>24.0f}{t2[p]['data_wait_share']:>6.0%}"
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -142,9 +159,9 @@ def main(args) -> int:
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if args.single:
-        print(json.dumps(measure(args.single, args.steps, precisions)))
+        print(json.dumps(measure(args.single, args.steps, precisions, args.input_size)))
         return 0
-    names = [n.strip() for n in args.models.split(",")] if args.models else list_models()
+    names = [n.strip() for n in args.models.split(",")] if args.models else list_models(zoo_only=True)
     for name in names:
         get_spec(name)
     results = []
@@ -161,6 +178,7 @@ def main(args) -> int:
             str(args.steps),
             "--precisions",
             ",".join(precisions),
+            *(["--input-size", str(args.input_size)] if args.input_size else []),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         try:

@@ -112,8 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run", help="train several models with their presets, skipping finished runs", epilog=EPILOG
     )
-    p.add_argument("--all", action="store_true", help="every registered model")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="the reference zoo: every model that needs nothing but the data "
+        "(keras.applications backbones download weights: name them with --models)",
+    )
     p.add_argument("--models", help="comma-separated model names (instead of --all)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say which runs are kept and which would train, train nothing"
+    )
     _add_common(p)
     _add_train_options(p)
 
@@ -133,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
     p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process
     _add_common(p)
 
@@ -229,11 +238,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
-    from cifar_core.train import default_run_id, train_model
+    from cifar_core.train import default_run_id, find_finished_run, train_model
 
     if not args.all and not args.models:
         raise ConfigError("say which models: --all or --models a,b")
-    names = list_models() if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
+    names = list_models(zoo_only=True) if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
     for name in names:
         get_spec(name)
     _prepare_runtime(args)
@@ -241,9 +250,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = artifacts.artifacts_root(args.artifacts_dir)
     for i, name in enumerate(names, 1):
         config = TrainConfig.from_preset(name, **_overrides(args))
+        finished = find_finished_run(root, config, data)
+        if finished:
+            print(f"[{i}/{len(names)}] {name}: finished run {finished} kept")
+            continue
         run_id = default_run_id(config, data)
-        if artifacts.run_exists(root, run_id):
-            print(f"[{i}/{len(names)}] {name}: finished run {run_id} kept")
+        if args.dry_run:
+            print(f"[{i}/{len(names)}] {name}: would train run {run_id}")
             continue
         print(f"[{i}/{len(names)}] {name}: training run {run_id}")
         train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)

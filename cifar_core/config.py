@@ -33,6 +33,8 @@ class TrainConfig:
     nesterov: bool = True  # SGD only
     lr_schedule: str = "plateau"  # constant | plateau | cosine | one_cycle
     warmup_fraction: float = 0.25  # one_cycle: share of steps spent rising to the peak
+    lr_start_factor: float = 0.1  # one_cycle: the first step's LR as a fraction of the peak
+    lr_end_factor: float = 0.01  # one_cycle: the last step's LR as a fraction of the peak
     plateau_factor: float = 0.5  # plateau: multiply the LR by this ...
     plateau_patience: int = 3  # ... after this many epochs without val_loss improving
     weight_decay: float = 0.0  # decoupled decay (AdamW, SGD), per step, times the LR
@@ -56,10 +58,16 @@ class TrainConfig:
     fine_tune_layers: int = 0  # transfer only: top backbone layers unfrozen in phase 2
     fine_tune_lr_factor: float = 0.03  # transfer only: phase 2 LR = learning_rate x this
     cache_features: bool = True  # transfer only: run the frozen part once per image and reuse it
+    # Transfer only, phase 2: its own augmentation and batch size (None / 0: as phase 1).
+    # Augmentation beyond a flip means phase 2 trains on pixels, not on cached activations.
+    fine_tune_augment: AugmentConfig | None = None
+    fine_tune_batch_size: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
+        if isinstance(self.fine_tune_augment, dict):
+            self.fine_tune_augment = AugmentConfig(**self.fine_tune_augment)
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
@@ -68,6 +76,8 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
+            (0 < self.lr_start_factor <= 1, "lr_start_factor must be in (0, 1]"),
+            (0 < self.lr_end_factor <= 1, "lr_end_factor must be in (0, 1]"),
             (self.val_size >= 1, "val_size must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be > 0"),
@@ -76,6 +86,7 @@ class TrainConfig:
                 "bias_lr_scale needs optimizer 'sgd'",
             ),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must be >= 0"),
+            (self.fine_tune_batch_size >= 0, "fine_tune_batch_size must be >= 0"),
             (0.001 <= self.fine_tune_lr_factor <= 1, "fine_tune_lr_factor must be in [0.001, 1]"),
         ]
         for ok, message in checks:
@@ -117,7 +128,47 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def non_default(self) -> dict[str, Any]:
+        """The fields that differ from the dataclass defaults (``model`` always).
+
+        What identifies a config: a field added later with a default that keeps the old
+        behaviour leaves it unchanged, so run ids and finished runs survive new options.
+        """
+        defaults = {
+            f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+            for f in dataclasses.fields(self)
+            if f.name != "model"
+        }
+        values = self.to_dict()
+        return {
+            k: v
+            for k, v in values.items()
+            if k == "model" or _plain(v) != _plain(defaults[k])
+        }
+
+    def phase(self, phase: int) -> "TrainConfig":
+        """The config as phase ``phase`` sees it (phase 2: its own augmentation, batch size)."""
+        if phase != 2:
+            return self
+        return dataclasses.replace(
+            self,
+            augment=self.fine_tune_augment or self.augment,
+            batch_size=self.fine_tune_batch_size or self.batch_size,
+        )
+
     def fingerprint(self) -> str:
         """Short hash of the config: the same command gives the same run id."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        blob = json.dumps(self.non_default(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value))
+
+
+def same_config(saved: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether a config saved by an earlier version (maybe without later fields) is ``config``."""
+    try:
+        return TrainConfig.from_dict(saved).non_default() == _plain(config.non_default())
+    except (ConfigError, TypeError):
+        return False

@@ -8,7 +8,7 @@ killed run resume lives in the run's work folder:
     backup-p<phase>/        BackupAndRestore checkpoints (last finished epoch)
     best-p<phase>.weights.h5  best validation epoch of the phase
     phase<phase>.json + phase<phase>.weights.h5   a finished phase
-    cache-*.npy             cached frozen-front activations (transfer, see finetune.py)
+    cache-ft<cut>-*.npy     cached frozen-front activations (transfer, see finetune.py)
     history.csv             every epoch, every phase
 """
 
@@ -188,17 +188,36 @@ def _datasets(config, splits, num_classes, cache):
     return train, make_array_dataset(cache["val"], splits.y_val, 512, num_classes), steps
 
 
-def _build_cache(model, config, splits, work: Path, verbose: int) -> tuple[dict, float, str]:
+def cache_cuts(config: TrainConfig, transfer: bool, backbone_layers: int = 0) -> dict[int, int | None]:
+    """Per phase, where its cached activations are cut (a ``fine_tune_layers`` value), or
+    None when the phase trains on pixels.
+
+    A phase can train on a cache when its augmentation is at most a flip. When phase 2 can
+    too, both share one cache cut below phase 2's unfrozen layers; when phase 2 augments
+    more (translations: it trains on pixels), or unfreezes the whole backbone (nothing
+    left to cache), phase 1 caches the whole frozen backbone.
+    """
+    phases = [p for p, _, _ in plan_phases(config, transfer)]
+    ok = {p: transfer and finetune.can_cache(config.phase(p)) for p in phases}
+    if not ok.get(1):
+        return {p: None for p in phases}
+    shared = 2 in phases and ok[2] and config.fine_tune_layers < backbone_layers
+    cut = config.fine_tune_layers if shared else 0
+    return {p: (cut if p == 1 or shared else None) for p in phases}
+
+
+def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> tuple[dict, float, str]:
     """Run the frozen front once over train (and its mirror) and val; reuse across restarts."""
     start = time.perf_counter()
-    parts = finetune.split(model, config.fine_tune_layers)
+    parts = finetune.split(model, cut)
+    prefix = f"cache-ft{cut}"
     cache = {
-        "train": finetune.cached_activations(parts.frozen, splits.x_train, work / "cache-train.npy", verbose),
-        "val": finetune.cached_activations(parts.frozen, splits.x_val, work / "cache-val.npy", verbose),
+        "train": finetune.cached_activations(parts.frozen, splits.x_train, work / f"{prefix}-train.npy", verbose),
+        "val": finetune.cached_activations(parts.frozen, splits.x_val, work / f"{prefix}-val.npy", verbose),
     }
     if config.augment.flip:
         cache["train_flipped"] = finetune.cached_activations(
-            parts.frozen, splits.x_train, work / "cache-train-flipped.npy", verbose, flip=True
+            parts.frozen, splits.x_train, work / f"{prefix}-train-flipped.npy", verbose, flip=True
         )
     return cache, time.perf_counter() - start, parts.split_layer
 
@@ -209,7 +228,8 @@ def fit(
     """Fit every phase not yet finished in ``work`` and return the model with its final weights."""
     model = build_model(config, strategy, splits.x_train)
     transfer = finetune.is_transfer(model)
-    cache, cache_time, split_layer = None, 0.0, ""
+    cuts = cache_cuts(config, transfer, len(model.get_layer(finetune.BACKBONE).layers) if transfer else 0)
+    cache, cache_cut, cache_time, split_layer = None, None, 0.0, ""
     phases_done: list[dict] = []
     start_epoch = 0
     for phase, epochs, lr in plan_phases(config, transfer):
@@ -220,24 +240,29 @@ def fit(
             phases_done.append(info)
             start_epoch = info["end_epoch"]
             continue
+        pconfig = config.phase(phase)
         trainable = (
             finetune.set_phase(model, phase, config.fine_tune_layers)
             if transfer
             else [layer.name for layer in model.layers if layer.trainable_weights]
         )
-        if transfer and cache is None and finetune.can_cache(config):
-            cache, cache_time, split_layer = _build_cache(model, config, splits, work, verbose)
+        cut = cuts[phase]
+        if cut is None:
+            cache, cache_cut, split_layer = None, None, ""  # pixels: free the activations
+        elif cache is None or cache_cut != cut:
+            cache, cache_time, split_layer = _build_cache(model, pconfig, splits, work, cut, verbose)
+            cache_cut = cut
         # A fresh graph per phase (sharing the model's layers): Keras keeps resume state on it.
-        target = finetune.split(model, config.fine_tune_layers).trained if cache else model
-        train_ds, val_ds, steps = _datasets(config, splits, num_classes, cache)
-        compile_for(target, config, strategy, steps, epochs, lr)
+        target = finetune.split(model, cut).trained if cache is not None else model
+        train_ds, val_ds, steps = _datasets(pconfig, splits, num_classes, cache)
+        compile_for(target, pconfig, strategy, steps, epochs, lr)
         target.fit(
             train_ds,
             validation_data=val_ds,
             initial_epoch=start_epoch,
             epochs=start_epoch + epochs,
             steps_per_epoch=steps,
-            callbacks=_callbacks(config, work, phase, lr, verbose, total_steps=steps * epochs),
+            callbacks=_callbacks(pconfig, work, phase, lr, verbose, total_steps=steps * epochs),
             verbose=verbose,
             shuffle=False,
         )
@@ -251,10 +276,12 @@ def fit(
             "start_epoch": start_epoch,
             "end_epoch": start_epoch + len(this),
             "learning_rate": lr,
+            "batch_size": pconfig.batch_size,
+            "augment": dataclasses.asdict(pconfig.augment),
             "trainable_layers": trainable,
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "time_s": float(this["epoch_time_s"].sum()) if "epoch_time_s" in this else None,
-            "cached_activations": bool(cache),
+            "cached_activations": cache is not None,
             "split_after_layer": split_layer,
             "cache_time_s": cache_time,  # the caching pass, counted once (in the phase that ran it)
         }

@@ -71,7 +71,13 @@ def make_schedule(config, steps_per_epoch: int):
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
     if config.lr_schedule == "one_cycle":
-        return OneCycle(config.learning_rate, total, warmup=config.warmup_fraction)
+        return OneCycle(
+            config.learning_rate,
+            total,
+            warmup=config.warmup_fraction,
+            div=1.0 / config.lr_start_factor,
+            final_div=1.0 / config.lr_end_factor,
+        )
     return config.learning_rate
 
 
@@ -102,8 +108,9 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
 class Lookahead(keras.callbacks.Callback):
     """airbench's lookahead (after hlb-cifar10): every ``every`` steps the weights (BatchNorm
     statistics included) move to ``slow = decay * slow + (1 - decay) * weights``, with
-    ``decay = base * (step / total) ** 3``: no effect early, strong averaging late; after
-    the last step the weights are the slow ones. Restarts from the current weights on resume.
+    ``decay = base * (step / total) ** 3``: no effect early, strong averaging late. At the
+    end of every epoch (as airbench does) and after the last step the weights become the
+    slow ones, so validation, checkpoints and a resumed run all see the averaged weights.
     """
 
     def __init__(self, total_steps: int, every: int = 5, base: float = 0.95**5):
@@ -116,6 +123,11 @@ class Lookahead(keras.callbacks.Callback):
 
     def _weights(self):
         return [w for w in self.model.weights if "float" in str(w.dtype)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.slow is not None:
+            for slow, variable in zip(self.slow, self._weights()):
+                variable.assign(slow)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.slow is None:

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from cifar_core import artifacts, evaluate, runtime
-from cifar_core.config import TrainConfig
+from cifar_core.config import TrainConfig, same_config
 from cifar_core.data import Cifar10Data, split_train_val, subsample
 from cifar_core.fitting import HISTORY, FitResult, Splits, fit, read_history
 from cifar_core.inference import predict_probs
@@ -41,8 +41,35 @@ THUMBNAIL_SAMPLE = 50
 
 def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
     """``<model>-<hash of config and data>``: the same command always names the same run."""
-    blob = json.dumps({"config": config.to_dict(), "data": data.checksum}, sort_keys=True)
+    blob = json.dumps({"config": config.non_default(), "data": data.checksum}, sort_keys=True)
     return f"{config.model}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str | None:
+    """A complete run in ``root`` made with ``config`` on the same data, whatever its id.
+
+    Run ids hash the config, and a config written by an older version of the code lacks
+    the fields added since; comparing configs keeps those runs when ``run --all`` resumes.
+    """
+    root = artifacts.artifacts_root(root)
+    exact = default_run_id(config, data)
+    if artifacts.run_exists(root, exact):
+        return exact
+    for run_id in artifacts.list_runs(root):
+        if not run_id.startswith(f"{config.model}-"):
+            continue
+        try:
+            manifest = json.loads((artifacts.run_dir(root, run_id) / artifacts.MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(manifest, dict)
+            and manifest.get("model") == config.model
+            and (manifest.get("data") or {}).get("checksum") == data.checksum
+            and same_config(manifest.get("config") or {}, config)
+        ):
+            return run_id
+    return None
 
 
 def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
@@ -299,7 +326,7 @@ def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> No
     current = {"config": config.to_dict(), "data_checksum": data.checksum}
     if saved.exists():
         previous = json.loads(saved.read_text())
-        if previous != json.loads(json.dumps(current)):
+        if previous.get("data_checksum") != data.checksum or not same_config(previous.get("config", {}), config):
             raise artifacts.ArtifactError(
                 f"{saved}: unfinished run with a different config or data; delete {work} to start over"
             )

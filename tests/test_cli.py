@@ -66,10 +66,25 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
         "--artifacts-dir",
         str(root),
     ]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "baseline_cnn: would train run baseline_cnn-" in capsys.readouterr().out
+    assert artifacts.list_runs(root) == []  # a dry run trains and writes nothing
     assert main(argv) == 0
     (run_id,) = artifacts.list_runs(root)
     assert main(argv) == 0
     assert f"finished run {run_id} kept" in capsys.readouterr().out
+    # A run written before a config field existed is still found (by its config, not its id).
+    renamed = root / "runs" / "baseline_cnn-0000aaaa"
+    (root / "runs" / run_id).rename(renamed)
+    manifest = json.loads((renamed / "manifest.json").read_text())
+    for later_field in ("fine_tune_augment", "fine_tune_batch_size"):
+        del manifest["config"][later_field]
+    (renamed / "manifest.json").write_text(json.dumps(manifest))
+    assert main([*argv, "--dry-run"]) == 0
+    assert "finished run baseline_cnn-0000aaaa kept" in capsys.readouterr().out
+    assert main([*argv, "--dry-run", "--epochs", "2"]) == 0  # another config: not that run
+    assert "baseline_cnn: would train run" in capsys.readouterr().out
+    renamed.rename(root / "runs" / run_id)
 
     x, _ = synthetic_images(2, seed=5)
     good = tmp_path / "photo.png"

@@ -75,3 +75,33 @@ def test_lookahead_averages_every_fifth_step_and_ends_on_the_slow_weights():
         np.testing.assert_allclose(np.array(model.weights[0]), weights, rtol=1e-6, err_msg=f"step {step}")
     assert 1.0 < weights[0] < 20.0  # averaged: behind the 20 raw steps
     assert int(model.weights[1]) == 7  # integer state is left alone
+
+
+def test_lookahead_hands_the_slow_weights_to_validation_at_every_epoch_end():
+    model, callback = _FakeModel(), Lookahead(total_steps=100, every=5)
+    callback.set_model(model)
+    callback.on_train_begin()
+    for step in range(1, 8):  # 7 steps of an epoch; the last sync was at step 5
+        model.weights[0].assign(np.full(3, float(step), "float32"))
+        model.optimizer.iterations.assign(step)
+        callback.on_train_batch_end(step - 1)
+    assert float(model.weights[0][0]) == 7.0
+    callback.on_epoch_end(0)
+    slow = np.array(callback.slow[0])
+    np.testing.assert_allclose(np.array(model.weights[0]), slow)
+    assert 1.0 <= slow[0] <= 5.0  # the average as of step 5, not the raw step-7 weights
+
+
+def test_one_cycle_starts_and_ends_at_the_configured_fractions_of_the_peak():
+    from cifar_core.schedules import make_schedule
+
+    config = TrainConfig(
+        model="fast", lr_schedule="one_cycle", learning_rate=1.0, epochs=1,
+        warmup_fraction=0.25, lr_start_factor=0.2, lr_end_factor=0.07,
+    )
+    schedule = make_schedule(config, 100)
+    assert float(schedule(0)) == pytest.approx(0.2)
+    assert float(schedule(25)) == pytest.approx(1.0)
+    assert float(schedule(100)) == pytest.approx(0.07)
+    with pytest.raises(ConfigError, match="lr_end_factor"):
+        TrainConfig(model="fast", lr_end_factor=0.0)

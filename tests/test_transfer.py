@@ -279,7 +279,7 @@ def test_lite0_first_block_matches_an_independent_numpy_implementation(lite0_ima
 
 
 def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(
+    config = TrainConfig.from_preset(  # both phases flip-only: one shared cache below block 12
         "efficientnet_lite0",
         epochs=2,
         fine_tune_epochs=1,
@@ -287,6 +287,14 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
         val_size=50,
         input_size=64,
         early_stopping_patience=0,
+        fine_tune_layers=38,
+        fine_tune_augment={"flip": True, "translate": 0},
+        fine_tune_batch_size=32,
+        model_args={"head_units": 512, "dropout": 0.3},
+        lr_schedule="cosine",
+        optimizer="adam",
+        weight_decay=0.0,
+        fine_tune_lr_factor=0.03,
     )
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert list(run.history["phase"]) == [1, 1, 2]
@@ -301,6 +309,43 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
     assert phase1["cached_activations"] and phase1["split_after_layer"] == "block11_project_bn"
     assert run.manifest["weights"] == "imagenet"
     assert run.metrics["test"]["accuracy"] > 0.5  # pretrained features separate the synthetic classes
+
+
+def test_lite0_phase_two_trains_on_augmented_pixels_after_a_cached_phase_one(tmp_path, tiny_data):
+    config = TrainConfig.from_preset(
+        "efficientnet_lite0",
+        epochs=2,
+        fine_tune_epochs=1,
+        batch_size=32,
+        val_size=50,
+        input_size=64,
+        early_stopping_patience=0,
+        augment={"flip": False, "translate": 0},
+        fine_tune_augment={"flip": True, "translate": 2},
+        fine_tune_batch_size=16,
+        fine_tune_layers=1000,  # more than the backbone has: all of it (BatchNorm aside)
+        model_args={"head_units": 32, "dropout": 0.2, "taps": ["block14_add", "head_relu6"]},
+    )
+    path = train_model(config, tiny_data, tmp_path, verbose=0)
+    run = artifacts.read_run(tmp_path, path.name)
+    phase1, phase2 = run.manifest["phases"]
+    assert phase1["cached_activations"] and phase1["split_after_layer"] == "multiscale"
+    assert phase1["augment"]["flip"] is False and phase1["batch_size"] == 32
+    assert not phase2["cached_activations"]
+    assert phase2["augment"]["translate"] == 2 and phase2["batch_size"] == 16
+    assert "stem_conv" in phase2["trainable_layers"] and not any(  # backbone BatchNorm stays frozen
+        name.endswith("_bn") and not name.startswith("classifier") for name in phase2["trainable_layers"]
+    )
+    assert list(run.history["phase"]) == [1, 1, 2]
+    assert run.metrics["test"]["accuracy"] > 0.5
+
+
+def test_the_fine_tuned_lite0_preset_unfreezes_from_block_5():
+    config = TrainConfig.from_preset("efficientnet_lite0", weights="none")
+    model = create_model("efficientnet_lite0", **config.model_kwargs())
+    base = model.get_layer("backbone")
+    assert base.layers[-config.fine_tune_layers].name == "block5_expand_conv"
+    assert config.phase(2).augment.translate > 0  # phase 2 trains on pixels, not on a cache
 
 
 def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only(tmp_path, tiny_data):

@@ -104,7 +104,9 @@ def whiten_init(model: keras.Model, x_train: np.ndarray, max_images: int = 5000)
         "bias_lr_scale": 64.0,
         "lookahead": True,
         "lr_schedule": "one_cycle",
-        "warmup_fraction": 0.23,
+        "warmup_fraction": 0.23,  # airbench's triangle: 0.2 -> 1 -> 0.07 of the peak
+        "lr_start_factor": 0.2,
+        "lr_end_factor": 0.07,
         "label_smoothing": 0.2,
         "augment": {"flip": True, "translate": 2},
         "early_stopping_patience": 0,

@@ -29,6 +29,9 @@ class ModelSpec:
     # Optional hook run once before training with the (uint8) training images, e.g. to
     # initialise a whitening layer from patch statistics: fn(model, x_train) -> None.
     data_init: Callable[[keras.Model, Any], None] | None = None
+    # Part of the reference zoo that ``run --all`` trains: every model that needs nothing
+    # but the data (keras.applications backbones download their weights: by name only).
+    zoo: bool = True
 
 
 def register_model(
@@ -39,6 +42,7 @@ def register_model(
     input_size: int = 32,
     preset: dict[str, Any] | None = None,
     data_init=None,
+    zoo: bool = True,
 ):
     """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``."""
 
@@ -46,7 +50,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(
-            name, family, description, builder, input_size, dict(preset or {}), data_init
+            name, family, description, builder, input_size, dict(preset or {}), data_init, zoo
         )
         return builder
 
@@ -65,9 +69,14 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def list_models(family: str | None = None) -> list[str]:
-    """Registered model names (optionally of one family), in registration order."""
-    return [n for n, s in _REGISTRY.items() if family is None or s.family == family]
+def list_models(family: str | None = None, zoo_only: bool = False) -> list[str]:
+    """Registered model names (optionally of one family, or the reference zoo only), in
+    registration order."""
+    return [
+        n
+        for n, s in _REGISTRY.items()
+        if (family is None or s.family == family) and (s.zoo or not zoo_only)
+    ]
 
 
 def create_model(name: str, num_classes: int = 10, **overrides: Any) -> keras.Model:
