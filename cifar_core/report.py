@@ -103,8 +103,9 @@ def as_module_command(argv: list[str]) -> list[str]:
     return list(argv)
 
 
-def reproduce_commands(root=None) -> list[tuple[str, str]]:
-    """(run id, the command that made it) per run, without the machine-specific --artifacts-dir."""
+def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
+    """(run id, the command that made it, the code's git commit) per run, without the
+    machine-specific --artifacts-dir."""
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
     out = []
     for run in sorted(runs, key=lambda r: r.run_id):
@@ -118,20 +119,26 @@ def reproduce_commands(root=None) -> list[tuple[str, str]]:
                 skip = True
             elif not word.startswith("--artifacts-dir="):
                 kept.append(word)
-        out.append((run.run_id, shlex.join(kept) if kept else "(not recorded)"))
+        commit = str((run.manifest.get("environment") or {}).get("git_commit") or "")[:7]
+        out.append((run.run_id, shlex.join(kept) if kept else "(not recorded)", commit))
     return out
 
 
 def readme_block(root=None) -> str:
     """The results table and the command behind each run, as the README shows them."""
-    commands = "\n".join(f"- `{run_id}`: `{command}`" for run_id, command in reproduce_commands(root))
+    commands = "\n".join(
+        f"- `{run_id}`: `{command}`" + (f" (code at {commit})" if commit else "")
+        for run_id, command, commit in reproduce_commands(root)
+    )
     return "\n".join(
         [
             README_START,
             render(root, markdown=True),
             "",
             "Each run was made by this command (from the repository root, with the data in"
-            " `../shared/data/cifar10-jpeg`; its manifest records config, data checksum, versions and seed):",
+            " `../shared/data/cifar10-jpeg`; its manifest records config, data checksum, versions and seed)."
+            " `run --all --dry-run` shows which of them today's presets still reproduce: those it"
+            " lists as kept.",
             "",
             commands,
             README_END,

@@ -43,7 +43,9 @@ def test_the_reproduce_command_leaves_out_the_machine_specific_artifacts_dir(tmp
     shutil.copytree(root / "runs" / run_id, tmp_path / "runs" / run_id)
     manifest = artifacts.read_run(tmp_path, run_id).manifest
     manifest["command"] = "/x/cifar_core/__main__.py run --models fast --artifacts-dir /x/art --data-dir d"
+    manifest["environment"]["git_commit"] = "0123456789abcdef"
     artifacts.write_json(tmp_path / "runs" / run_id / artifacts.MANIFEST, manifest)
     assert report.reproduce_commands(tmp_path) == [
-        (run_id, "python -m cifar_core run --models fast --data-dir d")
+        (run_id, "python -m cifar_core run --models fast --data-dir d", "0123456")
     ]
+    assert "--data-dir d` (code at 0123456)" in report.readme_block(tmp_path)
