@@ -94,9 +94,7 @@ def measure(name: str, steps: int, precisions: list[str], input_size=None) -> di
     for precision in precisions:
         result["train"][precision] = _train_speed(name, precision, steps, 1, config.input_size)
     if transfer and config.fine_tune_epochs > 0:
-        result["train_phase2"] = {
-            p: _train_speed(name, p, steps, 2, config.input_size) for p in precisions
-        }
+        result["train_phase2"] = {p: _train_speed(name, p, steps, 2, config.input_size) for p in precisions}
     keras.backend.clear_session()
     model = create_model(name, **config.model_kwargs())
     result["params"] = int(model.count_params())

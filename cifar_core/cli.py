@@ -242,7 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.all and not args.models:
         raise ConfigError("say which models: --all or --models a,b")
-    names = list_models(zoo_only=True) if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
+    names = (
+        list_models(zoo_only=True) if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
+    )
     for name in names:
         get_spec(name)
     _prepare_runtime(args)

@@ -140,11 +140,7 @@ class TrainConfig:
             if f.name != "model"
         }
         values = self.to_dict()
-        return {
-            k: v
-            for k, v in values.items()
-            if k == "model" or _plain(v) != _plain(defaults[k])
-        }
+        return {k: v for k, v in values.items() if k == "model" or _plain(v) != _plain(defaults[k])}
 
     def phase(self, phase: int) -> "TrainConfig":
         """The config as phase ``phase`` sees it (phase 2: its own augmentation, batch size)."""

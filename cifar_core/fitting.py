@@ -212,7 +212,9 @@ def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> t
     parts = finetune.split(model, cut)
     prefix = f"cache-ft{cut}"
     cache = {
-        "train": finetune.cached_activations(parts.frozen, splits.x_train, work / f"{prefix}-train.npy", verbose),
+        "train": finetune.cached_activations(
+            parts.frozen, splits.x_train, work / f"{prefix}-train.npy", verbose
+        ),
         "val": finetune.cached_activations(parts.frozen, splits.x_val, work / f"{prefix}-val.npy", verbose),
     }
     if config.augment.flip:

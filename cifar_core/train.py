@@ -326,7 +326,9 @@ def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> No
     current = {"config": config.to_dict(), "data_checksum": data.checksum}
     if saved.exists():
         previous = json.loads(saved.read_text())
-        if previous.get("data_checksum") != data.checksum or not same_config(previous.get("config", {}), config):
+        if previous.get("data_checksum") != data.checksum or not same_config(
+            previous.get("config", {}), config
+        ):
             raise artifacts.ArtifactError(
                 f"{saved}: unfinished run with a different config or data; delete {work} to start over"
             )

@@ -96,8 +96,13 @@ def test_one_cycle_starts_and_ends_at_the_configured_fractions_of_the_peak():
     from cifar_core.schedules import make_schedule
 
     config = TrainConfig(
-        model="fast", lr_schedule="one_cycle", learning_rate=1.0, epochs=1,
-        warmup_fraction=0.25, lr_start_factor=0.2, lr_end_factor=0.07,
+        model="fast",
+        lr_schedule="one_cycle",
+        learning_rate=1.0,
+        epochs=1,
+        warmup_fraction=0.25,
+        lr_start_factor=0.2,
+        lr_end_factor=0.07,
     )
     schedule = make_schedule(config, 100)
     assert float(schedule(0)) == pytest.approx(0.2)

@@ -73,9 +73,7 @@ def list_models(family: str | None = None, zoo_only: bool = False) -> list[str]:
     """Registered model names (optionally of one family, or the reference zoo only), in
     registration order."""
     return [
-        n
-        for n, s in _REGISTRY.items()
-        if (family is None or s.family == family) and (s.zoo or not zoo_only)
+        n for n, s in _REGISTRY.items() if (family is None or s.family == family) and (s.zoo or not zoo_only)
     ]
 
 
