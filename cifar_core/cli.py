@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
 
     p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
-    p.add_argument("--models", help="comma-separated names (default: every model)")
+    p.add_argument(
+        "--models", help="comma-separated names (default: the reference zoo that run --all trains)"
+    )
     p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
