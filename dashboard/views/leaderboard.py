@@ -31,14 +31,17 @@ if runs:
 
     left, right = st.columns(2)
     for column, metric, title in ((left, "test_acc", "Test accuracy"), (right, "macro_f1", "Macro F1")):
+        ranked = frame.sort_values(metric)
         fig = px.bar(
-            frame.sort_values(metric),
+            ranked,
             x=metric,
             y="model",
             color="family",
             orientation="h",
             title=title,
             text_auto=".3f",
+            # one order for all families: colouring by family must not regroup the bars
+            category_orders={"model": ranked["model"].tolist()},
         )
         column.plotly_chart(fig, width="stretch", key=f"lb_bar_{metric}")
 
