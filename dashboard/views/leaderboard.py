@@ -41,7 +41,7 @@ if runs:
             title=title,
             text_auto=".3f",
             # one order for all families: colouring by family must not regroup the bars
-            category_orders={"model": ranked["model"].tolist()},
+            category_orders={"model": ranked["model"].tolist()[::-1]},  # best on top
         )
         column.plotly_chart(fig, width="stretch", key=f"lb_bar_{metric}")
 
