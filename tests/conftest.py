@@ -64,6 +64,13 @@ def write_image_folder(
     return root
 
 
+def tiny_config(model: str, **overrides):
+    """A preset shrunk to the 300-image synthetic set: batches of 32, 50 validation images."""
+    from cifar_core.config import TrainConfig
+
+    return TrainConfig.from_preset(model, **{"batch_size": 32, "val_size": 50, **overrides})
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory, monkeypatch):
     """Keep caches and artifacts of every test out of the home folder and the repo."""

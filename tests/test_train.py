@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tiny_config
 
 from cifar_core import artifacts
 from cifar_core.config import TrainConfig
@@ -91,11 +91,9 @@ def test_an_older_float32_run_is_compacted_in_place(tmp_path, trained_run, tiny_
 
 
 def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(
+    config = tiny_config(
         "cnn_bn",
         epochs=4,
-        batch_size=32,
-        val_size=50,
         learning_rate=3e-3,
         optimizer="adam",
         lr_schedule="plateau",

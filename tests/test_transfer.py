@@ -13,6 +13,7 @@ from collections import OrderedDict
 import keras
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 from cifar_core import artifacts, finetune
 from cifar_core.config import TrainConfig
@@ -278,15 +279,14 @@ def test_lite0_first_block_matches_an_independent_numpy_implementation(lite0_ima
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
 
 
+def _tiny_lite0(**overrides):
+    """Two epochs of head, one of fine-tuning, at 64 px: the two-phase path in seconds."""
+    settings = {"epochs": 2, "fine_tune_epochs": 1, "input_size": 64, "early_stopping_patience": 0}
+    return tiny_config("efficientnet_lite0", **{**settings, **overrides})
+
+
 def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(  # both phases flip-only: one shared cache below block 12
-        "efficientnet_lite0",
-        epochs=2,
-        fine_tune_epochs=1,
-        batch_size=32,
-        val_size=50,
-        input_size=64,
-        early_stopping_patience=0,
+    config = _tiny_lite0(  # both phases flip-only: one shared cache below block 12
         fine_tune_layers=38,
         fine_tune_augment={"flip": True, "translate": 0},
         fine_tune_batch_size=32,
@@ -312,14 +312,7 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
 
 
 def test_lite0_phase_two_trains_on_augmented_pixels_after_a_cached_phase_one(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(
-        "efficientnet_lite0",
-        epochs=2,
-        fine_tune_epochs=1,
-        batch_size=32,
-        val_size=50,
-        input_size=64,
-        early_stopping_patience=0,
+    config = _tiny_lite0(
         augment={"flip": False, "translate": 0},
         fine_tune_augment={"flip": True, "translate": 2},
         fine_tune_batch_size=16,
@@ -349,9 +342,7 @@ def test_the_fine_tuned_lite0_preset_unfreezes_from_block_5():
 
 
 def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(
-        "efficientnet_lite0_frozen", epochs=3, batch_size=32, val_size=50, input_size=64
-    )
+    config = tiny_config("efficientnet_lite0_frozen", epochs=3, input_size=64)
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     (phase,) = run.manifest["phases"]
     assert phase["cached_activations"] and phase["split_after_layer"] == "multiscale"
@@ -363,16 +354,7 @@ def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only
 
 
 def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, tiny_data):
-    config = TrainConfig.from_preset(
-        "efficientnet_lite0",
-        weights="none",
-        epochs=1,
-        fine_tune_epochs=1,
-        batch_size=32,
-        val_size=50,
-        input_size=64,
-        augment={"flip": True, "translate": 2},
-    )
+    config = _tiny_lite0(weights="none", epochs=1, augment={"flip": True, "translate": 2})
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert run.manifest["weights"] == "none"
     assert [p["cached_activations"] for p in run.manifest["phases"]] == [False, False]
