@@ -65,7 +65,22 @@ def test_leaderboard_sorts_and_offers_csv(monkeypatch, dash_root):
     by_params = at.dataframe[0].value
     assert list(by_params["params"]) == sorted(by_params["params"])
     assert list(by_params["model"]) != list(by_accuracy["model"]) or len(by_params) < 2
+
+
+def test_leaderboard_charts_render_only_in_their_tab(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "leaderboard")
+    assert [t.label for t in at.tabs] == ["Table", "Accuracy & F1 by model", "Accuracy vs cost"]
+    assert len(at.dataframe) == 1 and not at.get("plotly_chart")  # a new session draws no chart
+    at.session_state["lb_view"] = "Accuracy & F1 by model"
+    at.run()
+    assert len(at.get("plotly_chart")) == 2 and not at.dataframe and not at.exception
+    at.session_state["lb_view"] = "Accuracy vs cost"
+    at.run()
     assert at.radio(key="lb_cost").options == ["Parameters", "Inference ms/image", "Training minutes"]
+    assert len(at.get("plotly_chart")) == 1
+    assert any(c.value.startswith("On the frontier: ") for c in at.caption)
+    at.radio(key="lb_cost").set_value("Training minutes").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
 
 
 def test_widgets_change_what_the_pages_show(monkeypatch, dash_root):
