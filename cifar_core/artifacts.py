@@ -68,7 +68,8 @@ class Run:
     metrics: dict[str, Any]
     per_class: pd.DataFrame
     confusion: np.ndarray
-    predictions: dict[str, np.ndarray]  # probs (N, K) float, y_true (N,), test_ids (N,)
+    # probs (N, K) float32, y_pred (N,) the float32 argmax, y_true (N,), test_ids (N,)
+    predictions: dict[str, np.ndarray]
     # index (M,), images (M, 32, 32, 3) uint8 (stored as JPEGs, decoded by read_run)
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -213,6 +214,8 @@ def write_run(
             tmp / PREDICTIONS,
             _npz_bytes(
                 probs=np.asarray(predictions["probs"], dtype=np.float16),
+                # argmax before the float16 rounding, which can tie two classes
+                y_pred=np.asarray(predictions["probs"]).argmax(1).astype(np.int16),
                 y_true=np.asarray(predictions["y_true"], dtype=np.int16),
                 test_ids=np.asarray(predictions["test_ids"]).astype(str),
             ),
@@ -435,7 +438,7 @@ def read_run(root: Path, run_id: str) -> Run:
         f"needs a {k}x{k} integer matrix, got {confusion.shape}",
     )
     predictions = _read_npz(path / PREDICTIONS)
-    _validate_predictions(path / PREDICTIONS, predictions, k, int(confusion.sum()))
+    _validate_predictions(path / PREDICTIONS, predictions, k, confusion)
     thumbnails = _read_npz(path / THUMBNAILS) if (path / THUMBNAILS).exists() else {}
     if {"jpeg", "offsets"} <= set(thumbnails):
         thumbnails = {
@@ -471,7 +474,7 @@ def _validate_manifest(path: Path, manifest: Any) -> None:
     )
 
 
-def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, n_expected: int) -> None:
+def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, confusion: np.ndarray) -> None:
     for key in ("probs", "y_true", "test_ids"):
         _require(key in arrays, path, f"missing array {key!r}")
     probs, y_true, ids = arrays["probs"], arrays["y_true"], arrays["test_ids"]
@@ -482,7 +485,50 @@ def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, n_e
         path,
         f"y_true and test_ids must have {n} entries, got {y_true.shape} and {ids.shape}",
     )
+    n_expected = int(confusion.sum())
     _require(n == n_expected, path, f"{n} predictions but the confusion matrix counts {n_expected}")
     _require(n == 0 or (y_true.min() >= 0 and y_true.max() < k), path, "labels out of range")
     arrays["probs"] = probs.astype(np.float32)
     arrays["y_true"] = y_true.astype(np.int64)
+    if "y_pred" in arrays:
+        y_pred = arrays["y_pred"]
+        _require(y_pred.shape == (n,), path, f"y_pred must have {n} entries, got {y_pred.shape}")
+        _require(n == 0 or (y_pred.min() >= 0 and y_pred.max() < k), path, "y_pred out of range")
+        y_pred = y_pred.astype(np.int64)
+        counts = np.zeros((k, k), np.int64)
+        np.add.at(counts, (arrays["y_true"], y_pred), 1)
+        _require(np.array_equal(counts, confusion), path, "y_pred does not match the confusion matrix")
+    else:  # runs written before y_pred was stored
+        y_pred = argmax_matching_confusion(arrays["probs"], arrays["y_true"], confusion)
+    arrays["y_pred"] = y_pred
+
+
+def argmax_matching_confusion(probs: np.ndarray, y_true: np.ndarray, confusion: np.ndarray) -> np.ndarray:
+    """The argmax of stored (float16-rounded) probabilities, with ties broken towards the
+    confusion matrix computed from the unrounded scores.
+
+    Rounding to float16 can make two classes' probabilities equal where float32 had a
+    winner; plain argmax then picks the lower class index and the page's accuracy differs
+    from the run's metrics by an image or two. A tied image whose argmax lands in a cell the
+    confusion matrix has too many of moves to a tied class whose cell has too few.
+    """
+    y_pred = probs.argmax(1)
+    top = probs.max(1, keepdims=True)
+    tied = np.flatnonzero((probs == top).sum(1) > 1)
+    if tied.size == 0:
+        return y_pred
+    k = probs.shape[1]
+    excess = np.zeros((k, k), np.int64)
+    np.add.at(excess, (y_true, y_pred), 1)
+    excess -= confusion
+    for i in tied:
+        t, p = y_true[i], y_pred[i]
+        if excess[t, p] <= 0:
+            continue
+        for c in np.flatnonzero(probs[i] == top[i, 0]):
+            if excess[t, c] < 0:
+                y_pred[i] = c
+                excess[t, p] -= 1
+                excess[t, c] += 1
+                break
+    return y_pred

@@ -97,14 +97,18 @@ def same_test_set(runs: list[Run]) -> list[Run]:
 
 def correct_matrix(runs: list[Run]) -> np.ndarray:
     """(models, images) booleans: which run gets which test image right."""
-    return np.stack([r.predictions["probs"].argmax(1) == r.predictions["y_true"] for r in runs])
+    return np.stack([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs])
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=32)
 def _model(path: str, mtime_ns: int):
     from cifar_core.inference import load_model
 
-    return load_model(path), threading.Lock()
+    model = load_model(path)
+    # The first predict traces the graph (~1 s for Lite0 here): do it now, so that the
+    # ms/image the Classify page shows is inference, not tracing.
+    model.predict_on_batch(np.zeros((1, 32, 32, 3), np.uint8))
+    return model, threading.Lock()
 
 
 def model_for(run: Run):

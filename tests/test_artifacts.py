@@ -121,6 +121,50 @@ def test_wrong_array_shapes_are_refused(tmp_path):
         artifacts.read_run(tmp_path, "r1")
 
 
+def _rewrite_predictions(tmp_path, **arrays):
+    path = tmp_path / "runs" / "r1" / artifacts.PREDICTIONS
+    with np.load(path) as stored:
+        content = {**{k: stored[k] for k in stored.files}, **arrays}
+    content = {k: v for k, v in content.items() if v is not None}
+    np.savez(path.with_suffix(".tmp.npz"), **content)
+    path.with_suffix(".tmp.npz").replace(path)
+
+
+def test_predicted_labels_are_the_argmax_before_float16_rounding(tmp_path):
+    # 0.50004 and 0.49996 both round to 0.5 in float16: argmax of the stored probabilities
+    # would say class 0 where the model said class 1.
+    values = _write(tmp_path, "tie")
+    probs = np.array([[0.7, 0.2, 0.1], [0.49996, 0.50004, 0.0], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    values["predictions"] = {**values["predictions"], "y_true": np.array([0, 0, 2, 0])}
+    values["predictions"]["probs"] = probs
+    values["confusion"] = np.array([[2, 1, 0], [0, 0, 0], [0, 0, 1]])
+    values.pop("thumbnails")
+    artifacts.write_run(tmp_path, "r1", save_model=_fake_model, **values)
+    run = artifacts.read_run(tmp_path, "r1")
+    assert run.predictions["probs"][1, 0] == run.predictions["probs"][1, 1]  # tied once stored
+    assert run.predictions["y_pred"].tolist() == [0, 1, 2, 0]
+
+    # runs written before y_pred was stored: the tie is broken towards the confusion matrix
+    _rewrite_predictions(tmp_path, y_pred=None)
+    assert artifacts.read_run(tmp_path, "r1").predictions["y_pred"].tolist() == [0, 1, 2, 0]
+
+    # predicted labels that contradict the confusion matrix are a damaged run
+    _rewrite_predictions(tmp_path, y_pred=np.array([0, 0, 2, 0], np.int16))
+    with pytest.raises(ArtifactError, match="y_pred does not match the confusion matrix"):
+        artifacts.read_run(tmp_path, "r1")
+
+
+def test_argmax_matching_confusion_only_moves_tied_images():
+    probs = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    y_true = np.array([0, 1, 2])
+    # image 1 (true b) tied a/b and the matrix says b: moved; image 0 (true a) stays a
+    confusion = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert artifacts.argmax_matching_confusion(probs, y_true, confusion).tolist() == [0, 1, 2]
+    # a matrix no tie can explain leaves the plain argmax alone
+    confusion = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]])
+    assert artifacts.argmax_matching_confusion(probs, y_true, confusion).tolist() == [0, 0, 2]
+
+
 def test_one_bad_run_does_not_hide_the_others(tmp_path):
     _write(tmp_path, "good")
     _write(tmp_path, "bad")

@@ -83,8 +83,18 @@ def test_every_page_opens_in_a_browser(server, page, shots):
         assert page.url.rstrip("/").endswith(path) or not path
         page.wait_for_timeout(1500)  # let plotly draw before the screenshot
         page.screenshot(path=str(shots / f"{path or 'leaderboard'}.png"), full_page=True)
-    # The Leaderboard's charts are drawn when their tab is opened (the loop ended there).
-    for tab, name, charts in (("Accuracy & F1 by model", "bars", 2), ("Accuracy vs cost", "cost", 1)):
+    # Charts drawn only when their tab is opened: the Leaderboard's two (the loop ended
+    # there), then Compare's reliability diagram.
+    tabs = [
+        ("Leaderboard", "Accuracy & F1 by model", "leaderboard-bars", 2),
+        ("Leaderboard", "Accuracy vs cost", "leaderboard-cost", 1),
+        ("Compare two models", "Reliability diagram", "compare-reliability", 1),
+    ]
+    for label, tab, shot, charts in tabs:
+        if label != "Leaderboard":
+            page.get_by_role("link", name=label).first.click()
+            page.get_by_role("heading", name=label).first.wait_for(timeout=60_000)
+            _wait_idle(page, settle=False)
         start = time.perf_counter()
         page.get_by_role("tab", name=tab).click()
         page.wait_for_function(
@@ -92,11 +102,10 @@ def test_every_page_opens_in_a_browser(server, page, shots):
             timeout=60_000,
         )
         _wait_idle(page, settle=False)
-        timings[f"Leaderboard tab {tab}"] = time.perf_counter() - start
+        timings[f"{label} tab {tab}"] = time.perf_counter() - start
         assert page.locator('[data-testid="stException"]').count() == 0, tab
         page.wait_for_timeout(1000)
-        page.screenshot(path=str(shots / f"leaderboard-{name}.png"), full_page=True)
-    page.get_by_role("tab", name="Table").click()
+        page.screenshot(path=str(shots / f"{shot}.png"), full_page=True)
     # What a second user sees: a new browser session on the running server.
     context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
     other = context.new_page()

@@ -83,6 +83,24 @@ def test_leaderboard_charts_render_only_in_their_tab(monkeypatch, dash_root):
     assert not at.exception and len(at.get("plotly_chart")) == 1
 
 
+def test_compare_shows_one_tab_of_images_and_draws_calibration_when_asked(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "compare")
+    assert [t.label for t in at.tabs] == ["Only A gets right", "Only B gets right", "Reliability diagram"]
+    assert not at.get("plotly_chart") and not at.exception  # first visit: no plotly
+    first = [c.value for c in at.caption]
+    assert any("gets right and" in c for c in first)
+    # The images one model gets right are the other's mistakes: with the data not on this
+    # machine they come from the wrong model's thumbnails, so every one is available.
+    assert not any("image not available" in c for c in first) and at.get("image")
+    at.session_state["cmp_view"] = "Only B gets right"
+    at.run()
+    assert [c.value for c in at.caption] != first and not at.exception
+    assert not any("image not available" in c.value for c in at.caption)
+    at.session_state["cmp_view"] = "Reliability diagram"
+    at.run()
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
+
+
 def test_widgets_change_what_the_pages_show(monkeypatch, dash_root):
     at = open_page(monkeypatch, dash_root, "mistakes")
     assert "cat images predicted as dog" in " ".join(s.value for s in at.subheader)
@@ -106,6 +124,21 @@ def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root)
     assert np.all((table["confidence"] >= 0) & (table["confidence"] <= 1))
     verdicts = [m.value for m in at.success] + [m.value for m in at.warning]
     assert any("models say" in v for v in verdicts)
+
+
+def test_models_are_traced_when_loaded_so_classify_times_inference(dash_root):
+    # Without the warm-up the first photo's ms/image was the graph tracing (945 ms for Lite0).
+    import sys
+
+    from cifar_core import artifacts
+
+    sys.path.insert(0, str(ROOT / "dashboard"))
+    import common
+
+    run = artifacts.load_runs(dash_root)[0][0]
+    model, lock = common.model_for(run)
+    assert model.predict_function is not None  # built by the warm-up predict
+    assert common.model_for(run)[0] is model and hasattr(lock, "acquire")
 
 
 def test_bad_uploads_get_one_line_each_and_good_ones_still_work(monkeypatch, dash_root):

@@ -14,10 +14,7 @@ if runs:
     y = runs[0].predictions["y_true"]
     k = len(runs[0].class_names)
     votes = np.stack(
-        [
-            np.bincount(col, minlength=k)
-            for col in np.stack([r.predictions["probs"].argmax(1) for r in runs]).T
-        ]
+        [np.bincount(col, minlength=k) for col in np.stack([r.predictions["y_pred"] for r in runs]).T]
     )
     majority = votes.argmax(1)
     mean_probs = np.mean([r.predictions["probs"] for r in runs], axis=0)

@@ -8,7 +8,50 @@ import streamlit as st
 
 from cifar_core.evaluate import mcnemar_test, reliability_curve
 
-MAX_SHOWN = 16
+
+def differing(mask: np.ndarray, right, wrong, a, b, y: np.ndarray) -> None:
+    """The images one model gets right and the other not, the wrong one's surest first."""
+    idx = np.flatnonzero(mask)
+    confidence = wrong.predictions["probs"][idx].max(1)
+    idx = idx[np.argsort(-confidence, kind="stable")]
+    shown = st.select_slider(
+        "Images shown", [16, 48, 96, 200], value=16, key="cmp_shown", help="Surest wrong answers first"
+    )
+    st.caption(
+        f"{len(idx)} test images {right.manifest['model']} gets right and {wrong.manifest['model']} "
+        f"gets wrong; the first {min(shown, len(idx))}, most confident mistakes first."
+    )
+    names = a.class_names
+    pred_a, pred_b = a.predictions["y_pred"], b.predictions["y_pred"]
+    captions = [f"#{i} {names[y[i]]}: A {names[pred_a[i]]}, B {names[pred_b[i]]}" for i in idx[:shown]]
+    # the wrong model stored these as its mistakes when the data is not on this machine
+    common.image_grid(common.test_images(wrong, idx[:shown]), captions)
+
+
+def reliability(a, b, y: np.ndarray) -> None:
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="perfect calibration",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    for name, run in (("A", a), ("B", b)):
+        curve = reliability_curve(y, run.predictions["probs"])
+        fig.add_trace(
+            go.Scatter(
+                x=curve["confidence"],
+                y=curve["accuracy"],
+                mode="lines+markers",
+                name=f"{name}: {run.manifest['model']} (ECE {run.metrics['test']['ece']:.3f})",
+            )
+        )
+    fig.update_layout(title="Reliability diagram", xaxis_title="confidence", yaxis_title="accuracy")
+    st.plotly_chart(fig, width="stretch", key="cmp_reliability")
+
 
 st.title("Compare two models")
 runs = common.require_runs(minimum=2)
@@ -22,8 +65,8 @@ if runs:
         a = labels[c1.selectbox("Model A", list(labels), index=0, key="cmp_a")]
         b = labels[c2.selectbox("Model B", list(labels), index=1, key="cmp_b")]
         y = a.predictions["y_true"]
-        right_a = a.predictions["probs"].argmax(1) == y
-        right_b = b.predictions["probs"].argmax(1) == y
+        right_a = a.predictions["y_pred"] == y
+        right_b = b.predictions["y_pred"] == y
         test = mcnemar_test(right_a, right_b)
         m1, m2, m3 = st.columns(3)
         m1.metric("A accuracy", f"{right_a.mean():.2%}")
@@ -43,39 +86,18 @@ if runs:
             )
         )
 
-        for title, mask, run in (
-            ("Only A gets right", right_a & ~right_b, a),
-            ("Only B gets right", ~right_a & right_b, b),
-        ):
-            idx = np.flatnonzero(mask)[:MAX_SHOWN]
-            st.subheader(f"{title} ({int(mask.sum())})")
-            names = run.class_names
-            captions = [
-                f"#{i} {names[y[i]]}: A {names[a.predictions['probs'][i].argmax()]}, "
-                f"B {names[b.predictions['probs'][i].argmax()]}"
-                for i in idx
-            ]
-            common.image_grid(common.test_images(run, idx), captions)
-
-        fig = go.Figure()
-        fig.add_trace(
-            go.Scatter(
-                x=[0, 1],
-                y=[0, 1],
-                mode="lines",
-                name="perfect calibration",
-                line={"dash": "dot", "color": "grey"},
-            )
+        # Images and the calibration chart sit in tabs rendered only when opened
+        # (on_change="rerun" gives tabs `.open`): 32 images and plotly's first load made a
+        # first visit take ~1.8 s here; one tab of 16 images is what a visitor reads first.
+        tabs = st.tabs(
+            ["Only A gets right", "Only B gets right", "Reliability diagram"],
+            key="cmp_view",
+            on_change="rerun",
         )
-        for name, run in (("A", a), ("B", b)):
-            curve = reliability_curve(y, run.predictions["probs"])
-            fig.add_trace(
-                go.Scatter(
-                    x=curve["confidence"],
-                    y=curve["accuracy"],
-                    mode="lines+markers",
-                    name=f"{name}: {run.manifest['model']} (ECE {run.metrics['test']['ece']:.3f})",
-                )
-            )
-        fig.update_layout(title="Reliability diagram", xaxis_title="confidence", yaxis_title="accuracy")
-        st.plotly_chart(fig, width="stretch", key="cmp_reliability")
+        for tab, (mask, right, wrong) in zip(tabs, ((right_a & ~right_b, a, b), (~right_a & right_b, b, a))):
+            if tab.open:
+                with tab:
+                    differing(mask, right, wrong, a, b, y)
+        if tabs[2].open:
+            with tabs[2]:
+                reliability(a, b, y)

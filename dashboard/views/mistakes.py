@@ -56,7 +56,7 @@ if runs:
     for label in chosen:
         run = labels[label]
         probs, y = run.predictions["probs"], run.predictions["y_true"]
-        hits = np.flatnonzero((y == t) & (probs.argmax(1) == p))
+        hits = np.flatnonzero((y == t) & (run.predictions["y_pred"] == p))
         wrong_sets.append(set(hits.tolist()))
         hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
         st.subheader(f"{run.manifest['model']}: {len(hits)} {true_class} images predicted as {pred_class}")
