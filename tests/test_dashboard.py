@@ -101,6 +101,19 @@ def test_compare_shows_one_tab_of_images_and_draws_calibration_when_asked(monkey
     assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
+def test_mistakes_shows_16_images_per_run_until_asked_for_more(monkeypatch):
+    # On the committed runs: each of the three default runs has 35-81 cat -> dog images.
+    at = open_page(monkeypatch, ROOT / "artifacts", "mistakes")
+    assert not at.exception
+    per_run = [int(s.value.split(": ")[1].split()[0]) for s in at.subheader if "predicted as" in s.value]
+    assert len(per_run) == 3 and min(per_run) > 16
+    first = len(at.get("image"))
+    assert 3 * 16 <= first <= 4 * 16  # three runs and the images all of them get wrong
+    assert sum("more" in c.value for c in at.caption) == 3
+    at.select_slider(key="mk_shown").set_value(64).run()
+    assert len(at.get("image")) > first and not at.exception
+
+
 def test_widgets_change_what_the_pages_show(monkeypatch, dash_root):
     at = open_page(monkeypatch, dash_root, "mistakes")
     assert "cat images predicted as dog" in " ".join(s.value for s in at.subheader)

@@ -43,6 +43,25 @@ def test_mcnemar_counts_disagreements_and_p_value():
     assert evaluate.mcnemar_test(a, a)["p_value"] == 1.0
 
 
+@pytest.mark.parametrize("k, n", [(0, 1), (3, 7), (7, 7), (5, 15), (120, 491), (2000, 4100), (0, 1500)])
+def test_mcnemar_p_value_is_scipys_exact_binomial_test(k, n):
+    # Exact integers instead of scipy.stats (whose import the dashboard's Compare page paid).
+    stats = pytest.importorskip("scipy.stats")
+    a = np.array([True] * k + [False] * (n - k) + [True] * 4)
+    b = np.array([False] * k + [True] * (n - k) + [True] * 4)
+    expected = stats.binomtest(k, n, 0.5).pvalue
+    assert evaluate.mcnemar_test(a, b)["p_value"] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_importing_evaluate_leaves_sklearn_and_scipy_unloaded():
+    import subprocess
+    import sys
+
+    code = "import sys, cifar_core.evaluate; print([m for m in ('sklearn', 'scipy') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_per_class_report_has_one_row_per_class():
     rows = evaluate.per_class_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["x", "y", "z"])
     assert [r["class"] for r in rows] == ["x", "y", "z"]

@@ -6,8 +6,6 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-MAX_SHOWN = 32
-
 st.title("Mistakes")
 runs = common.require_runs()
 if runs:
@@ -22,9 +20,13 @@ if runs:
         "Predicted as", names, index=names.index("dog") if "dog" in names else 1, key="mk_pred"
     )
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="mk_runs")
-    order = st.radio(
+    c3, c4 = st.columns(2)
+    order = c3.radio(
         "Order", ["most confident first", "least confident first"], horizontal=True, key="mk_order"
     )
+    # 16 per run up front: every image is one request and one element for the browser, and
+    # three runs of 32 plus the shared ones made a first visit take over a second here.
+    max_shown = c4.select_slider("Images per run", [16, 32, 64, 128, 256], value=16, key="mk_shown")
     t, p = names.index(true_class), names.index(pred_class)
 
     counts = pd.DataFrame(
@@ -60,11 +62,11 @@ if runs:
         wrong_sets.append(set(hits.tolist()))
         hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
         st.subheader(f"{run.manifest['model']}: {len(hits)} {true_class} images predicted as {pred_class}")
-        shown = hits[:MAX_SHOWN]
+        shown = hits[:max_shown]
         captions = [f"#{i} · {pred_class} {probs[i, p]:.0%} · {true_class} {probs[i, t]:.0%}" for i in shown]
         common.image_grid(common.test_images(run, shown), captions)
-        if len(hits) > MAX_SHOWN:
-            st.caption(f"… and {len(hits) - MAX_SHOWN} more")
+        if len(hits) > max_shown:
+            st.caption(f"… and {len(hits) - max_shown} more")
 
     if len(wrong_sets) > 1:
         every = set.intersection(*wrong_sets)
@@ -74,7 +76,7 @@ if runs:
             f"**{len(every)}** images are {true_class} → {pred_class} for every selected run; "
             f"**{len(some)}** only for some."
         )
-        shown = sorted(every)[:MAX_SHOWN]
+        shown = sorted(every)[:max_shown]
         common.image_grid(
             common.test_images(labels[chosen[0]], np.array(shown, dtype=int)),
             [f"#{i}: all wrong" for i in shown],
