@@ -244,6 +244,10 @@ def record_run(
     metrics["phase_time_s"] = {
         str(p["phase"]): (p.get("time_s") or 0) + p.get("cache_time_s", 0) for p in result.phases
     }
+    # The exported model carries phase 1's trainable flags; report what training updated.
+    metrics["trainable_params"] = max(
+        [metrics["trainable_params"], *(p.get("trainable_params", 0) for p in result.phases)]
+    )
     if "val_accuracy" in history and len(history):
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
     spec = get_spec(config.model)

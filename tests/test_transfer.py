@@ -300,6 +300,7 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
     assert list(run.history["phase"]) == [1, 1, 2]
     phase1, phase2 = run.manifest["phases"]
     assert run.manifest["phase_boundary_epoch"] == 2 == phase2["start_epoch"]
+    assert run.metrics["trainable_params"] == phase2["trainable_params"] > phase1["trainable_params"]
     assert phase1["trainable_layers"] == ["classifier_dense", "classifier_bn", "probs"]
     assert (
         "block12_expand_conv" in phase2["trainable_layers"]
