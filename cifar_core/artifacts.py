@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cifar_core.evaluate import confusion as confusion_counts
+
 SCHEMA_VERSION = 1
 RUNS = "runs"
 WORK = "work"
@@ -495,9 +497,8 @@ def _validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, con
         _require(y_pred.shape == (n,), path, f"y_pred must have {n} entries, got {y_pred.shape}")
         _require(n == 0 or (y_pred.min() >= 0 and y_pred.max() < k), path, "y_pred out of range")
         y_pred = y_pred.astype(np.int64)
-        counts = np.zeros((k, k), np.int64)
-        np.add.at(counts, (arrays["y_true"], y_pred), 1)
-        _require(np.array_equal(counts, confusion), path, "y_pred does not match the confusion matrix")
+        matches = np.array_equal(confusion_counts(arrays["y_true"], y_pred, k), confusion)
+        _require(matches, path, "y_pred does not match the confusion matrix")
     else:  # runs written before y_pred was stored
         y_pred = argmax_matching_confusion(arrays["probs"], arrays["y_true"], confusion)
     arrays["y_pred"] = y_pred
@@ -517,10 +518,7 @@ def argmax_matching_confusion(probs: np.ndarray, y_true: np.ndarray, confusion: 
     tied = np.flatnonzero((probs == top).sum(1) > 1)
     if tied.size == 0:
         return y_pred
-    k = probs.shape[1]
-    excess = np.zeros((k, k), np.int64)
-    np.add.at(excess, (y_true, y_pred), 1)
-    excess -= confusion
+    excess = confusion_counts(y_true, y_pred, probs.shape[1]) - confusion
     for i in tied:
         t, p = y_true[i], y_pred[i]
         if excess[t, p] <= 0:

@@ -104,10 +104,11 @@ def per_class_report(
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts: rows are true classes, columns predicted classes."""
-    from sklearn import metrics as skm
-
-    return skm.confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+    """Counts: rows are true classes, columns predicted classes (labels 0..num_classes-1)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
 
 
 def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float | int]:

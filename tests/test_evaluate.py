@@ -62,6 +62,14 @@ def test_importing_evaluate_leaves_sklearn_and_scipy_unloaded():
     assert out.stdout.strip() == "[]"
 
 
+def test_confusion_counts_are_scikit_learns():
+    rng = np.random.default_rng(3)
+    y, pred = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    expected = pytest.importorskip("sklearn.metrics").confusion_matrix(y, pred, labels=list(range(10)))
+    np.testing.assert_array_equal(evaluate.confusion(y, pred, 10), expected)
+    assert evaluate.confusion(np.array([], int), np.array([], int), 3).shape == (3, 3)
+
+
 def test_per_class_report_has_one_row_per_class():
     rows = evaluate.per_class_report(np.array([0, 1, 1]), np.array([0, 1, 0]), ["x", "y", "z"])
     assert [r["class"] for r in rows] == ["x", "y", "z"]
