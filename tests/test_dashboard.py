@@ -139,13 +139,11 @@ def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root)
     assert any("models say" in v for v in verdicts)
 
 
-def test_models_are_traced_when_loaded_so_classify_times_inference(dash_root):
+def test_models_are_traced_when_loaded_so_classify_times_inference(monkeypatch, dash_root):
     # Without the warm-up the first photo's ms/image was the graph tracing (945 ms for Lite0).
-    import sys
-
     from cifar_core import artifacts
 
-    sys.path.insert(0, str(ROOT / "dashboard"))
+    monkeypatch.syspath_prepend(str(ROOT / "dashboard"))
     import common
 
     run = artifacts.load_runs(dash_root)[0][0]
