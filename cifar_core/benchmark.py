@@ -36,7 +36,7 @@ def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_si
     import keras
     import tensorflow as tf
 
-    from cifar_core import finetune
+    from cifar_core import finetune, runtime
     from cifar_core.config import TrainConfig
     from cifar_core.fitting import build_model, compile_for
     from cifar_core.pipeline import make_dataset
@@ -45,8 +45,7 @@ def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_si
     if config.weights is not None:  # speed does not depend on the values: nothing to download
         config.weights = "none"
     keras.backend.clear_session()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with runtime.dtype_policy(precision):
         rng = np.random.default_rng(0)
         n = config.batch_size * 4
         x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -74,8 +73,6 @@ def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_si
             "data_wait_share": wait / total,
             "batch_size": config.batch_size,
         }
-    finally:
-        keras.config.set_dtype_policy("float32")
 
 
 def measure(name: str, steps: int, precisions: list[str], input_size=None) -> dict:
@@ -113,7 +110,7 @@ def time_to_accuracy(root=None, thresholds=(0.93, 0.94)) -> list[dict]:
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
     out = []
     for run in runs:
-        if run.manifest["model"] != "fast" or "epoch_time_s" not in run.history:
+        if run.model != "fast":
             continue
         elapsed = run.history["epoch_time_s"].cumsum()
         row = {"run": run.run_id}

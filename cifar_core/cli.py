@@ -1,5 +1,5 @@
 """Command line: ``python -m cifar_core <command>`` (list-models, train, run, evaluate,
-predict, compact, probe, benchmark, report).
+predict, probe, benchmark, report, migrate).
 
     python -m cifar_core list-models
     python -m cifar_core train --model fast --data-dir ../shared/data/cifar10-jpeg
@@ -26,6 +26,9 @@ EPILOG = (
 )
 
 
+VERBOSE_HELP = "show TensorFlow's start-up and log messages (hidden by default)"
+
+
 def _add_common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
         parser.add_argument(
@@ -39,43 +42,23 @@ def _add_common(parser: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("training overrides (default: the model's preset)")
-    g.add_argument("--epochs", type=int, help="maximum epochs")
-    g.add_argument("--batch-size", type=int, help="images per step")
-    g.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="optimizer")
-    g.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate", help="(peak) learning rate")
-    g.add_argument(
-        "--lr-schedule",
-        choices=["constant", "plateau", "cosine", "one_cycle"],
-        help="plateau: ReduceLROnPlateau on val_loss; cosine/one_cycle: per step",
-    )
-    g.add_argument("--weight-decay", type=float, help="decoupled weight decay")
-    g.add_argument("--label-smoothing", type=float, help="label smoothing in [0, 1)")
-    g.add_argument(
-        "--precision",
-        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-        help="auto: mixed_float16 on GPU, mixed_bfloat16 on CPUs with native bf16, else float32",
-    )
-    g.add_argument("--seed", type=int, help="random seed (split, init, shuffling)")
-    g.add_argument("--val-size", type=int, help="validation images carved from train (5000)")
-    g.add_argument("--train-limit", type=int, help="train on at most this many images (quick runs)")
-    g.add_argument(
-        "--patience",
-        type=int,
-        dest="early_stopping_patience",
-        help="early-stopping patience in epochs; 0 = off",
-    )
-    g.add_argument("--tta", choices=["none", "flip", "flip_translate"], help="test-time augmentation")
+    """The training overrides, generated from TrainConfig's fields (their defaults, choices
+    and help are defined there once); None means "the model's preset"."""
+    from cifar_core.config import cli_fields
+
+    groups = {
+        "train": parser.add_argument_group("training overrides (default: the model's preset)"),
+        "transfer": parser.add_argument_group("transfer models (frozen backbone, then fine-tuned)"),
+    }
+    for f, kind in cli_fields():
+        meta = f.metadata
+        flags = meta["flags"] or (f"--{f.name.replace('_', '-')}",)
+        groups[meta["group"]].add_argument(
+            *flags, dest=f.name, type=kind, choices=meta["choices"], default=None, help=meta["help"]
+        )
+    g = groups["train"]
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    t = parser.add_argument_group("transfer models (frozen backbone, then fine-tuned)")
-    t.add_argument(
-        "--weights", help='"imagenet" (default), a local weights file, or "none" (random, recorded)'
-    )
-    t.add_argument("--input-size", type=int, help="backbone input size in px (images are resized inside)")
-    t.add_argument("--fine-tune-epochs", type=int, help="phase 2 epochs; 0 = frozen backbone only")
-    t.add_argument("--fine-tune-layers", type=int, help="top backbone layers unfrozen in phase 2")
-    t.add_argument("--fine-tune-lr-factor", type=float, help="phase 2 learning rate = --lr x this")
-    t.add_argument(
+    groups["transfer"].add_argument(
         "--no-cache-features",
         action="store_true",
         help="run the frozen backbone on every step instead of caching its output",
@@ -97,6 +80,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cifar_core", description=__doc__.split("\n")[0], epilog=EPILOG
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up and log messages (hidden by default)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -156,44 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser(
-        "compact", help="store finished runs' models with float16 weights (checked on validation)"
+        "migrate", help="convert runs written by older versions to the current run format (v2), once"
     )
-    p.add_argument("runs", nargs="+", help="run ids")
-    _add_common(p)
+    _add_common(p, data=False)
 
     p = sub.add_parser("report", help="results table of the runs")
     p.add_argument("--markdown", action="store_true", help="Markdown table (for the README)")
     p.add_argument("--readme", help="rewrite the generated results block of this file (README.md)")
     _add_common(p, data=False)
+    for command in sub.choices.values():  # also accepted after the command
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    keys = [
-        "epochs",
-        "batch_size",
-        "optimizer",
-        "learning_rate",
-        "lr_schedule",
-        "weight_decay",
-        "label_smoothing",
-        "precision",
-        "seed",
-        "val_size",
-        "train_limit",
-        "early_stopping_patience",
-        "tta",
-        "weights",
-        "input_size",
-        "fine_tune_epochs",
-        "fine_tune_layers",
-        "fine_tune_lr_factor",
-    ]
-    values = {k: getattr(args, k) for k in keys}
+    from cifar_core.config import NO_AUGMENT, cli_fields
+
+    values = {f.name: getattr(args, f.name) for f, _ in cli_fields()}
     if args.no_cache_features:
         values["cache_features"] = False
     if args.no_augment:
-        values["augment"] = {"flip": False, "translate": 0, "rotation": 0.0, "zoom": 0.0}
+        values["augment"] = dict(NO_AUGMENT)
     return values
 
 
@@ -269,18 +240,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cifar_core import artifacts, evaluate
-    from cifar_core.data import load_labelled_folder
+    from cifar_core.folders import load_labelled_folder
     from cifar_core.inference import load_model, predict_probs
 
     root = artifacts.artifacts_root(args.artifacts_dir)
     run = artifacts.read_run(root, args.run)
     x, y, ids = load_labelled_folder(args.data_dir, run.class_names)
     model = load_model(run.model_path)
-    probs = predict_probs(model, x, run.manifest["config"].get("tta", "none"))
+    probs = predict_probs(model, x, run.manifest["config"]["tta"])
     result = evaluate.classification_metrics(y, probs, run.class_names)
     result.update(
         {
-            "data_dir": str(Path(args.data_dir).resolve()),
+            "data_dir": artifacts.relative_path(args.data_dir, root),
             "n_images": int(len(y)),
             "per_class": evaluate.per_class_report(y, probs.argmax(1), run.class_names),
         }
@@ -310,35 +281,31 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compact(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts
-    from cifar_core.data import load_cifar10
-    from cifar_core.train import compact_run
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from cifar_core.artifacts import artifacts_root
+    from cifar_core.artifacts.migrate import migrate_all
 
-    root = artifacts.artifacts_root(args.artifacts_dir)
-    for run_id in args.runs:
-        artifacts.read_run(root, run_id)  # fail on a bad id before loading data
-    data = load_cifar10(args.data_dir)
-    for run_id in args.runs:
-        info = compact_run(root, run_id, data)
-        print(
-            f"{run_id}: model.keras {info['bytes_float32'] / 1e6:.1f} MB -> {info['bytes'] / 1e6:.1f} MB "
-            f"({info['weights_dtype']}); validation accuracy {info['val_accuracy_float32']:.2%} -> "
-            f"{info['val_accuracy']:.2%}, predictions agree on {info['val_agreement']:.2%}"
-        )
-    return 0
+    root = artifacts_root(args.artifacts_dir)
+    results = migrate_all(root)
+    for run_id, outcome in results:
+        print(f"{run_id}: {outcome}")
+    if not results:
+        print(f"no runs in {root}")
+    return 2 if any(outcome.startswith("skipped") for _, outcome in results) else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
-    from cifar_core.inference import ImageError, classify, load_model, open_image, to_model_input
+    from cifar_core.errors import ImageError
+    from cifar_core.images import MAX_FILE_BYTES, decode_image
+    from cifar_core.inference import classify, load_model
 
     run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
     model = load_model(run.model_path)
     failures = 0
     for file in args.images:
         try:
-            pixels = to_model_input(open_image(file))
+            pixels = decode_image(file, max_bytes=MAX_FILE_BYTES)
         except ImageError as error:
             print(f"{file}: error: {error}")
             failures += 1
@@ -372,34 +339,28 @@ COMMANDS = {
     "run": cmd_run,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
-    "compact": cmd_compact,
+    "migrate": cmd_migrate,
     "probe": cmd_probe,
     "benchmark": cmd_benchmark,
     "report": cmd_report,
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
-    args = build_parser().parse_args(argv)
-    from cifar_core.artifacts import ArtifactError
-    from cifar_core.config import ConfigError
-    from cifar_core.data import DataError
-    from cifar_core.inference import ImageError, ModelLoadError
-    from cifar_core.models import UnknownModelError
-    from cifar_core.models.efficientnet_lite import WeightsError
+# Commands that never touch TensorFlow (it takes seconds to import): no quiet import.
+NO_TENSORFLOW = {"report", "migrate"}
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cifar_core.errors import CifarError
+
+    if not args.verbose and args.command not in NO_TENSORFLOW:
+        from cifar_core.runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     try:
         return COMMANDS[args.command](args)
-    except (
-        ArtifactError,
-        ConfigError,
-        DataError,
-        ImageError,
-        ModelLoadError,
-        UnknownModelError,
-        WeightsError,
-    ) as error:
+    except CifarError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,23 +1,46 @@
-"""The training configuration: one dataclass, a note per field, presets from the registry."""
+"""The training configuration: one dataclass, defined once.
+
+Each field carries its default, its allowed values and the help text of its command-line
+option (``cli.py`` generates the ``train`` / ``run`` options from these fields, so a
+choice or default is written in one place). Presets live with each model in the registry.
+This module imports neither TensorFlow nor Keras.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from cifar_core.pipeline import AugmentConfig
+from cifar_core.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "plateau", "cosine", "one_cycle")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-TTA_MODES = ("none", "flip", "flip_translate")
+__all__ = ["AugmentConfig", "ConfigError", "TrainConfig", "cli_fields", "same_config"]
 
 
-class ConfigError(ValueError):
-    """A training configuration that cannot work (bad value, unknown field)."""
+@dataclass
+class AugmentConfig:
+    """Which augmentations the training pipeline applies (all per image, at random)."""
+
+    flip: bool = True  # horizontal flip with probability 1/2
+    translate: int = 4  # pad by this many pixels (reflect) and crop back to 32x32; 0 = off
+    rotation: float = 0.0  # max rotation as a fraction of a full turn (0.1 = +-36 degrees)
+    zoom: float = 0.0  # max zoom in/out as a fraction of the size (0.1 = +-10%)
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0
+
+
+NO_AUGMENT = {"flip": False, "translate": 0, "rotation": 0.0, "zoom": 0.0}
+
+
+def _opt(default: Any, help: str, *, choices: tuple | None = None, flags: tuple = (), group: str = "train"):
+    """A config field that is also a command-line option (``--field-name`` unless ``flags``)."""
+    meta = {"help": help, "choices": choices, "flags": flags, "group": group}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -25,38 +48,57 @@ class TrainConfig:
     """Everything that decides how one model is trained. Presets live with each model."""
 
     model: str
-    epochs: int = 30  # upper bound: early stopping may end sooner
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | adamw | sgd
-    learning_rate: float = 1e-3  # peak learning rate for cosine / one_cycle
+    epochs: int = _opt(30, "maximum epochs (early stopping may end sooner)")
+    batch_size: int = _opt(128, "images per step")
+    optimizer: str = _opt("adam", "optimizer", choices=("adam", "adamw", "sgd"))
+    learning_rate: float = _opt(
+        1e-3, "(peak) learning rate for cosine / one_cycle", flags=("--learning-rate", "--lr")
+    )
     momentum: float = 0.9  # SGD only
     nesterov: bool = True  # SGD only
-    lr_schedule: str = "plateau"  # constant | plateau | cosine | one_cycle
+    lr_schedule: str = _opt(
+        "plateau",
+        "plateau: ReduceLROnPlateau on val_loss; cosine / one_cycle: per step",
+        choices=("constant", "plateau", "cosine", "one_cycle"),
+    )
     warmup_fraction: float = 0.25  # one_cycle: share of steps spent rising to the peak
     lr_start_factor: float = 0.1  # one_cycle: the first step's LR as a fraction of the peak
     lr_end_factor: float = 0.01  # one_cycle: the last step's LR as a fraction of the peak
     plateau_factor: float = 0.5  # plateau: multiply the LR by this ...
     plateau_patience: int = 3  # ... after this many epochs without val_loss improving
-    weight_decay: float = 0.0  # decoupled decay (AdamW, SGD), per step, times the LR
-    label_smoothing: float = 0.0
+    weight_decay: float = _opt(0.0, "decoupled weight decay (AdamW, SGD), per step, times the LR")
+    label_smoothing: float = _opt(0.0, "label smoothing in [0, 1)")
     bias_lr_scale: float = 1.0  # SGD: BatchNorm shifts (beta) learn this many times faster (airbench: 64)
     lookahead: bool = False  # airbench's lookahead: every 5 steps pull weights towards a slow average
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    tta: str = "none"  # test-time augmentation: none | flip | flip_translate
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    seed: int = 0
-    val_size: int = 5000  # images carved (stratified) out of train for validation
-    train_limit: int | None = None  # use at most this many train images (quick runs)
-    early_stopping_patience: int = 5  # epochs without val_accuracy improving; 0 = off
+    tta: str = _opt("none", "test-time augmentation", choices=("none", "flip", "flip_translate"))
+    precision: str = _opt(
+        "auto",
+        "auto: mixed_float16 on a GPU; on a CPU float32, unless bfloat16 was measured to train "
+        "this model as well and faster on this kind of CPU (runtime.BF16_MEASURED)",
+        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    )
+    seed: int = _opt(0, "random seed (split, initialisation, shuffling)")
+    val_size: int | None = _opt(
+        None, "validation images carved (stratified) from train; default 10%% of train, at most 5,000"
+    )
+    train_limit: int | None = _opt(None, "train on at most this many images (quick runs)")
+    early_stopping_patience: int = _opt(
+        5, "early-stopping patience in epochs (val_accuracy); 0 = off", flags=("--patience",)
+    )
     restore_best: bool = True  # end with the weights of the best validation epoch
     # Model builder arguments (transfer models: head_units, dropout, ...).
     model_args: dict[str, Any] = field(default_factory=dict)
-    # Transfer learning only: "imagenet", a weights file, or "none" (random, recorded).
-    weights: str | None = None
-    input_size: int | None = None  # transfer only: backbone input size in px (None: preset)
-    fine_tune_epochs: int = 0  # transfer only: phase 2 epochs after `epochs` of phase 1
-    fine_tune_layers: int = 0  # transfer only: top backbone layers unfrozen in phase 2
-    fine_tune_lr_factor: float = 0.03  # transfer only: phase 2 LR = learning_rate x this
+    # Transfer learning only.
+    weights: str | None = _opt(
+        None, '"imagenet" (default), a local weights file, or "none" (random, recorded)', group="transfer"
+    )
+    input_size: int | None = _opt(
+        None, "backbone input size in px (images are resized inside)", group="transfer"
+    )
+    fine_tune_epochs: int = _opt(0, "phase 2 epochs; 0 = frozen backbone only", group="transfer")
+    fine_tune_layers: int = _opt(0, "top backbone layers unfrozen in phase 2", group="transfer")
+    fine_tune_lr_factor: float = _opt(0.03, "phase 2 learning rate = --lr x this", group="transfer")
     cache_features: bool = True  # transfer only: run the frozen part once per image and reuse it
     # Transfer only, phase 2: its own augmentation and batch size (None / 0: as phase 1).
     # Augmentation beyond a flip means phase 2 trains on pixels, not on cached activations.
@@ -68,17 +110,18 @@ class TrainConfig:
             self.augment = AugmentConfig(**self.augment)
         if isinstance(self.fine_tune_augment, dict):
             self.fine_tune_augment = AugmentConfig(**self.fine_tune_augment)
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name} must be one of {choices} (config for {self.model!r})")
         checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
-            (self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
-            (self.tta in TTA_MODES, f"tta must be one of {TTA_MODES}"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (0 < self.lr_start_factor <= 1, "lr_start_factor must be in (0, 1]"),
             (0 < self.lr_end_factor <= 1, "lr_end_factor must be in (0, 1]"),
-            (self.val_size >= 1, "val_size must be >= 1"),
+            (self.val_size is None or self.val_size >= 1, "val_size must be >= 1 (or unset: automatic)"),
+            (self.train_limit is None or self.train_limit >= 1, "train_limit must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be > 0"),
             (
@@ -156,6 +199,20 @@ class TrainConfig:
         """Short hash of the config: the same command gives the same run id."""
         blob = json.dumps(self.non_default(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def cli_fields() -> list[tuple[dataclasses.Field, type]]:
+    """The fields that are command-line options, with the type argparse converts to."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        if "help" not in f.metadata:
+            continue
+        kind = hints[f.name]
+        if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        out.append((f, kind))
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -2,27 +2,25 @@
 
     from cifar_core.data import load_cifar10, split_train_val
     data = load_cifar10("../shared/data/cifar10-jpeg")      # or None for keras.datasets
-    x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, 5000, seed=0)
+    x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, None, seed=0)
 
-Every loader returns uint8 arrays of shape (N, 32, 32, 3) and int64 labels. Image
-folders are decoded once and cached as .npz under the cache dir (``CIFAR_CACHE_DIR``,
-default ``~/.cache/cifar_core``), keyed by a fingerprint of the file listing, so the
-second load only reads one file.
+Every loader returns uint8 arrays of shape (N, 32, 32, 3) and int64 labels. Image folders
+(``folders.py``) are decoded once by the one image decoder (``images.decode_image``) and
+cached as .npz under the cache dir (``CIFAR_CACHE_DIR``, default ``~/.cache/cifar_core``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import tarfile
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from cifar_core.errors import DataError
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -36,13 +34,11 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 KERAS_ARCHIVE_NAME = "cifar-10-batches-py-target_archive"  # what keras.datasets.cifar10 looks for
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+MAX_VAL_SIZE = 5000  # the automatic validation split: 10% of train, at most this many
+VAL_FRACTION = 0.1
 
-
-class DataError(ValueError):
-    """A data source is missing, malformed or unreadable. The message names the path."""
+__all__ = ["CIFAR10_CLASSES", "Cifar10Data", "DataError", "load_cifar10", "split_train_val"]
 
 
 @dataclass
@@ -57,6 +53,8 @@ class Cifar10Data:
     source: str  # human-readable description of the source
     checksum: str  # sha256 over the decoded arrays: identical pixels -> identical checksum
     test_ids: np.ndarray = field(default=None)  # type: ignore[assignment]  # per test image: file or index
+    kind: str = "arrays"  # keras | tarball | batches | image_folder | arrays (built in code)
+    root: Path | None = None  # the file or folder read (None: keras.datasets or in memory)
 
     def __post_init__(self) -> None:
         if self.test_ids is None:
@@ -117,7 +115,9 @@ def load_cifar10(source: str | os.PathLike | None = None, cache_dir: Path | None
     if (path / "cifar-10-batches-py").is_dir():
         return _load_batches_dir(path / "cifar-10-batches-py")
     if (path / "train").is_dir() or (path / "test").is_dir():
-        return _load_image_folder(path, cache_dir or default_cache_dir())
+        from cifar_core.folders import load_image_folder
+
+        return load_image_folder(path, cache_dir or default_cache_dir())
     raise DataError(
         f"{path}: expected train/<class>/ and test/<class>/ image folders, "
         "cifar-10-batches-py/ or cifar-10-python.tar.gz"
@@ -148,6 +148,7 @@ def _load_keras() -> Cifar10Data:
         CIFAR10_CLASSES,
         "keras.datasets.cifar10",
         arrays_checksum(x_train, x_test),
+        kind="keras",
     )
 
 
@@ -163,7 +164,7 @@ def _unpickle_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def _assemble_batches(read, where: str) -> Cifar10Data:
+def _assemble_batches(read, where: Path, kind: str) -> Cifar10Data:
     """Assemble the five train batches and the test batch; ``read(name)`` returns bytes."""
     parts = [_unpickle_batch(read(f"data_batch_{i}"), f"{where}/data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = _unpickle_batch(read("test_batch"), f"{where}/test_batch")
@@ -178,8 +179,10 @@ def _assemble_batches(read, where: str) -> Cifar10Data:
         x_test,
         y_test,
         CIFAR10_CLASSES,
-        f"cifar-10-python ({where})",
+        f"cifar-10-python ({where.name})",
         arrays_checksum(x_train, x_test),
+        kind=kind,
+        root=where.resolve(),
     )
 
 
@@ -190,7 +193,7 @@ def _load_batches_dir(folder: Path) -> Cifar10Data:
             raise DataError(f"{file}: missing CIFAR-10 batch file")
         return file.read_bytes()
 
-    return _assemble_batches(read, str(folder))
+    return _assemble_batches(read, folder, "batches")
 
 
 def _load_tarball(path: Path) -> Cifar10Data:
@@ -203,213 +206,53 @@ def _load_tarball(path: Path) -> Cifar10Data:
                     raise DataError(f"{path}: missing {name} in the archive")
                 return archive.extractfile(members[name]).read()
 
-            return _assemble_batches(read, str(path))
+            return _assemble_batches(read, path, "tarball")
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"{path}: unreadable tarball ({error})") from None
-
-
-# --- image folders -------------------------------------------------------------------------
-
-
-def _class_names(root: Path) -> tuple[str, ...]:
-    splits = {}
-    for split in ("train", "test"):
-        folder = root / split
-        if not folder.is_dir():
-            raise DataError(f"{folder}: missing split folder (need train/ and test/)")
-        names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not names:
-            raise DataError(f"{folder}: no class folders")
-        splits[split] = names
-    if splits["train"] != splits["test"]:
-        missing = sorted(set(splits["train"]) ^ set(splits["test"]))
-        raise DataError(f"{root}: train/ and test/ have different class folders: {missing}")
-    names = splits["train"]
-    if set(names) == set(CIFAR10_CLASSES):
-        return CIFAR10_CLASSES  # CIFAR-10's own label order, not alphabetical
-    return tuple(names)
-
-
-def _list_images(root: Path, classes: tuple[str, ...]) -> dict[str, list[tuple[Path, int]]]:
-    listing = {}
-    for split in ("train", "test"):
-        files = []
-        for label, name in enumerate(classes):
-            folder = root / split / name
-            entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-            if not entries:
-                raise DataError(f"{folder}: empty class folder")
-            for entry in entries:
-                if entry.is_dir() or entry.suffix.lower() not in IMAGE_SUFFIXES:
-                    raise DataError(f"{entry}: not an image file (expected {sorted(IMAGE_SUFFIXES)})")
-                files.append((entry, label))
-        listing[split] = files
-    return listing
-
-
-def _listing_fingerprint(root: Path, listing: dict[str, list[tuple[Path, int]]]) -> str:
-    """Cheap cache key: names, sizes and modification times of every file (no reads)."""
-    digest = hashlib.sha256(f"format{CACHE_FORMAT}".encode())
-    for split, files in listing.items():
-        for path, label in files:
-            stat = path.stat()
-            rel = path.relative_to(root).as_posix()
-            digest.update(f"{split}|{rel}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def square_pixels(image, size: int = 32) -> np.ndarray:
-    """Center-crop a PIL image to a square (CIFAR-10 objects fill the frame), resize it to
-    size x size with antialiasing, and return uint8 RGB pixels."""
-    from PIL import Image
-
-    if image.size != (size, size):
-        width, height = image.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def _decode_one(path: Path) -> tuple[np.ndarray, bool]:
-    """Decode one file to uint8 32x32 RGB; the flag says whether it had to be converted."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            converted = image.mode != "RGB" or image.size != (32, 32)
-            return square_pixels(image.convert("RGB")), converted
-    except Exception as error:
-        raise DataError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
-
-
-def _decode_all(files: list[tuple[Path, int]], desc: str) -> tuple[np.ndarray, np.ndarray, int]:
-    from keras.utils import Progbar
-
-    images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    converted = 0
-    progress = Progbar(len(files), unit_name="image") if len(files) >= 2000 else None
-    if progress:
-        print(f"Decoding {len(files)} {desc} images (cached after the first time)")
-    # PIL releases the GIL while decoding, so threads use every core.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for i, (array, was_converted) in enumerate(pool.map(_decode_one, [f for f, _ in files])):
-            images[i] = array
-            converted += was_converted
-            if progress and (i + 1) % 1000 == 0:
-                progress.update(i + 1)
-    if progress:
-        progress.update(len(files), finalize=True)
-    return images, labels, converted
-
-
-def _load_image_folder(root: Path, cache_dir: Path) -> Cifar10Data:
-    root = root.resolve()
-    classes = _class_names(root)
-    listing = _list_images(root, classes)
-    key = _listing_fingerprint(root, listing)
-    cache_file = cache_dir / f"imagefolder-{key[:24]}.npz"
-    test_ids = np.array([p.relative_to(root).as_posix() for p, _ in listing["test"]])
-    cached = _read_cache(cache_file)
-    if cached is not None:
-        return Cifar10Data(
-            cached["x_train"],
-            cached["y_train"],
-            cached["x_test"],
-            cached["y_test"],
-            classes,
-            f"image folder {root}",
-            str(cached["checksum"]),
-            test_ids,
-        )
-    x_train, y_train, conv_train = _decode_all(listing["train"], "train")
-    x_test, y_test, conv_test = _decode_all(listing["test"], "test")
-    if conv_train + conv_test:
-        warnings.warn(
-            f"{root}: converted {conv_train + conv_test} images that were not 32x32 RGB",
-            stacklevel=2,
-        )
-    checksum = arrays_checksum(x_train, x_test)
-    _write_cache(
-        cache_file,
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        checksum=np.array(checksum),
-    )
-    return Cifar10Data(x_train, y_train, x_test, y_test, classes, f"image folder {root}", checksum, test_ids)
-
-
-def _read_cache(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as archive:
-            return {name: archive[name] for name in archive.files}
-    except Exception:  # a corrupt cache is only a cache: decode again
-        return None
-
-
-def _write_cache(path: Path, **arrays: np.ndarray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
-    except OSError as error:  # read-only home: work on without a cache
-        warnings.warn(f"could not write the data cache {path}: {error}", stacklevel=2)
-
-
-def load_labelled_folder(folder: str | os.PathLike, class_names: tuple[str, ...] | list[str]):
-    """Decode ``folder/<class>/*`` (or ``folder/test/<class>/*``) for evaluating a saved model.
-
-    Class folders must be among ``class_names`` (the run's); labels follow that order.
-    Returns (x uint8 (N, 32, 32, 3), y int64 (N,), ids relative to ``folder``).
-    """
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder")
-    base = root / "test" if (root / "test").is_dir() else root
-    present = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not present:
-        raise DataError(f"{base}: no class folders")
-    unknown = [name for name in present if name not in class_names]
-    if unknown:
-        raise DataError(f"{base}: class folders {unknown} are not classes of this model {list(class_names)}")
-    files = []
-    for name in present:
-        entries = sorted(p for p in (base / name).iterdir() if not p.name.startswith("."))
-        for entry in entries:
-            if entry.is_dir() or entry.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{entry}: not an image file (expected {sorted(IMAGE_SUFFIXES)})")
-            files.append((entry, list(class_names).index(name)))
-    if not files:
-        raise DataError(f"{base}: no images")
-    x, y, converted = _decode_all(files, base.name)
-    if converted:
-        warnings.warn(f"{base}: converted {converted} images that were not 32x32 RGB", stacklevel=2)
-    return x, y, np.array([p.relative_to(root).as_posix() for p, _ in files])
 
 
 # --- splits ----------------------------------------------------------------------------------
 
 
+def auto_val_size(n_train: int) -> int:
+    """The default validation split: 10% of the train images, at most 5,000 (CIFAR-10's
+    50,000 give the usual 45,000 / 5,000)."""
+    return min(MAX_VAL_SIZE, max(1, round(VAL_FRACTION * n_train)))
+
+
 def split_train_val(
-    x: np.ndarray, y: np.ndarray, val_size: int, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    val_size: int | None,
+    seed: int,
+    class_names: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified, seeded split of train into (x_train, y_train, x_val, y_val)."""
+    """Stratified, seeded split of train into (x_train, y_train, x_val, y_val).
+
+    ``val_size`` None means ``auto_val_size(len(x))``. Every class needs at least two
+    images (one for each side) and the validation split at least one image per class;
+    otherwise DataError says which class is short.
+    """
     from sklearn.model_selection import train_test_split
 
-    if not 0 < val_size < len(x):
+    n = len(x)
+    size = auto_val_size(n) if val_size is None else int(val_size)
+    if not 0 < size < n:
+        raise DataError(f"val_size must be between 1 and {n - 1} for {n} train images, got {size}")
+    labels, counts = np.unique(y, return_counts=True)
+    name = lambda c: repr(class_names[c]) if class_names is not None else str(c)  # noqa: E731
+    short = [f"{name(c)} ({k})" for c, k in zip(labels, counts) if k < 2]
+    if short:
         raise DataError(
-            f"val_size must be between 1 and {len(x) - 1} for {len(x)} train images, got {val_size}"
+            f"too few train images to carve a stratified validation split: class {', '.join(short)}; "
+            "every class needs at least 2 (one of them goes to validation)"
         )
-    x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=val_size, random_state=seed, stratify=y)
+    if size < len(labels) or n - size < len(labels):
+        raise DataError(
+            f"a validation split of {size} of {n} images cannot hold every one of the "
+            f"{len(labels)} classes on both sides: set --val-size between {len(labels)} and {n - len(labels)}"
+        )
+    x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=size, random_state=seed, stratify=y)
     return x_tr, y_tr, x_val, y_val
 
 

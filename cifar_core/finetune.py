@@ -26,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cifar_core.fileio import save_npy
 from cifar_core.models.registry import flat_layers
 
 BACKBONE, POOL = "backbone", "pool"
@@ -119,7 +120,5 @@ def cached_activations(
         x = x[:, :, ::-1, :]
     out = front.predict(np.ascontiguousarray(x), batch_size=128, verbose=verbose)
     out = out.astype(np.float16)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, out)
-    tmp.replace(path)
+    save_npy(path, out)
     return out

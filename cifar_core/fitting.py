@@ -5,11 +5,12 @@ and, when ``fine_tune_epochs`` > 0, phase 2 (top backbone layers unfrozen at a l
 learning rate), recorded in one history with a ``phase`` column. Everything that lets a
 killed run resume lives in the run's work folder:
 
-    backup-p<phase>/        BackupAndRestore checkpoints (last finished epoch)
-    best-p<phase>.weights.h5  best validation epoch of the phase
-    phase<phase>.json + phase<phase>.weights.h5   a finished phase
-    cache-ft<cut>-*.npy     cached frozen-front activations (transfer, see finetune.py)
-    history.csv             every epoch, every phase
+    backup_dir(work, phase)       BackupAndRestore checkpoints (last finished epoch)
+    best_weights(work, phase)     best validation epoch of the phase
+    phase_marker / phase_weights  a finished phase
+    activation_cache(...)         cached frozen-front activations (transfer, see finetune.py)
+    history_file(work)            every epoch, every phase
+(the names are in ``artifacts/work.py``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from cifar_core import artifacts, finetune, runtime
+from cifar_core import finetune, runtime
+from cifar_core.artifacts import work as files
 from cifar_core.config import TrainConfig
+from cifar_core.fileio import write_json
 from cifar_core.models import create_model, get_spec
 from cifar_core.pipeline import make_array_dataset, make_dataset
 from cifar_core.schedules import Lookahead, make_optimizer, steps_per_epoch
-
-HISTORY = "history.csv"
 
 
 @dataclass
@@ -77,17 +78,17 @@ def read_history(path: Path) -> pd.DataFrame:
 def _callbacks(
     config: TrainConfig, work: Path, phase: int, learning_rate: float, verbose: int, total_steps: int = 0
 ):
-    history = read_history(work / HISTORY)
-    if "phase" in history:
+    history = read_history(files.history_file(work))
+    if len(history):
         history = history[history["phase"] == phase]
     best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
     callbacks = [
         # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
         *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
         EpochInfo(phase),
-        keras.callbacks.CSVLogger(str(work / HISTORY), append=True),
+        keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
         keras.callbacks.ModelCheckpoint(
-            str(work / f"best-p{phase}.weights.h5"),
+            str(files.best_weights(work, phase)),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
@@ -119,7 +120,7 @@ def _callbacks(
     # of losing it.
     callbacks.append(
         keras.callbacks.BackupAndRestore(
-            str(work / f"backup-p{phase}"), delete_checkpoint=False, double_checkpoint=True
+            str(files.backup_dir(work, phase)), delete_checkpoint=False, double_checkpoint=True
         )
     )
     return callbacks
@@ -210,16 +211,21 @@ def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> t
     """Run the frozen front once over train (and its mirror) and val; reuse across restarts."""
     start = time.perf_counter()
     parts = finetune.split(model, cut)
-    prefix = f"cache-ft{cut}"
     cache = {
         "train": finetune.cached_activations(
-            parts.frozen, splits.x_train, work / f"{prefix}-train.npy", verbose
+            parts.frozen, splits.x_train, files.activation_cache(work, cut, "train"), verbose
         ),
-        "val": finetune.cached_activations(parts.frozen, splits.x_val, work / f"{prefix}-val.npy", verbose),
+        "val": finetune.cached_activations(
+            parts.frozen, splits.x_val, files.activation_cache(work, cut, "val"), verbose
+        ),
     }
     if config.augment.flip:
         cache["train_flipped"] = finetune.cached_activations(
-            parts.frozen, splits.x_train, work / f"{prefix}-train-flipped.npy", verbose, flip=True
+            parts.frozen,
+            splits.x_train,
+            files.activation_cache(work, cut, "train-flipped"),
+            verbose,
+            flip=True,
         )
     return cache, time.perf_counter() - start, parts.split_layer
 
@@ -235,10 +241,10 @@ def fit(
     phases_done: list[dict] = []
     start_epoch = 0
     for phase, epochs, lr in plan_phases(config, transfer):
-        marker = work / f"phase{phase}.json"
+        marker = files.phase_marker(work, phase)
         if marker.exists():  # finished before a restart
             info = json.loads(marker.read_text())
-            model.load_weights(work / f"phase{phase}.weights.h5")
+            model.load_weights(files.phase_weights(work, phase))
             phases_done.append(info)
             start_epoch = info["end_epoch"]
             continue
@@ -268,11 +274,11 @@ def fit(
             verbose=verbose,
             shuffle=False,
         )
-        best = work / f"best-p{phase}.weights.h5"
+        best = files.best_weights(work, phase)
         if config.restore_best and best.exists():
             target.load_weights(best)
-        history = read_history(work / HISTORY)
-        this = history[history["phase"] == phase] if "phase" in history else history
+        history = read_history(files.history_file(work))
+        this = history[history["phase"] == phase]
         info = {
             "phase": phase,
             "start_epoch": start_epoch,
@@ -282,14 +288,14 @@ def fit(
             "augment": dataclasses.asdict(pconfig.augment),
             "trainable_layers": trainable,
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-            "time_s": float(this["epoch_time_s"].sum()) if "epoch_time_s" in this else None,
+            "time_s": float(this["epoch_time_s"].sum()),
             "cached_activations": cache is not None,
             "split_after_layer": split_layer,
             "cache_time_s": cache_time,  # the caching pass, counted once (in the phase that ran it)
         }
         cache_time = 0.0
-        model.save_weights(work / f"phase{phase}.weights.h5")
-        artifacts.write_json(marker, info)
+        model.save_weights(files.phase_weights(work, phase))
+        write_json(marker, info)
         phases_done.append(info)
         start_epoch = info["end_epoch"]
     fit_time = sum((p.get("time_s") or 0) + p.get("cache_time_s", 0) for p in phases_done)

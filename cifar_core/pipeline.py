@@ -9,24 +9,10 @@ waits on the input: `benchmark` reports the share of time spent waiting for data
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import tensorflow as tf
 
-
-@dataclass
-class AugmentConfig:
-    """Which augmentations the training pipeline applies (all per image, at random)."""
-
-    flip: bool = True  # horizontal flip with probability 1/2
-    translate: int = 4  # pad by this many pixels (reflect) and crop back to 32x32; 0 = off
-    rotation: float = 0.0  # max rotation as a fraction of a full turn (0.1 = +-36 degrees)
-    zoom: float = 0.0  # max zoom in/out as a fraction of the size (0.1 = +-10%)
-
-    @property
-    def enabled(self) -> bool:
-        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0
+from cifar_core.config import AugmentConfig
 
 
 def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

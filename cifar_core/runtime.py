@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cifar_core.config import ConfigError
+from cifar_core.errors import ConfigError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -40,19 +44,101 @@ def gpus() -> list[str]:
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
 
-def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy for ``precision``; "auto" picks what is fastest here.
+# Where bfloat16 was measured against float32, per model and per kind of CPU. auto picks
+# mixed_bfloat16 only for an entry whose bfloat16 run trained faster AND reached a test
+# accuracy within BF16_MAX_ACCURACY_LOSS of float32's; everything else trains in float32.
+# Speeds are `python -m cifar_core benchmark` training images/s (float32, bfloat16).
+BF16_MAX_ACCURACY_LOSS = 0.003
+BF16_MEASURED: dict[str, dict[str, dict]] = {
+    # AMD EPYC Zen 4, 2 vCPUs, AVX512-BF16 (issue 14, benchmark on the shared JPEGs).
+    # Accuracy in bfloat16 not yet measured on this kind: auto keeps float32.
+    "avx512_bf16": {
+        "fast": {"images_per_s": (900, 1117), "accuracy_loss": None},
+        "cnn_bn": {"images_per_s": (2460, 2729), "accuracy_loss": None},
+        "resnet20": {"images_per_s": (863, 920), "accuracy_loss": None},
+        # bfloat16 made the transfer models almost 2x slower there (phase 2 / frozen head).
+        "efficientnet_lite0": {"images_per_s": (236, 131), "accuracy_loss": None},
+        "efficientnet_lite0_frozen": {"images_per_s": (333, 254), "accuracy_loss": None},
+    },
+    # AMD EPYC Zen 3, 2 vCPUs, AVX2 only: bfloat16 is emulated, 3-12x slower for every
+    # model of the zoo (benchmark of 2026-11-24, stop 12's note). No entry can qualify.
+}
 
-    Measured with `python -m cifar_core benchmark`: on CPUs without native bf16 (AVX512-BF16
-    or AMX) bfloat16 is emulated and slower than float32, so auto means float32 there.
-    """
+
+def cpu_kind(flags: set[str] | None = None) -> str:
+    """The CPU's bfloat16 capability: amx_bf16, avx512_bf16, or none (emulated)."""
+    flags = cpu_flags() if flags is None else flags
+    for kind in ("amx_bf16", "avx512_bf16"):
+        if kind in flags:
+            return kind
+    return "none"
+
+
+def bf16_helps(model: str | None, kind: str) -> bool:
+    """Whether bfloat16 was measured to train ``model`` as well as float32, and faster, here."""
+    entry = BF16_MEASURED.get(kind, {}).get(model or "")
+    if not entry or entry.get("accuracy_loss") is None:
+        return False
+    fp32, bf16 = entry["images_per_s"]
+    return bf16 > fp32 and entry["accuracy_loss"] <= BF16_MAX_ACCURACY_LOSS
+
+
+def resolve_precision(precision: str, model: str | None = None, flags: set[str] | None = None) -> str:
+    """The Keras dtype policy for ``precision``; "auto" is mixed_float16 on a GPU and, on
+    a CPU, float32 unless BF16_MEASURED shows bfloat16 helps ``model`` on this kind of CPU."""
     if precision != "auto":
         return precision
-    if gpus():
+    if flags is None and gpus():
         return "mixed_float16"
-    if {"avx512_bf16", "amx_bf16"} & cpu_flags():
-        return "mixed_bfloat16"
-    return "float32"
+    return "mixed_bfloat16" if bf16_helps(model, cpu_kind(flags)) else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str) -> Iterator[None]:
+    """Set Keras' global dtype policy for the block and restore the one that was set before."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# TensorFlow's start-up lines: absl log lines written before logging is set up (the
+# level variables cannot hide those), CUDA probing on machines without a GPU, and the
+# CPU-instructions notice. Anything else TensorFlow prints at import is passed through.
+_CHATTER = re.compile(
+    r"^(?:[IWE]\d{4} [\d:. ]+\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog"
+    r"|To enable the following instructions|oneDNN custom operations are on)"
+)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter filtered out of stderr (see _CHATTER);
+    ``--verbose`` skips this. Also sets TF_CPP_MIN_LOG_LEVEL=3 for later C++ log lines."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing prints here
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.strip() and not _CHATTER.match(line):
+                    print(line, file=sys.stderr)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def make_strategy(name: str):
@@ -188,6 +274,7 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_count": os.cpu_count(),
         "gpus": gpus(),
         "git_commit": git_commit(),
@@ -196,7 +283,22 @@ def environment() -> dict[str, Any]:
 
 
 def hardware_label(env: dict[str, Any]) -> str:
-    """Short text for tables: 'CPU x2 (AMD EPYC)' or 'GPU x1'."""
+    """Short text for tables: 'CPU x2 (AMD EPYC, AVX2)' or 'GPU x1'."""
     if env.get("gpus"):
         return f"GPU x{len(env['gpus'])}"
-    return f"CPU x{env.get('cpu_count')} ({env.get('cpu')})"
+    features = env.get("cpu_features")
+    isa = f", {features[-1]}" if features else ""
+    return f"CPU x{env.get('cpu_count')} ({env.get('cpu')}{isa})"
+
+
+def cpu_features() -> list[str]:
+    """The vector instruction sets that decide training speed here, widest last
+    (e.g. ['AVX2'] on a Zen 3, ['AVX2', 'AVX-512', 'AVX512-BF16'] on a Zen 4)."""
+    flags = cpu_flags()
+    named = (
+        ("avx2", "AVX2"),
+        ("avx512f", "AVX-512"),
+        ("avx512_bf16", "AVX512-BF16"),
+        ("amx_bf16", "AMX-BF16"),
+    )
+    return [label for flag, label in named if flag in flags]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -25,12 +24,14 @@ import keras
 import numpy as np
 
 from cifar_core import artifacts, evaluate, runtime
+from cifar_core.artifacts import work as files
 from cifar_core.config import TrainConfig, same_config
 from cifar_core.data import Cifar10Data, split_train_val, subsample
-from cifar_core.fitting import HISTORY, FitResult, Splits, fit, read_history
+from cifar_core.errors import ArtifactError, WeightsError
+from cifar_core.fileio import write_json
+from cifar_core.fitting import FitResult, Splits, fit, read_history
 from cifar_core.inference import predict_probs
 from cifar_core.models import create_model, get_spec
-from cifar_core.models.efficientnet_lite import WeightsError
 from cifar_core.report import as_module_command
 
 # Test images stored with a run as 32x32 thumbnails (for machines without the data):
@@ -59,14 +60,13 @@ def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str
         if not run_id.startswith(f"{config.model}-"):
             continue
         try:
-            manifest = json.loads((artifacts.run_dir(root, run_id) / artifacts.MANIFEST).read_text())
-        except (OSError, ValueError):
+            manifest = artifacts.read_manifest(root, run_id)
+        except ArtifactError:
             continue
         if (
-            isinstance(manifest, dict)
-            and manifest.get("model") == config.model
-            and (manifest.get("data") or {}).get("checksum") == data.checksum
-            and same_config(manifest.get("config") or {}, config)
+            manifest["model"] == config.model
+            and manifest["data"]["checksum"] == data.checksum
+            and same_config(manifest["config"], config)
         ):
             return run_id
     return None
@@ -74,12 +74,8 @@ def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str
 
 def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     """A float32, uncompiled copy of the trained model: what the run stores and serves."""
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
+    with runtime.dtype_policy("float32"):
         model = create_model(config.model, **config.model_kwargs(load_weights=False))
-    finally:
-        keras.config.set_dtype_policy(policy)
     model.set_weights([np.asarray(w, dtype=np.float32) for w in trained.get_weights()])
     return model
 
@@ -145,7 +141,7 @@ def store_model(
     """
     from cifar_core.inference import load_model
 
-    full = folder / "model-float32.keras"
+    full = files.stored_model_scratch(folder)
     model.save(full)
     sizes = artifacts.compact_keras_file(full, folder / artifacts.MODEL)
     full.unlink()
@@ -184,28 +180,28 @@ def train_model(
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     env = runtime.environment()  # at the start: the git commit of the code that trains
-    policy = runtime.resolve_precision(config.precision)
+    policy = runtime.resolve_precision(config.precision, config.model)
     strategy = runtime.make_strategy(strategy_name)
     # Non-chief multi-workers keep their own checkpoints and write no run.
     chief = runtime.is_chief(strategy)
     lock_id = run_id if chief else f"{run_id}.worker{runtime.task_index(strategy)}"
     # Bad splits fail here, before anything is written.
-    x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
+    x_tr, y_tr, x_val, y_val = split_train_val(
+        data.x_train, data.y_train, config.val_size, config.seed, data.class_names
+    )
     x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
     splits = Splits(x_tr, y_tr, x_val, y_val)
     with artifacts.training_lock(root, lock_id) as work:
         _check_same_config(work, config, data)
         keras.utils.set_random_seed(config.seed)
-        keras.config.set_dtype_policy(policy)
-        resumed = (work / HISTORY).exists()
+        resumed = files.history_file(work).exists()
         try:
-            result = fit(config, splits, strategy, work, len(data.class_names), verbose)
+            with runtime.dtype_policy(policy):
+                result = fit(config, splits, strategy, work, len(data.class_names), verbose)
         except WeightsError:
             if not resumed:  # failed before training: leave nothing behind
                 shutil.rmtree(work, ignore_errors=True)
             raise
-        finally:
-            keras.config.set_dtype_policy("float32")
         facts = {
             "strategy": strategy_name,
             "num_replicas": strategy.num_replicas_in_sync,
@@ -216,7 +212,7 @@ def train_model(
             "hardware": runtime.hardware_label(env),
         }
         path = record_run(root, run_id, config, data, splits, result, work, facts) if chief else None
-        _clear_work(work)
+        files.clear(work)
     shutil.rmtree(artifacts.work_dir(root, lock_id), ignore_errors=True)
     return path or artifacts.run_dir(root, run_id)
 
@@ -237,7 +233,7 @@ def record_run(
     model_file, metrics["stored_model"] = store_model(
         config, exported, work, splits.x_val, splits.y_val, val_probs
     )
-    history = read_history(work / HISTORY)
+    history = read_history(files.history_file(work))
     metrics["epochs_run"] = int(len(history))
     fit_time = result.fit_time_s
     metrics["train_images_per_s"] = len(splits.x_train) * len(history) / fit_time if fit_time else None
@@ -248,7 +244,7 @@ def record_run(
     metrics["trainable_params"] = max(
         [metrics["trainable_params"], *(p.get("trainable_params", 0) for p in result.phases)]
     )
-    if "val_accuracy" in history and len(history):
+    if len(history):
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
     spec = get_spec(config.model)
     manifest = {
@@ -258,13 +254,7 @@ def record_run(
         "input_size": spec.input_size,
         "config": config.to_dict(),
         "class_names": list(data.class_names),
-        "data": {
-            "source": data.source,
-            "checksum": data.checksum,
-            "n_train": len(splits.x_train),
-            "n_val": len(splits.x_val),
-            "n_test": len(data.y_test),
-        },
+        "data": artifacts.data_record(data, root, len(splits.x_train), len(splits.x_val)),
         "seed": config.seed,
         "weights": config.weights,  # transfer models: imagenet, a file, or none (random)
         "phases": result.phases,
@@ -282,7 +272,7 @@ def record_run(
         metrics=metrics,
         per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
-        predictions={"probs": test_probs, "y_true": data.y_test, "test_ids": data.test_ids},
+        predictions={"probs": test_probs, "y_pred": y_pred, "y_true": data.y_test, "test_ids": data.test_ids},
         thumbnails=_thumbnails(data, y_pred, config.seed),
         save_model=lambda p: shutil.copyfile(model_file, p),
     )
@@ -290,54 +280,20 @@ def record_run(
     return path
 
 
-def compact_run(root: Path, run_id: str, data: Cifar10Data) -> dict:
-    """Store an existing run's model with float16 weights and its thumbnails as JPEGs (runs
-    made before that was the default).
-
-    Needs the run's data (the same checksum) to carve out the same validation split for the
-    check ``store_model`` makes. Returns the ``stored_model`` figures; a run that is already
-    compact is left alone.
-    """
-    from cifar_core.inference import load_model
-
-    run = artifacts.read_run(root, run_id)
-    artifacts.compact_thumbnails(run.path)
-    if "stored_model" in run.metrics:
-        return run.metrics["stored_model"]
-    if run.manifest["data"]["checksum"] != data.checksum:
-        raise artifacts.ArtifactError(
-            f"{run.path}: made from other data (checksum {run.manifest['data']['checksum'][:12]}, "
-            f"given {data.checksum[:12]}); pass the run's own --data-dir"
-        )
-    config = TrainConfig.from_dict(run.manifest["config"])
-    _, _, x_val, y_val = split_train_val(data.x_train, data.y_train, config.val_size, config.seed)
-    model = load_model(run.model_path)
-    val_probs = predict_probs(model, x_val, config.tta)
-    work = artifacts.work_dir(root, f"{run_id}.compact")
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        model_file, info = store_model(config, model, work, x_val, y_val, val_probs)
-        os.replace(model_file, run.model_path)
-        artifacts.write_json(run.path / artifacts.METRICS, {**run.metrics, "stored_model": info})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return info
-
-
 def _check_same_config(work: Path, config: TrainConfig, data: Cifar10Data) -> None:
     """Refuse to resume a checkpoint that was made with another config or data."""
-    saved = work / "config.json"
+    saved = files.config_file(work)
     current = {"config": config.to_dict(), "data_checksum": data.checksum}
     if saved.exists():
         previous = json.loads(saved.read_text())
         if previous.get("data_checksum") != data.checksum or not same_config(
             previous.get("config", {}), config
         ):
-            raise artifacts.ArtifactError(
+            raise ArtifactError(
                 f"{saved}: unfinished run with a different config or data; delete {work} to start over"
             )
     else:
-        artifacts.write_json(saved, current)
+        write_json(saved, current)
 
 
 def _command_line() -> str | None:
@@ -345,13 +301,6 @@ def _command_line() -> str | None:
     if not sys.argv or not sys.argv[0]:
         return None
     return shlex.join(as_module_command(sys.argv))
-
-
-def _clear_work(work: Path) -> None:
-    """Delete checkpoints of a finished run (the lock goes once released)."""
-    for child in work.iterdir():
-        if child.name != "lock":
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _summary(run_id: str, metrics: dict) -> None:

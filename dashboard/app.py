@@ -1,18 +1,14 @@
 """CIFAR-10 workbench dashboard: ``streamlit run dashboard/app.py``.
 
 Reads the runs in ``artifacts/`` (or ``$CIFAR_ARTIFACTS``) through cifar_core; never trains.
+``cifar_core`` is installed (``pip install -e .``); Streamlit puts this folder on the
+path, so the pages import ``common`` directly.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import common
 import streamlit as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
 
 st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
 

@@ -10,41 +10,18 @@ Runs are read only through ``cifar_core.artifacts`` and models loaded only throu
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from cifar_core import artifacts  # noqa: E402
-from cifar_core.artifacts import Run  # noqa: E402
-
-IMAGE_FOLDER_PREFIX = "image folder "
+from cifar_core import artifacts, folders
+from cifar_core.artifacts import Run
 
 
 def artifacts_dir() -> Path:
     return artifacts.artifacts_root()
-
-
-def _signature(root: Path) -> tuple:
-    rows = []
-    for run_id in artifacts.list_runs(root):
-        folder = root / "runs" / run_id
-        stats = []
-        for name in artifacts.REQUIRED_FILES:
-            try:
-                stat = (folder / name).stat()
-                stats.append((stat.st_mtime_ns, stat.st_size))
-            except OSError:
-                stats.append(None)
-        rows.append((run_id, tuple(stats)))
-    return tuple(rows)
 
 
 @st.cache_resource(show_spinner="Reading runs…", max_entries=8)
@@ -58,12 +35,12 @@ def _load(root: str, signature: tuple) -> tuple[list[Run], dict[str, str]]:
 def load_runs() -> tuple[list[Run], dict[str, str]]:
     """Every readable run (sorted by test accuracy) and the reasons the others are not."""
     root = artifacts_dir()
-    runs, bad = _load(str(root), _signature(root))
+    runs, bad = _load(str(root), artifacts.runs_signature(root))
     return sorted(runs, key=lambda r: -r.metrics["test"]["accuracy"]), bad
 
 
 def run_label(run: Run) -> str:
-    return f"{run.manifest['model']} · {run.metrics['test']['accuracy']:.1%} · {run.run_id}"
+    return f"{run.model} · {run.metrics['test']['accuracy']:.2%} · {run.run_id}"
 
 
 def require_runs(minimum: int = 1) -> list[Run] | None:
@@ -90,7 +67,7 @@ def same_test_set(runs: list[Run]) -> list[Run]:
     """The runs scored on the largest group of identical test sets (comparable per image)."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        key = (run.manifest["data"].get("checksum"), len(run.predictions["y_true"]))
+        key = (run.manifest["data"]["checksum"], len(run.predictions["y_true"]))
         groups.setdefault(key, []).append(run)
     return max(groups.values(), key=len) if groups else []
 
@@ -117,44 +94,14 @@ def model_for(run: Run):
     return _model(str(path), path.stat().st_mtime_ns)
 
 
-def _data_folder(run: Run) -> Path | None:
-    source = run.manifest["data"].get("source", "")
-    if source.startswith(IMAGE_FOLDER_PREFIX):
-        folder = Path(source[len(IMAGE_FOLDER_PREFIX) :])
-        return folder if folder.is_dir() else None
-    return None
-
-
 def available_test_indices(run: Run) -> np.ndarray:
     """Test images that can be shown here: all if the data is on this machine, else thumbnails."""
-    if _data_folder(run) is not None:
-        return np.arange(len(run.predictions["y_true"]))
-    return np.asarray(run.thumbnails.get("index", []), dtype=int)
+    return folders.available_test_indices(run)
 
 
-def test_images(run: Run, indices: np.ndarray) -> list[np.ndarray | None]:
-    """32x32 test images by index: from the run's data source if it is on this machine,
-    else from the thumbnails the run stored; None where neither has it."""
-    from PIL import Image
-
-    folder = _data_folder(run)
-    thumbs = run.thumbnails
-    lookup = {int(i): k for k, i in enumerate(thumbs.get("index", []))}
-    images = []
-    for index in indices:
-        image = None
-        if folder is not None:
-            path = (folder / str(run.predictions["test_ids"][index])).resolve()
-            if path.is_file() and folder.resolve() in path.parents:
-                try:
-                    with Image.open(path) as im:
-                        image = np.asarray(im.convert("RGB"))
-                except OSError:
-                    image = None
-        if image is None and int(index) in lookup:
-            image = thumbs["images"][lookup[int(index)]]
-        images.append(image)
-    return images
+def test_images(run: Run, indices) -> list[np.ndarray | None]:
+    """32x32 test images by index, decoded by the engine (None where not available here)."""
+    return folders.test_images(run, indices)
 
 
 def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
@@ -169,33 +116,3 @@ def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
                     st.caption(f"(image not available) {caption}")
                 else:
                     st.image(image, caption=caption, width="stretch")
-
-
-def leaderboard_frame(runs: list[Run]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        m, test = run.metrics, run.metrics["test"]
-        rows.append(
-            {
-                "run": run.run_id,
-                "model": run.manifest["model"],
-                "family": run.manifest.get("family", ""),
-                "params": m.get("params"),
-                "test_acc": test["accuracy"],
-                "macro_f1": test["macro_f1"],
-                "precision": test["macro_precision"],
-                "recall": test["macro_recall"],
-                "top3_acc": test["top3_accuracy"],
-                "log_loss": test["log_loss"],
-                "ece": test["ece"],
-                "train_acc": m.get("train", {}).get("accuracy"),
-                "val_acc": m.get("val", {}).get("accuracy"),
-                "gap": m.get("overfitting_gap"),
-                "train_min": (m.get("train_time_s") or 0) / 60,
-                "epochs": m.get("epochs_run"),
-                "ms_per_image": m.get("inference", {}).get("latency_ms_batch1"),
-                "hardware": run.manifest.get("hardware", ""),
-                "data": run.manifest["data"].get("source", ""),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -7,7 +7,6 @@ signal (a colour and a stripe per class) that a CNN can pick up in one epoch.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,8 +16,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from cifar_core.data import CIFAR10_CLASSES  # noqa: E402
 

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from cifar_core.errors import WeightsError
 from cifar_core.models.registry import flat_layers
 from cifar_core.models.torch_pth import read_state_dict
 
@@ -34,10 +35,6 @@ STAGES = (
 STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
 BN_EPSILON = 1e-3
 INPUT_MEAN, INPUT_STD = 127.0, 128.0
-
-
-class WeightsError(ValueError):
-    """Pretrained weights that cannot be found, read or mapped onto the model."""
 
 
 def default_weights_path() -> Path:

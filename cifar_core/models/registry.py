@@ -9,11 +9,9 @@ from typing import Any
 
 import keras
 
+from cifar_core.errors import UnknownModelError
+
 _REGISTRY: dict[str, "ModelSpec"] = {}
-
-
-class UnknownModelError(ValueError):
-    """Raised for a model name that is not registered; the message lists the close matches."""
 
 
 @dataclass(frozen=True)

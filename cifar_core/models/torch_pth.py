@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_core.errors import WeightsError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -36,7 +38,7 @@ STORAGE_DTYPES = {
 }
 
 
-class PthError(ValueError):
+class PthError(WeightsError):
     """A file that is not a legacy PyTorch state dict this reader understands."""
 
 

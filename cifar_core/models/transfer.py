@@ -20,12 +20,9 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from cifar_core.models.efficientnet_lite import (
-    WeightsError,
-    default_weights_path,
-    load_pth_weights,
-)
+from cifar_core.errors import WeightsError
 from cifar_core.models.efficientnet_lite import backbone as lite0_backbone
+from cifar_core.models.efficientnet_lite import default_weights_path, load_pth_weights
 from cifar_core.models.registry import register_model
 
 # ImageNet channel statistics for the preprocessing modes of keras.applications.

@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core.inference import ImageError, ModelLoadError, classify, open_image, to_model_input
+from cifar_core.errors import ImageError, ModelLoadError
+from cifar_core.images import open_image, to_pixels
+from cifar_core.inference import classify
 
 MAX_FILES = 8  # per request; more are ignored with a message
 TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
@@ -25,7 +27,7 @@ def predict_all(runs, pixels: np.ndarray) -> pd.DataFrame:
         top, confidence = result["top"][0]
         rows.append(
             {
-                "model": run.manifest["model"],
+                "model": run.model,
                 "prediction": top,
                 "confidence": confidence,
                 "ms": result["ms_per_image"],
@@ -105,7 +107,7 @@ if runs:
         except ImageError as error:
             st.error(str(error))
             continue
-        show(upload.name, image, to_model_input(image), chosen)
+        show(upload.name, image, to_pixels(image), chosen)
     index = st.session_state.get("cls_test_index")
     if index is not None and chosen:
         run = runs[0]

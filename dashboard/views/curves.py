@@ -19,17 +19,11 @@ if runs:
             run = labels[label]
             h = run.history
             for split, column in (("train", metric), ("validation", f"val_{metric}")):
-                if column in h:
-                    rows.append(
-                        pd.DataFrame(
-                            {
-                                "epoch": h["epoch"] + 1,
-                                "value": h[column],
-                                "run": run.manifest["model"],
-                                "split": split,
-                            }
-                        )
+                rows.append(
+                    pd.DataFrame(
+                        {"epoch": h["epoch"] + 1, "value": h[column], "run": run.model, "split": split}
                     )
+                )
         data = pd.concat(rows)
         fig = px.line(
             data,
@@ -42,7 +36,7 @@ if runs:
         )
         for label in chosen:
             run = labels[label]
-            boundary = run.manifest.get("phase_boundary_epoch")
+            boundary = run.manifest["phase_boundary_epoch"]
             if boundary:
                 fig.add_vline(
                     x=boundary + 0.5,
@@ -60,7 +54,6 @@ if runs:
                 }
             )
             for lab in chosen
-            if "learning_rate" in labels[lab].history
         ]
         if lr_rows:
             lr = pd.concat(lr_rows)
@@ -76,7 +69,7 @@ if runs:
             st.plotly_chart(fig, width="stretch", key="curves_lr")
             for label in chosen:
                 h = labels[label].history
-                if "learning_rate" in h and labels[label].manifest["config"].get("lr_schedule") == "plateau":
+                if labels[label].manifest["config"]["lr_schedule"] == "plateau":
                     drops = h.index[h["learning_rate"] < 0.8 * h["learning_rate"].shift(1)]
                     if len(drops):
                         epochs = ", ".join(str(int(h.loc[i, "epoch"]) + 1) for i in drops)

@@ -7,22 +7,90 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from cifar_core import report
+
 COSTS = {"Parameters": "params", "Inference ms/image": "ms_per_image", "Training minutes": "train_min"}
 
 
+# The table's columns, in order (the engine's runs table has a few more, e.g. write-ups).
+COLUMNS = [
+    "model",
+    "family",
+    "params",
+    "test_acc",
+    "macro_f1",
+    "precision",
+    "recall",
+    "top3_acc",
+    "log_loss",
+    "ece",
+    "train_acc",
+    "val_acc",
+    "gap",
+    "train_min",
+    "epochs",
+    "ms_per_image",
+    "precision_policy",
+    "hardware",
+    "data",
+    "run",
+]
+DECIMALS = {
+    "macro_f1": 3,
+    "precision": 3,
+    "recall": 3,
+    "log_loss": 3,
+    "ece": 3,
+    "train_min": 1,
+    "ms_per_image": 2,
+}
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the table shows: fractions as percentages (so that every one reads 81.40%)."""
+    shown = frame[COLUMNS + [c for c in frame.columns if c.startswith("eval:")]].copy()
+    for column in shown.columns:
+        if column in report.PERCENT_COLUMNS or column.endswith(":acc"):
+            shown[column] = shown[column] * 100
+    return shown
+
+
+def column_config(frame: pd.DataFrame, sets: dict) -> dict:
+    config = {}
+    for column in frame.columns:
+        name = report.label(column)
+        if column in report.PERCENT_COLUMNS or column.endswith(":acc"):
+            config[column] = st.column_config.NumberColumn(name, format="%.2f%%")
+        elif column in DECIMALS:
+            config[column] = st.column_config.NumberColumn(name, format=f"%.{DECIMALS[column]}f")
+        elif column == "params":
+            config[column] = st.column_config.NumberColumn(name, format="localized")
+        else:
+            config[column] = st.column_config.Column(name)
+        if column.startswith("eval:"):
+            _, set_name, _ = column.split(":")
+            info = sets[set_name]
+            config[column].update(
+                {"help": f"Evaluation set {set_name}: {info['n_images']} images from {info['data']}"}
+            )
+    return config
+
+
 def table(frame: pd.DataFrame) -> None:
+    sets = report.evaluation_sets(runs)
+    shown = display_frame(frame)
     st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
-            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-            "params": st.column_config.NumberColumn("params", format="localized"),
-            "train_min": st.column_config.NumberColumn("train min", format="%.1f"),
-            "gap": st.column_config.NumberColumn("train-test gap", format="percent"),
-        },
+        shown, hide_index=True, width="stretch", column_config=column_config(shown, sets), key="lb_table"
     )
+    st.caption("Best test accuracy first; click a column header to sort by it.")
+    if sets:
+        with st.expander(f"Evaluation sets ({len(sets)}): the runs scored on other images", expanded=True):
+            for name, info in sets.items():
+                st.markdown(
+                    f"**{name}**: {info['n_images']} images from `{info['data']}`, "
+                    f"{len(info['runs'])} run(s) scored "
+                    f"(`python -m cifar_core evaluate --run RUN --data-dir DIR --name {name}`)"
+                )
     st.download_button("Download CSV", frame.to_csv(index=False), "leaderboard.csv", "text/csv", key="lb_csv")
 
 
@@ -38,6 +106,7 @@ def bar_charts(frame: pd.DataFrame) -> None:
             orientation="h",
             title=title,
             text_auto=".3f",
+            labels=report.LABELS,
             # one order for all families: colouring by family must not regroup the bars
             category_orders={"model": ranked["model"].tolist()[::-1]},  # best on top
         )
@@ -61,6 +130,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
         hover_name="model",
         log_x=x == "params",
         title=f"Accuracy vs {cost_label.lower()}",
+        labels=report.LABELS,
         text="model",
     )
     fig.update_traces(textposition="top center")
@@ -80,12 +150,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
 st.title("Leaderboard")
 runs = common.require_runs()
 if runs:
-    frame = common.leaderboard_frame(runs)
-    sort_by = st.selectbox(
-        "Sort by", ["test_acc", "macro_f1", "params", "train_min", "ms_per_image", "ece"], key="lb_sort"
-    )
-    ascending = sort_by in ("params", "train_min", "ms_per_image", "ece")
-    frame = frame.sort_values(sort_by, ascending=ascending).reset_index(drop=True)
+    frame = report.runs_table(runs)
     # The charts render only when their tab is opened (on_change="rerun" gives tabs `.open`):
     # plotly's 4.7 MB of JavaScript and three figures made a new session open ~1.5 s later
     # on this CPU, and the table is what a visitor reads first.

@@ -1,0 +1,86 @@
+"""Artifacts: everything a run leaves on disk, and the only code that knows its file names.
+
+    root = artifacts_root()                 # --artifacts-dir, $CIFAR_ARTIFACTS or ./artifacts
+    run = read_run(root, "cnn_bn-1a2b3c4d") # validated (schema v2); ArtifactError names the bad file
+    ids = list_runs(root)                   # complete runs only
+
+Modules, by concern:
+- ``runs``: run folders (``runs/<id>/``): ids, listing, atomic writing, reading, evaluations,
+  where a run's data is;
+- ``schema``: the run format (version 2) and the validating readers;
+- ``codecs``: the float16 model file and the JPEG thumbnails;
+- ``work``: the work folder of a run in training (checkpoints, caches) and its lock;
+- ``migrate``: older formats converted once (``python -m cifar_core migrate``).
+"""
+
+from cifar_core.artifacts.codecs import compact_keras_file, thumbnail_bytes
+from cifar_core.artifacts.runs import (
+    CONFUSION,
+    EVALUATIONS,
+    FILES,
+    HISTORY,
+    MANIFEST,
+    METRICS,
+    MODEL,
+    PER_CLASS,
+    PREDICTIONS,
+    RUNS,
+    TEMP_PREFIX,
+    THUMBNAILS,
+    Run,
+    artifacts_root,
+    check_run_id,
+    data_folder,
+    data_record,
+    list_runs,
+    load_runs,
+    read_manifest,
+    read_run,
+    relative_path,
+    run_dir,
+    run_exists,
+    runs_signature,
+    write_evaluation,
+    write_run,
+)
+from cifar_core.artifacts.schema import SCHEMA_VERSION
+from cifar_core.artifacts.work import training_lock, work_dir
+from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
+
+__all__ = [
+    "CONFUSION",
+    "EVALUATIONS",
+    "FILES",
+    "HISTORY",
+    "MANIFEST",
+    "METRICS",
+    "MODEL",
+    "PER_CLASS",
+    "PREDICTIONS",
+    "RUNS",
+    "SCHEMA_VERSION",
+    "TEMP_PREFIX",
+    "THUMBNAILS",
+    "ArtifactError",
+    "Run",
+    "RunExistsError",
+    "RunLockedError",
+    "artifacts_root",
+    "check_run_id",
+    "compact_keras_file",
+    "data_folder",
+    "data_record",
+    "list_runs",
+    "load_runs",
+    "read_manifest",
+    "read_run",
+    "relative_path",
+    "run_dir",
+    "run_exists",
+    "runs_signature",
+    "thumbnail_bytes",
+    "training_lock",
+    "work_dir",
+    "write_evaluation",
+    "write_run",
+]

@@ -1,0 +1,104 @@
+"""The work folder of a run being trained, ``<root>/work/<run_id>/``, and its lock.
+
+Everything that lets a killed run resume lives here, under the names below; the folder
+goes once the run folder is written.
+
+    with training_lock(root, run_id) as work:   # RunLockedError if another process has it
+        ...backup_dir(work, 1), best_weights(work, 1), history_file(work) ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from cifar_core.errors import RunLockedError
+
+WORK = "work"
+LOCK = "lock"
+WORK_CONFIG = "config.json"  # the config and data checksum the checkpoints belong to
+WORK_HISTORY = "history.csv"  # every epoch, every phase (becomes the run's history.csv)
+
+
+def work_dir(root: Path, run_id: str) -> Path:
+    from cifar_core.artifacts.runs import check_run_id
+
+    return Path(root) / WORK / check_run_id(run_id)
+
+
+def history_file(work: Path) -> Path:
+    return work / WORK_HISTORY
+
+
+def config_file(work: Path) -> Path:
+    return work / WORK_CONFIG
+
+
+def backup_dir(work: Path, phase: int) -> Path:
+    """Keras BackupAndRestore checkpoints: the last finished epoch of ``phase``."""
+    return work / f"backup-p{phase}"
+
+
+def best_weights(work: Path, phase: int) -> Path:
+    """The weights of the best validation epoch of ``phase``."""
+    return work / f"best-p{phase}.weights.h5"
+
+
+def phase_marker(work: Path, phase: int) -> Path:
+    """A finished phase's record (its weights are ``phase_weights``)."""
+    return work / f"phase{phase}.json"
+
+
+def phase_weights(work: Path, phase: int) -> Path:
+    return work / f"phase{phase}.weights.h5"
+
+
+def activation_cache(work: Path, cut: int, part: str) -> Path:
+    """Cached frozen-front activations (transfer runs): part is train, train-flipped or val."""
+    return work / f"cache-ft{cut}-{part}.npy"
+
+
+def stored_model_scratch(work: Path) -> Path:
+    """Where the float32 model is saved before it is compacted into the run's model file."""
+    return work / "model-float32.keras"
+
+
+def clear(work: Path) -> None:
+    """Delete a finished run's checkpoints (the lock goes once released)."""
+    import shutil
+
+    for child in work.iterdir():
+        if child.name != LOCK:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+@contextlib.contextmanager
+def training_lock(root: Path, run_id: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``work/<run_id>/`` for as long as a trainer uses it.
+
+    The OS drops the lock when the process dies (even by SIGKILL), so a killed run can be
+    resumed at once, while a second live trainer of the same run id fails clearly.
+    """
+    import fcntl
+
+    folder = work_dir(root, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunLockedError(
+            f"run {run_id!r} is being trained by another process right now ({folder / LOCK})"
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield folder
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

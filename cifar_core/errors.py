@@ -1,0 +1,52 @@
+"""Every error that bad input can cause: one base class, so callers catch one thing.
+
+    try:
+        ...
+    except CifarError as error:       # a wrong model name, a malformed folder, a corrupt
+        print(f"error: {error}")      # artifact, a hostile upload: one line, nothing changed
+
+Each subclass's message names what was wrong (the path, the value, the known choices).
+They subclass ValueError too, for code that predates the base class.
+"""
+
+from __future__ import annotations
+
+
+class CifarError(ValueError):
+    """Bad input of any kind; ``str(error)`` is one line meant for the user."""
+
+
+class ConfigError(CifarError):
+    """A training configuration that cannot work (bad value, unknown field)."""
+
+
+class DataError(CifarError):
+    """A data source is missing, malformed or unreadable. The message names the path."""
+
+
+class ImageError(CifarError):
+    """An input that is not a usable image; str() is a one-line message for the user."""
+
+
+class ArtifactError(CifarError):
+    """A run folder or file is missing, corrupt or not allowed; the message names the path."""
+
+
+class RunExistsError(ArtifactError):
+    """A complete run with this id already exists."""
+
+
+class RunLockedError(ArtifactError):
+    """Another process is training this run id right now."""
+
+
+class ModelLoadError(CifarError):
+    """A saved model that cannot (or may not) be loaded."""
+
+
+class UnknownModelError(CifarError):
+    """A model name that is not registered; the message lists the close matches."""
+
+
+class WeightsError(CifarError):
+    """Pretrained weights that are missing, unreadable or do not fit the model."""
