@@ -58,34 +58,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         )
     g = groups["train"]
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    groups["transfer"].add_argument(
-        "--no-cache-features",
-        action="store_true",
-        help="run the frozen backbone on every step instead of caching its output",
-    )
-    g.add_argument(
-        "--strategy",
-        choices=["default", "mirrored", "multiworker"],
-        default="default",
-        help="mirrored: all local GPUs (or --logical-cpus); multiworker: from TF_CONFIG",
-    )
-    g.add_argument(
-        "--logical-cpus",
-        type=int,
-        default=0,
-        help="split the CPU into N logical devices (to try --strategy mirrored)",
-    )
+    help = "run the frozen backbone on every step instead of caching its output"
+    groups["transfer"].add_argument("--no-cache-features", action="store_true", help=help)
+    strategies = ["default", "mirrored", "multiworker"]
+    help = "mirrored: all local GPUs (or --logical-cpus); multiworker: from TF_CONFIG"
+    g.add_argument("--strategy", choices=strategies, default="default", help=help)
+    help = "split the CPU into N logical devices (to try --strategy mirrored)"
+    g.add_argument("--logical-cpus", type=int, default=0, help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cifar_core", description=__doc__.split("\n")[0], epilog=EPILOG
     )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show TensorFlow's start-up and log messages (hidden by default)",
-    )
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list-models", help="the model zoo with parameters and presets")
@@ -125,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
 
     p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
-    p.add_argument(
-        "--models", help="comma-separated names (default: the reference zoo that run --all trains)"
-    )
+    p.add_argument("--models", help="comma-separated names (default: the reference zoo, as run --all)")
     p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
     p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -135,17 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process
     _add_common(p)
 
-    p = sub.add_parser(
-        "probe", help="linear probes of frozen Lite0 features per input size (validation only)"
-    )
+    p = sub.add_parser("probe", help="linear probes of frozen Lite0 features per size (validation only)")
     p.add_argument("--sizes", default="128,160", help="comma-separated input sizes in px")
     p.add_argument("--train", type=int, default=8000, help="train images for the probe")
     p.add_argument("--val", type=int, default=3000, help="validation images (carved from train)")
     _add_common(p)
 
-    p = sub.add_parser(
-        "migrate", help="convert runs written by older versions to the current run format (v2), once"
-    )
+    p = sub.add_parser("migrate", help="convert runs of older versions to run format v2, once")
     _add_common(p, data=False)
 
     p = sub.add_parser("report", help="results table of the runs")

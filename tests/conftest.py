@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_HOME", str(Path(__file__).parent / ".keras-test-home-unused"))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +63,96 @@ def write_image_folder(
 
 
 def tiny_config(model: str, **overrides):
-    """A preset shrunk to the 300-image synthetic set: batches of 32, 50 validation images."""
+    """A preset shrunk to the 300-image synthetic set: batches of 32, 50 validation images,
+    float32 pinned (auto may pick bfloat16 on some CPUs)."""
     from cifar_core.config import TrainConfig
 
-    return TrainConfig.from_preset(model, **{"batch_size": 32, "val_size": 50, **overrides})
+    return TrainConfig.from_preset(
+        model, **{"batch_size": 32, "val_size": 50, "precision": "float32", **overrides}
+    )
+
+
+CLASSES = ["a", "b", "c"]
+
+
+def run_values(classes=CLASSES) -> dict:
+    """The parts of a small but complete version-2 run, for artifacts.write_run."""
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    test = {
+        "accuracy": 0.75,
+        "top3_accuracy": 1.0,
+        "macro_precision": 0.8,
+        "macro_recall": 0.8,
+        "macro_f1": 0.7,
+        "weighted_f1": 0.7,
+        "log_loss": 0.6,
+        "ece": 0.1,
+    }
+    return dict(
+        manifest={
+            "model": "m",
+            "family": "scratch",
+            "input_size": 32,
+            "class_names": list(classes),
+            "config": {"model": "m", "epochs": 1},
+            "data": {
+                "kind": "arrays",
+                "root": None,
+                "source": "x",
+                "checksum": "abc",
+                "n_train": 10,
+                "n_val": 2,
+                "n_test": 4,
+            },
+            "seed": 0,
+            "phases": [{"phase": 1, "trainable_params": 10}],
+            "phase_boundary_epoch": None,
+            "precision": "float32",
+            "environment": {"git_commit": None},
+            "hardware": "CPU x2 (test)",
+            "command": "python -m cifar_core train --model m",
+        },
+        history=pd.DataFrame(
+            {
+                "epoch": [0, 1],
+                "phase": [1, 1],
+                "loss": [2.0, 1.5],
+                "accuracy": [0.3, 0.5],
+                "val_loss": [2.1, 1.6],
+                "val_accuracy": [0.3, 0.5],
+                "learning_rate": [1e-3, 1e-3],
+                "epoch_time_s": [1.0, 1.0],
+            }
+        ),
+        metrics={
+            "test": test,
+            "val": {"accuracy": 0.5},
+            "train": {"accuracy": 0.9},
+            "overfitting_gap": 0.15,
+            "params": 10,
+            "trainable_params": 10,
+            "train_time_s": 2.0,
+            "epochs_run": 2,
+            "inference": {"latency_ms_batch1": 1.0, "images_per_s_batch256": 1000.0},
+            "stored_model": {"weights_dtype": "float16"},
+        },
+        per_class=[{"class": c, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 1} for c in classes],
+        confusion=np.array([[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
+        predictions={
+            "probs": probs,
+            "y_true": np.array([0, 1, 2, 0]),
+            "test_ids": np.array(["t0", "t1", "t2", "t3"]),
+        },
+        thumbnails={"index": np.array([2]), "images": np.zeros((1, 32, 32, 3), np.uint8)},
+    )
+
+
+def fake_model(path) -> None:
+    """A zip that passes the run reader's model check (never loaded by Keras)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +183,9 @@ def trained_run(tmp_path_factory, tiny_data):
     from cifar_core.train import train_model
 
     root = tmp_path_factory.mktemp("artifacts")
-    config = TrainConfig.from_preset("baseline_cnn", epochs=2, batch_size=64, val_size=50)
+    config = TrainConfig.from_preset(
+        "baseline_cnn", epochs=2, batch_size=64, val_size=50, precision="float32"
+    )
     path = train_model(config, tiny_data, root, verbose=0)
     return root, path.name, config
 
@@ -109,6 +198,8 @@ def dash_root(tmp_path_factory, tiny_data):
 
     root = tmp_path_factory.mktemp("dash-artifacts")
     for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
-        config = TrainConfig.from_preset(model, epochs=epochs, val_size=50, batch_size=64)
+        config = TrainConfig.from_preset(
+            model, epochs=epochs, val_size=50, batch_size=64, precision="float32"
+        )
         train_model(config, tiny_data, root, verbose=0)
     return root

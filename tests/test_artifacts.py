@@ -4,37 +4,17 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_model as _fake_model
+from conftest import run_values
 
 from cifar_core import artifacts
 from cifar_core.artifacts import ArtifactError, RunExistsError, RunLockedError
 
-CLASSES = ["a", "b", "c"]
-
 
 def _write(root, run_id="r1"):
-    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
-    values = dict(
-        manifest={"model": "m", "class_names": CLASSES, "config": {"epochs": 1}, "data": {"source": "x"}},
-        history=pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.5], "val_accuracy": [0.3, 0.5]}),
-        metrics={"test": {"accuracy": 0.75, "macro_f1": 0.7}, "params": 10},
-        per_class=[{"class": c, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 1} for c in CLASSES],
-        confusion=np.array([[2, 0, 0], [0, 1, 0], [0, 0, 1]]),
-        predictions={
-            "probs": probs,
-            "y_true": np.array([0, 1, 2, 0]),
-            "test_ids": np.array(["t0", "t1", "t2", "t3"]),
-        },
-        thumbnails={"index": np.array([2]), "images": np.zeros((1, 32, 32, 3), np.uint8)},
-    )
+    values = run_values()
     artifacts.write_run(root, run_id, save_model=_fake_model, **values)
     return values
-
-
-def _fake_model(path):
-    import zipfile
-
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("config.json", "{}")
 
 
 def test_a_written_run_reads_back_identically(tmp_path):
@@ -66,7 +46,6 @@ def test_a_failing_writer_leaves_no_trace(tmp_path):
         raise OSError("disk full")
 
     values = _write(tmp_path, "ok")
-    values.pop("thumbnails")
     with pytest.raises(OSError, match="disk full"):
         artifacts.write_run(tmp_path, "broken", save_model=broken_model, **values)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ok"]
@@ -82,7 +61,7 @@ def _corrupt(path, how):
 
 
 @pytest.mark.parametrize("how", ["delete", "truncate", "garbage"])
-@pytest.mark.parametrize("name", artifacts.REQUIRED_FILES)
+@pytest.mark.parametrize("name", artifacts.FILES)
 def test_each_damaged_file_is_named_in_the_error(tmp_path, name, how):
     _write(tmp_path)
     target = tmp_path / "runs" / "r1" / name
@@ -96,6 +75,10 @@ def test_each_damaged_file_is_named_in_the_error(tmp_path, name, how):
     "name, mutate, message",
     [
         (artifacts.MANIFEST, lambda d: d.update(schema_version=99), "schema_version"),
+        (artifacts.MANIFEST, lambda d: d.update(schema_version=1), "cifar_core migrate"),
+        (artifacts.MANIFEST, lambda d: d["data"].pop("kind"), "data.kind"),
+        (artifacts.METRICS, lambda d: d.pop("stored_model"), "stored_model"),
+        (artifacts.METRICS, lambda d: d["test"].update(ece="low"), "test.ece"),
         (artifacts.MANIFEST, lambda d: d.pop("class_names"), "class_names"),
         (artifacts.METRICS, lambda d: d["test"].update(accuracy=1.7), "test.accuracy"),
     ],
@@ -114,7 +97,11 @@ def test_wrong_array_shapes_are_refused(tmp_path):
     _write(tmp_path)
     path = tmp_path / "runs" / "r1" / artifacts.PREDICTIONS
     np.savez(
-        path.with_suffix(".tmp.npz"), probs=np.zeros((4, 5)), y_true=np.zeros(4), test_ids=np.array(["a"] * 4)
+        path.with_suffix(".tmp.npz"),
+        probs=np.zeros((4, 5)),
+        y_pred=np.zeros(4),
+        y_true=np.zeros(4),
+        test_ids=np.array(["a"] * 4),
     )
     path.with_suffix(".tmp.npz").replace(path)
     with pytest.raises(ArtifactError, match=r"probs must be \(N, 3\)"):
@@ -138,31 +125,20 @@ def test_predicted_labels_are_the_argmax_before_float16_rounding(tmp_path):
     values["predictions"] = {**values["predictions"], "y_true": np.array([0, 0, 2, 0])}
     values["predictions"]["probs"] = probs
     values["confusion"] = np.array([[2, 1, 0], [0, 0, 0], [0, 0, 1]])
-    values.pop("thumbnails")
     artifacts.write_run(tmp_path, "r1", save_model=_fake_model, **values)
     run = artifacts.read_run(tmp_path, "r1")
     assert run.predictions["probs"][1, 0] == run.predictions["probs"][1, 1]  # tied once stored
     assert run.predictions["y_pred"].tolist() == [0, 1, 2, 0]
 
-    # runs written before y_pred was stored: the tie is broken towards the confusion matrix
+    # version 2 has no reader for predictions without y_pred (migrate converts old runs)
     _rewrite_predictions(tmp_path, y_pred=None)
-    assert artifacts.read_run(tmp_path, "r1").predictions["y_pred"].tolist() == [0, 1, 2, 0]
+    with pytest.raises(ArtifactError, match="missing array 'y_pred'"):
+        artifacts.read_run(tmp_path, "r1")
 
     # predicted labels that contradict the confusion matrix are a damaged run
     _rewrite_predictions(tmp_path, y_pred=np.array([0, 0, 2, 0], np.int16))
     with pytest.raises(ArtifactError, match="y_pred does not match the confusion matrix"):
         artifacts.read_run(tmp_path, "r1")
-
-
-def test_argmax_matching_confusion_only_moves_tied_images():
-    probs = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
-    y_true = np.array([0, 1, 2])
-    # image 1 (true b) tied a/b and the matrix says b: moved; image 0 (true a) stays a
-    confusion = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    assert artifacts.argmax_matching_confusion(probs, y_true, confusion).tolist() == [0, 1, 2]
-    # a matrix no tie can explain leaves the plain argmax alone
-    confusion = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]])
-    assert artifacts.argmax_matching_confusion(probs, y_true, confusion).tolist() == [0, 0, 2]
 
 
 def test_one_bad_run_does_not_hide_the_others(tmp_path):
@@ -226,20 +202,6 @@ def test_thumbnails_are_stored_as_jpegs_and_read_back_close_to_the_pixels(tmp_pa
     run = artifacts.read_run(tmp_path, "r2")
     assert run.thumbnails["index"].tolist() == [0, 2, 3]
     assert run.thumbnails["images"].shape == images.shape and run.thumbnails["images"].dtype == np.uint8
-    assert np.abs(run.thumbnails["images"].astype(int) - images).mean() < 3
-
-
-def test_older_raw_thumbnails_still_read_and_are_converted_once(tmp_path):
-    _write(tmp_path)
-    path = tmp_path / "runs" / "r1" / artifacts.THUMBNAILS
-    images = _photo_like(2, seed=1)
-    np.savez(path.with_suffix(".tmp.npz"), index=np.array([1, 3]), images=images)
-    path.with_suffix(".tmp.npz").replace(path)
-    np.testing.assert_array_equal(artifacts.read_run(tmp_path, "r1").thumbnails["images"], images)
-    assert artifacts.compact_thumbnails(path.parent)
-    assert not artifacts.compact_thumbnails(path.parent)
-    run = artifacts.read_run(tmp_path, "r1")
-    assert run.thumbnails["index"].tolist() == [1, 3]
     assert np.abs(run.thumbnails["images"].astype(int) - images).mean() < 3
 
 

@@ -1,8 +1,9 @@
 import json
+import os
 
 import numpy as np
 import pytest
-from conftest import synthetic_images
+from conftest import synthetic_images, write_image_folder
 from PIL import Image
 
 from cifar_core import artifacts
@@ -30,7 +31,7 @@ def test_list_models_shows_every_model_with_its_parameters(capsys):
         (["predict", "--run", "../../etc", "x.png"], "invalid run id"),
         (["evaluate", "--run", "nothing-here", "--data-dir", "/tmp"], "no such run"),
         (["run"], "say which models"),
-        (["compact", "nothing-here", "--data-dir", "/tmp"], "no such run"),
+        (["predict", "--run", "nothing-here", "x.png"], "no such run"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(capsys, argv, message):
@@ -115,15 +116,11 @@ def test_run_trains_then_skips_finished_runs_and_predict_evaluate_report_use_it(
     assert "accuracy" in capsys.readouterr().out
     saved = json.loads((root / "runs" / run_id / "evaluations" / "holdout.json").read_text())
     assert saved["n_images"] == 50 and 0 <= saved["accuracy"] <= 1
-    assert artifacts.read_run(root, run_id).evaluations()["holdout"]["n_images"] == 50
-
-    compact = ["compact", run_id, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]
-    assert main(compact) == 0  # already float16 since it was trained: reports, changes nothing
-    assert "(float16); validation accuracy" in capsys.readouterr().out
+    assert artifacts.read_run(root, run_id).evaluations["holdout"]["n_images"] == 50
 
     assert main(["report", "--markdown", "--artifacts-dir", str(root)]) == 0
     table = capsys.readouterr().out
-    assert table.startswith("| model | family | params | test acc")
+    assert table.startswith("| Model | Family | Params | Test acc")
     run = artifacts.read_run(root, run_id)
     assert f"{run.metrics['test']['accuracy']:.2%}" in table
     assert np.isclose(run.metrics["test"]["accuracy"], run.confusion.trace() / run.confusion.sum())
@@ -145,3 +142,40 @@ def test_an_impossible_validation_split_fails_before_writing_anything(tmp_path, 
     assert main(argv) == 2
     assert "val_size must be between 1 and" in capsys.readouterr().err
     assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_a_small_folder_trains_with_the_default_validation_split(tmp_path, capsys):
+    """400 train images: the automatic split takes 10% (40, four per class), stratified."""
+    folder = write_image_folder(tmp_path / "small", n_train=400, n_test=50)
+    root = tmp_path / "art"
+    argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--precision", "float32"]
+    assert main([*argv, "--data-dir", str(folder), "--artifacts-dir", str(root)]) == 0
+    (run_id,) = artifacts.list_runs(root)
+    run = artifacts.read_run(root, run_id)
+    assert (run.manifest["data"]["n_train"], run.manifest["data"]["n_val"]) == (360, 40)
+    assert run.manifest["config"]["val_size"] is None  # recorded as automatic
+
+    # a class with a single image cannot be split: a clear error, and nothing is written
+    lonely = sorted((folder / "train" / "cat").iterdir())
+    for extra in lonely[1:]:
+        extra.unlink()
+    other = tmp_path / "art2"
+    assert main([*argv, "--data-dir", str(folder), "--artifacts-dir", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "class 'cat' (1)" in err and "at least 2" in err and len(err.strip().splitlines()) == 1
+    assert not other.exists() or not any(other.rglob("*"))
+
+
+def test_the_command_line_prints_no_tensorflow_start_up_chatter(tmp_path):
+    """A fresh process: TensorFlow's absl/CUDA/CPU lines are filtered, the error line stays."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = [sys.executable, "-m", "cifar_core", "predict", "--run", "nothing-here", "x.png"]
+    done = subprocess.run(
+        [*argv, "--artifacts-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {tmp_path / 'runs' / 'nothing-here'}: no such run"]
+    assert done.stdout == ""

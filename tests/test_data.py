@@ -9,8 +9,9 @@ import pytest
 from conftest import synthetic_images, write_image_folder
 from PIL import Image
 
-from cifar_core import data as data_module
-from cifar_core.data import CIFAR10_CLASSES, DataError, load_cifar10, load_labelled_folder, split_train_val
+from cifar_core import folders
+from cifar_core.data import CIFAR10_CLASSES, DataError, load_cifar10, split_train_val
+from cifar_core.folders import load_labelled_folder
 
 
 def _batch_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -46,7 +47,7 @@ def test_image_folder_loads_in_cifar_class_order_and_caches(tmp_path, monkeypatc
     def no_decoding(*args, **kwargs):
         raise AssertionError("second load must come from the cache")
 
-    monkeypatch.setattr(data_module, "_decode_all", no_decoding)
+    monkeypatch.setattr(folders, "_decode_all", no_decoding)
     second = load_cifar10(root, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(second.x_train, first.x_train)
     assert second.checksum == first.checksum

@@ -1,13 +1,12 @@
 """Hardening: damaged or hostile artifacts seen through the CLI and the dashboard, settings."""
 
 import shutil
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tomllib
-from conftest import ROOT
+from conftest import ROOT, fake_model, run_values
 from test_dashboard import PAGES, open_page
 
 from cifar_core import artifacts
@@ -21,7 +20,7 @@ def _damage(path, how):
         path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
 
 
-@pytest.mark.parametrize("name", artifacts.REQUIRED_FILES)
+@pytest.mark.parametrize("name", artifacts.FILES)
 def test_each_damaged_file_is_named_by_the_cli_and_listed_by_the_dashboard(
     monkeypatch, tmp_path, dash_root, capsys, name
 ):
@@ -66,28 +65,22 @@ def test_a_model_with_code_in_the_artifacts_is_refused_and_the_rest_still_predic
 
 
 def test_test_ids_cannot_make_the_dashboard_read_outside_the_data_folder(tmp_path):
-    sys.path.insert(0, str(ROOT / "dashboard"))
-    import common
+    from PIL import Image
+
+    from cifar_core import folders
 
     data = tmp_path / "data"
     (data / "test" / "cat").mkdir(parents=True)
     secret = tmp_path / "secret.png"
-    from PIL import Image
-
     Image.new("RGB", (32, 32), "red").save(secret)
     Image.new("RGB", (32, 32), "blue").save(data / "test" / "cat" / "0.png")
-    run = artifacts.Run(
-        "r",
-        tmp_path,
-        {"data": {"source": f"image folder {data}"}, "class_names": ["cat"]},
-        None,
-        {},
-        None,
-        None,
-        {"test_ids": np.array(["test/cat/0.png", "../secret.png", "/etc/passwd"]), "y_true": np.zeros(3)},
-        {"index": np.array([1]), "images": np.zeros((1, 32, 32, 3), np.uint8)},
-    )
-    inside, outside, absolute = common.test_images(run, np.array([0, 1, 2]))
+    values = run_values()
+    values["manifest"]["data"].update(kind="image_folder", root="data")
+    values["predictions"]["test_ids"] = np.array(["test/cat/0.png", "../secret.png", "/etc/passwd", "x"])
+    values["thumbnails"] = {"index": np.array([1]), "images": np.zeros((1, 32, 32, 3), np.uint8)}
+    artifacts.write_run(tmp_path / "art", "r", save_model=fake_model, **values)
+    run = artifacts.read_run(tmp_path / "art", "r")
+    inside, outside, absolute = folders.test_images(run, np.array([0, 1, 2]))
     assert inside[0, 0, 2] > 200  # the blue image inside the folder
     assert outside.max() == 0  # the stored thumbnail, not ../secret.png (red)
     assert absolute is None
@@ -100,7 +93,7 @@ def test_streamlit_settings_limit_uploads_and_leak_nothing():
     assert config["server"]["enableStaticServing"] is False
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["showErrorDetails"] == "none"
-    from cifar_core.inference import MAX_UPLOAD_BYTES
+    from cifar_core.images import MAX_UPLOAD_BYTES
 
     assert MAX_UPLOAD_BYTES == config["server"]["maxUploadSize"] * 1024 * 1024
 

@@ -2,7 +2,7 @@
 
 Every file must end in either a correct prediction (10 probabilities from the upright
 first frame) or one clear line naming the file, never a traceback. The Classify page and
-the ``predict`` CLI both go through ``cifar_core.inference.open_image``.
+the ``predict`` CLI both go through ``cifar_core.images.open_image``.
 """
 
 import io
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cifar_core.inference import MAX_UPLOAD_BYTES, ImageError, open_image, to_model_input
+from cifar_core.images import MAX_UPLOAD_BYTES, ImageError, open_image, to_pixels
 
 
 def _save(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -121,7 +121,7 @@ def outcome(name: str, data: bytes, model) -> tuple[str, str]:
         image = open_image(data, name=name)
     except ImageError as error:
         return "message", str(error)
-    pixels = to_model_input(image)
+    pixels = to_pixels(image)
     assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
     probs = np.asarray(model(pixels[None], training=False))[0]
     assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-4
@@ -146,10 +146,10 @@ def test_each_corpus_file_gets_a_prediction_or_one_clear_line(name, model):
 
 
 def test_exif_rotation_and_first_gif_frame_are_what_the_model_sees():
-    upright = to_model_input(_photo())
-    rotated = to_model_input(open_image(_exif_rotated()))
+    upright = to_pixels(_photo())
+    rotated = to_pixels(open_image(_exif_rotated()))
     assert np.abs(upright.astype(int) - rotated.astype(int)).mean() < 6  # JPEG noise only
-    first = to_model_input(open_image(_animated_gif()))
+    first = to_pixels(open_image(_animated_gif()))
     assert (first[..., 0] > 200).all() and (first[..., 2] < 60).all()  # red, the first frame
 
 
@@ -159,7 +159,7 @@ def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path):
     bomb.write_bytes(corpus()["bomb.png"])  # 30000 x 30000 pixels in ~100 KB
     code = (
         "import json, sys\n"
-        "from cifar_core.inference import ImageError, open_image\n"
+        "from cifar_core.images import ImageError, open_image\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "hwm = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
         "before = hwm()\n"
@@ -220,5 +220,5 @@ def test_random_valid_images_of_any_size_and_mode_become_model_input(fmt, mode_i
         assert max(width, height) > 50 * min(width, height)
         return
     assert opened.mode == "RGB" and opened.size == (width, height)
-    pixels = to_model_input(opened)
+    pixels = to_pixels(opened)
     assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8

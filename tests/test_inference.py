@@ -5,15 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_core.inference import (
-    ImageError,
-    ModelLoadError,
-    load_model,
-    open_image,
-    predict_probs,
-    to_model_input,
-    translate_batch,
-)
+from cifar_core.errors import ImageError, ModelLoadError
+from cifar_core.images import open_image, to_pixels
+from cifar_core.inference import load_model, predict_probs, translate_batch
 
 
 def _bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -49,7 +43,7 @@ def test_exif_rotated_jpeg_is_made_upright():
 def test_modes_and_formats_become_8bit_rgb(image, fmt):
     opened = open_image(_bytes(image, fmt))
     assert opened.mode == "RGB" and opened.size == (50, 50)
-    assert to_model_input(opened).shape == (32, 32, 3)
+    assert to_pixels(opened).shape == (32, 32, 3)
 
 
 def test_transparent_pixels_become_white_and_16bit_is_rescaled():
@@ -82,7 +76,7 @@ def test_decompression_bombs_and_oversized_files_are_refused_before_decoding():
 def test_center_crop_keeps_the_middle_of_wide_photos():
     image = Image.new("RGB", (300, 100), "black")
     image.paste((255, 255, 255), (100, 0, 200, 100))  # white square in the middle
-    assert to_model_input(image).min() > 240
+    assert to_pixels(image).min() > 240
 
 
 def test_translate_batch_shifts_with_reflection():

@@ -29,14 +29,15 @@ PREDICTION = re.compile(r"([\w.]+): (\w+) (\d+)%")
 def _expected(dash_root: Path, images: dict[str, bytes]) -> dict[str, dict[str, str]]:
     """Per image, per model: the class each stored model predicts, computed directly."""
     from cifar_core import artifacts
-    from cifar_core.inference import classify, load_model, open_image, to_model_input
+    from cifar_core.images import decode_image
+    from cifar_core.inference import classify, load_model
 
     runs, _ = artifacts.load_runs(dash_root)
     expected = {name: {} for name in images}
     for run in runs:
         model = load_model(run.model_path)
         for name, data in images.items():
-            pixels = to_model_input(open_image(data, name=name))
+            pixels = decode_image(data, name=name)
             expected[name][run.manifest["model"]] = classify(model, [pixels], run.class_names)[0]["top"][0][0]
     return expected
 

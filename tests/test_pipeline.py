@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from cifar_core.pipeline import AugmentConfig, make_dataset, random_flip, random_translate
+from cifar_core.config import AugmentConfig
+from cifar_core.pipeline import make_dataset, random_flip, random_translate
 
 
 def _ramp(n=8):

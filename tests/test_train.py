@@ -61,35 +61,6 @@ def test_the_stored_model_has_float16_weights_and_its_cost_is_measured(trained_r
     assert stored["val_accuracy_float32"] == run.metrics["val"]["accuracy"]
 
 
-def test_an_older_float32_run_is_compacted_in_place(tmp_path, trained_run, tiny_data):
-    import dataclasses
-    import shutil
-
-    from cifar_core.train import compact_run
-
-    root, run_id, _ = trained_run
-    shutil.copytree(root / "runs" / run_id, tmp_path / "runs" / run_id)
-    old = artifacts.read_run(tmp_path, run_id)
-    load_model(old.model_path).save(old.model_path)  # as runs were stored before: float32
-    metrics = {k: v for k, v in old.metrics.items() if k != "stored_model"}
-    artifacts.write_json(old.path / artifacts.METRICS, metrics)
-    size = old.model_path.stat().st_size
-    assert _weight_dtypes(old.model_path) == {"float32"}
-
-    other = dataclasses.replace(tiny_data, checksum="other-checksum")
-    with pytest.raises(artifacts.ArtifactError, match="made from other data"):
-        compact_run(tmp_path, run_id, other)
-    assert _weight_dtypes(old.model_path) == {"float32"}  # untouched
-
-    info = compact_run(tmp_path, run_id, tiny_data)
-    run = artifacts.read_run(tmp_path, run_id)
-    assert _weight_dtypes(run.model_path) == {"float16"}
-    assert run.model_path.stat().st_size == info["bytes"] < 0.6 * size
-    assert run.metrics["stored_model"] == info and info["val_agreement"] >= 0.9
-    assert compact_run(tmp_path, run_id, tiny_data) == info  # once is enough
-    assert sorted(p.name for p in run.path.iterdir()) == sorted(p.name for p in old.path.iterdir())
-
-
 def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):
     config = tiny_config(
         "cnn_bn",
