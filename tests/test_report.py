@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 
 from cifar_core import artifacts, report
+from cifar_core.fileio import write_json
 
 
 def test_the_readme_results_table_matches_the_committed_runs():
@@ -42,9 +43,9 @@ def test_the_reproduce_command_leaves_out_the_machine_specific_artifacts_dir(tmp
     root, run_id, _ = trained_run
     shutil.copytree(root / "runs" / run_id, tmp_path / "runs" / run_id)
     manifest = artifacts.read_run(tmp_path, run_id).manifest
-    manifest["command"] = "/x/cifar_core/__main__.py run --models fast --artifacts-dir /x/art --data-dir d"
+    manifest["command"] = "python -m cifar_core run --models fast --artifacts-dir /x/art --data-dir d"
     manifest["environment"]["git_commit"] = "0123456789abcdef"
-    artifacts.write_json(tmp_path / "runs" / run_id / artifacts.MANIFEST, manifest)
+    write_json(tmp_path / "runs" / run_id / artifacts.MANIFEST, manifest)
     assert report.reproduce_commands(tmp_path) == [
         (run_id, "python -m cifar_core run --models fast --data-dir d", "0123456")
     ]
