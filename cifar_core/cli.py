@@ -58,6 +58,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         )
     g = groups["train"]
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    help = "any other config field, repeatable: model_args.widths=[64,256,256], augment.flip_alternate=true"
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
     help = "run the frozen backbone on every step instead of caching its output"
     groups["transfer"].add_argument("--no-cache-features", action="store_true", help=help)
     strategies = ["default", "mirrored", "multiworker"]
@@ -138,13 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    from cifar_core.config import NO_AUGMENT, cli_fields
+    from cifar_core.config import NO_AUGMENT, apply_setting, cli_fields
 
     values = {f.name: getattr(args, f.name) for f, _ in cli_fields()}
     if args.no_cache_features:
         values["cache_features"] = False
     if args.no_augment:
         values["augment"] = dict(NO_AUGMENT)
+    for setting in args.settings:
+        apply_setting(values, setting)
     return values
 
 

@@ -25,6 +25,9 @@ class AugmentConfig:
     """Which augmentations the training pipeline applies (all per image, at random)."""
 
     flip: bool = True  # horizontal flip with probability 1/2
+    # airbench's alternating flips: a random half of the images is flipped in the first epoch,
+    # and every image is mirrored relative to that in every other epoch (each one seen both ways).
+    flip_alternate: bool = False
     translate: int = 4  # pad by this many pixels (reflect) and crop back to 32x32; 0 = off
     rotation: float = 0.0  # max rotation as a fraction of a full turn (0.1 = +-36 degrees)
     zoom: float = 0.0  # max zoom in/out as a fraction of the size (0.1 = +-10%)
@@ -70,6 +73,8 @@ class TrainConfig:
     label_smoothing: float = _opt(0.0, "label smoothing in [0, 1)")
     bias_lr_scale: float = 1.0  # SGD: BatchNorm shifts (beta) learn this many times faster (airbench: 64)
     lookahead: bool = False  # airbench's lookahead: every 5 steps pull weights towards a slow average
+    # layer name -> epochs it trains for; frozen after that (airbench's whitening bias: 3)
+    freeze_after: dict[str, int] = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tta: str = _opt("none", "test-time augmentation", choices=("none", "flip", "flip_translate"))
     precision: str = _opt(
@@ -129,6 +134,10 @@ class TrainConfig:
                 "bias_lr_scale needs optimizer 'sgd'",
             ),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must be >= 0"),
+            (
+                all(isinstance(n, int) and n >= 1 for n in self.freeze_after.values()),
+                "freeze_after: epochs must be integers >= 1",
+            ),
             (self.fine_tune_batch_size >= 0, "fine_tune_batch_size must be >= 0"),
             (0.001 <= self.fine_tune_lr_factor <= 1, "fine_tune_lr_factor must be in [0.001, 1]"),
         ]
@@ -144,6 +153,8 @@ class TrainConfig:
         values: dict[str, Any] = dict(get_spec(model).preset)
         augment = dict(values.pop("augment", {}))
         augment.update(overrides.pop("augment", None) or {})
+        if overrides.get("model_args"):  # merged into the preset's, key by key
+            overrides["model_args"] = {**values.get("model_args", {}), **overrides["model_args"]}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(model=model, augment=AugmentConfig(**augment), **values)
 
@@ -225,3 +236,31 @@ def same_config(saved: dict[str, Any], config: TrainConfig) -> bool:
         return TrainConfig.from_dict(saved).non_default() == _plain(config.non_default())
     except (ConfigError, TypeError):
         return False
+
+
+def apply_setting(overrides: dict[str, Any], setting: str) -> None:
+    """Apply one ``--set KEY=VALUE`` to ``overrides`` (in place).
+
+    KEY is a TrainConfig field or ``augment.X`` / ``model_args.X``; VALUE is JSON
+    (``3``, ``1e-12``, ``true``, ``[64, 256, 256]``, ``{"whiten_bias": 3}``) or else a string.
+    """
+    key, sep, text = setting.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {setting!r}: expected KEY=VALUE, e.g. model_args.widths=[64,256,256]")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    head, _, sub = key.partition(".")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    if head not in names or head == "model":
+        raise ConfigError(f"--set {key}: not a config field (one of {', '.join(sorted(names - {'model'}))})")
+    if sub:
+        if head == "augment" and sub not in {f.name for f in dataclasses.fields(AugmentConfig)}:
+            raise ConfigError(f"--set {key}: augment has no field {sub!r}")
+        if head not in ("augment", "model_args", "freeze_after"):
+            raise ConfigError(f"--set {key}: only augment, model_args and freeze_after take a sub-key")
+        overrides[head] = {**(overrides.get(head) or {}), sub: value}
+    else:
+        overrides[head] = value

@@ -29,10 +29,11 @@ import tensorflow as tf
 from cifar_core import finetune, runtime
 from cifar_core.artifacts import work as files
 from cifar_core.config import TrainConfig
+from cifar_core.errors import ConfigError
 from cifar_core.fileio import write_json
 from cifar_core.models import create_model, get_spec
 from cifar_core.pipeline import make_array_dataset, make_dataset
-from cifar_core.schedules import Lookahead, make_optimizer, steps_per_epoch
+from cifar_core.schedules import FreezeAfter, Lookahead, make_optimizer, steps_per_epoch
 
 
 @dataclass
@@ -85,6 +86,7 @@ def _callbacks(
     callbacks = [
         # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
         *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
+        *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
         EpochInfo(phase),
         keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
         keras.callbacks.ModelCheckpoint(
@@ -235,6 +237,11 @@ def fit(
 ) -> FitResult:
     """Fit every phase not yet finished in ``work`` and return the model with its final weights."""
     model = build_model(config, strategy, splits.x_train)
+    missing = sorted(set(config.freeze_after) - {layer.name for layer in model.layers})
+    if missing:
+        raise ConfigError(
+            f"freeze_after names layers that {config.model} does not have: {', '.join(missing)}"
+        )
     transfer = finetune.is_transfer(model)
     cuts = cache_cuts(config, transfer, len(model.get_layer(finetune.BACKBONE).layers) if transfer else 0)
     cache, cache_cut, cache_time, split_layer = None, None, 0.0, ""

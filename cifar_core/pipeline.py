@@ -34,8 +34,16 @@ def random_translate(images: tf.Tensor, pad: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.gather(cropped, cols, axis=2, batch_dims=1)
 
 
-def build_augmenter(config: AugmentConfig, seed: int):
-    """Return ``fn(images, labels, step) -> (images, labels)`` applying ``config`` to a batch."""
+def alternate_flip(images: tf.Tensor, first_epoch: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """airbench's alternating flips: each image is flipped as ``first_epoch`` says (a fixed
+    random half) in even epochs and the other way round in odd ones."""
+    flip = tf.math.logical_xor(first_epoch, tf.equal(epoch % 2, 1))
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def build_augmenter(config: AugmentConfig, seed: int, steps_per_epoch: int = 1):
+    """Return ``fn(images, labels, step[, first_flips]) -> (images, labels)`` applying
+    ``config`` to a batch (``first_flips``: the batch's flips of epoch 0, alternating flips)."""
     import keras
 
     geometric = []
@@ -44,9 +52,11 @@ def build_augmenter(config: AugmentConfig, seed: int):
     if config.zoom > 0:
         geometric.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 1))
 
-    def augment(images, labels, step):
+    def augment(images, labels, step, first_flips=None):
         base = tf.stack([tf.cast(step, tf.int32), tf.constant(seed, tf.int32)])
-        if config.flip:
+        if config.flip and first_flips is not None:
+            images = alternate_flip(images, first_flips, tf.cast(step, tf.int32) // steps_per_epoch)
+        elif config.flip:
             images = random_flip(images, base + [0, 1])
         if config.translate > 0:
             images = random_translate(images, config.translate, base + [0, 2])
@@ -77,19 +87,25 @@ def make_dataset(
     seed advances with the global batch index, so every epoch sees new random crops and
     flips; pass ``steps_per_epoch=ceil(len(x) / batch_size)`` to ``fit``.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    alternate = augment is not None and augment.flip and augment.flip_alternate
+    # Alternating flips need each image's own first-epoch flip, drawn once, travelling with it.
+    first_flips = np.random.default_rng(seed).random(len(x)) < 0.5 if alternate else np.zeros(len(x), bool)
+    ds = tf.data.Dataset.from_tensor_slices((x, y, first_flips))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda xb, yb, fb: (xb, tf.one_hot(yb, num_classes), fb), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None and augment.enabled:
-        augmenter = build_augmenter(augment, seed)
+        steps = len(x) // batch_size if drop_remainder else -(-len(x) // batch_size)
+        augmenter = build_augmenter(augment, seed, steps_per_epoch=max(steps, 1))
         ds = ds.enumerate().map(
-            lambda step, batch: augmenter(batch[0], batch[1], step),
+            lambda step, batch: augmenter(batch[0], batch[1], step, batch[2] if alternate else None),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    else:
+        ds = ds.map(lambda xb, yb, fb: (xb, yb))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

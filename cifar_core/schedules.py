@@ -140,3 +140,23 @@ class Lookahead(keras.callbacks.Callback):
             slow *= decay
             slow += (1.0 - decay) * np.asarray(variable, dtype=np.float32)
             variable.assign(slow)
+
+
+class FreezeAfter(keras.callbacks.Callback):
+    """Stop training named layers after a number of epochs (airbench trains its whitening
+    bias for 3). Frozen layers get no update at all (no momentum, no weight decay): the
+    train step is traced again without them. Works on resume: it looks at the epoch index."""
+
+    def __init__(self, epochs_by_layer: dict[str, int]):
+        super().__init__()
+        self.epochs_by_layer = dict(epochs_by_layer)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        changed = False
+        for name, epochs in self.epochs_by_layer.items():
+            layer = self.model.get_layer(name)
+            if epoch >= epochs and layer.trainable:
+                layer.trainable = False
+                changed = True
+        if changed:
+            self.model.make_train_function(force=True)

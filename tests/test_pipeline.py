@@ -65,3 +65,21 @@ def test_rotation_and_zoom_keep_uint8_batches():
     ((xb, _),) = list(ds)
     assert xb.dtype == tf.uint8 and xb.shape == (4, 32, 32, 3)
     assert not np.array_equal(xb.numpy(), x)
+
+
+def test_alternating_flips_show_every_image_both_ways_in_two_epochs():
+    n = 24
+    x = _ramp(n)
+    x[:, 0, 0, 0] = x[:, 0, 31, 0] = np.arange(n)  # corner pixels that name the image either way
+    ids = lambda batch: [int(img[0, 0, 0]) for img in batch]  # noqa: E731
+    flipped = lambda batch: [bool(img[0, 0, 1] > img[0, 31, 1]) for img in batch]  # noqa: E731
+    aug = AugmentConfig(flip=True, flip_alternate=True, translate=0)
+    ds = make_dataset(x, np.zeros(n, int), 8, 10, augment=aug, shuffle=True, seed=3, repeat=True)
+    seen: dict[int, list[bool]] = {}
+    for batch, _ in ds.take(2 * n // 8):  # two epochs of three batches
+        for i, f in zip(ids(batch.numpy()), flipped(batch.numpy())):
+            seen.setdefault(i, []).append(f)
+    assert sorted(seen) == list(range(n))
+    assert all(sorted(ways) == [False, True] for ways in seen.values())  # once each way
+    first = [ways[0] for ways in seen.values()]
+    assert 4 < sum(first) < n - 4  # epoch 0 flips a random part, not all or none

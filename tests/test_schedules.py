@@ -110,3 +110,45 @@ def test_one_cycle_starts_and_ends_at_the_configured_fractions_of_the_peak():
     assert float(schedule(100)) == pytest.approx(0.07)
     with pytest.raises(ConfigError, match="lr_end_factor"):
         TrainConfig(model="fast", lr_end_factor=0.0)
+
+
+def test_freeze_after_stops_every_update_of_a_layer_and_only_of_it():
+    from cifar_core.schedules import FreezeAfter
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="early")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="late")(hidden))
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1), loss="mse")
+    x, y = np.random.default_rng(0).normal(size=(64, 4)), np.random.default_rng(1).normal(size=(64, 2))
+    after_first = {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                after_first.update(
+                    {layer: np.array(model.get_layer(layer).kernel) for layer in ("early", "late")}
+                )
+
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[FreezeAfter({"early": 1}), Snapshot()])
+    np.testing.assert_array_equal(np.array(model.get_layer("early").kernel), after_first["early"])
+    assert not np.allclose(np.array(model.get_layer("late").kernel), after_first["late"])
+
+
+def test_set_options_reach_the_config_and_bad_ones_are_refused():
+    from cifar_core.config import apply_setting
+
+    overrides: dict = {}
+    for setting in (
+        "model_args.widths=[64, 256, 256]",
+        "augment.flip_alternate=true",
+        "freeze_after.whiten_bias=3",
+        "batch_size=1024",
+    ):
+        apply_setting(overrides, setting)
+    config = TrainConfig.from_preset("fast", **overrides)
+    assert config.model_args["widths"] == [64, 256, 256]
+    assert config.augment.flip_alternate and config.augment.translate == 2  # the preset's kept
+    assert config.freeze_after == {"whiten_bias": 3} and config.batch_size == 1024
+    for bad in ("nope=1", "augment.spin=1", "batch_size", "epochs.x=1"):
+        with pytest.raises(ConfigError):
+            apply_setting({}, bad)
