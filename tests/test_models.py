@@ -66,3 +66,36 @@ def test_fast_stage_convs_start_as_identity_and_the_model_round_trips(tmp_path):
 def test_resnet20_has_the_papers_parameter_count():
     # He et al. 2015 report 0.27M parameters for ResNet-20 on CIFAR-10.
     assert 0.26e6 < create_model("resnet20").count_params() < 0.29e6
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fast_kernels_compute_what_keras_computes(policy):
+    """FusedBatchNorm and the written-out GELU gradient: same outputs, gradients and
+    running statistics as Keras' BatchNormalization and GELU, in both precisions."""
+    import tensorflow as tf
+
+    from cifar_core import runtime
+    from cifar_core.models.kernels import FusedBatchNorm, gelu
+
+    x = tf.random.stateless_normal((8, 5, 5, 6), seed=[1, 2]) * 3 + 1
+    with runtime.dtype_policy(policy):
+        fused = FusedBatchNorm(momentum=0.6, epsilon=1e-12, scale=False)
+        plain = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False)
+        outs, grads = [], []
+        for norm, act in ((fused, gelu), (plain, keras.activations.gelu)):
+            norm.build(x.shape)
+            norm.beta.assign(tf.linspace(-1.0, 1.0, 6))
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = act(norm(tf.cast(x, norm.compute_dtype), training=True))
+                loss = tf.reduce_sum(tf.cast(y, "float32") ** 2)
+            outs.append(np.asarray(tf.cast(y, "float32")))
+            grads.append([np.asarray(g, dtype=np.float32) for g in tape.gradient(loss, [x, norm.beta])])
+    tol = 1e-4 if policy == "float32" else 0.05
+    np.testing.assert_allclose(outs[0], outs[1], rtol=tol, atol=tol)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+    np.testing.assert_allclose(np.array(fused.moving_mean), np.array(plain.moving_mean), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.array(fused.moving_variance), np.array(plain.moving_variance), rtol=1e-3)
+    inference = [np.asarray(n(x, training=False), dtype=np.float32) for n in (fused, plain)]
+    np.testing.assert_allclose(*inference, rtol=1e-4, atol=1e-4)

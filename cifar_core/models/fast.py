@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from cifar_core.models.kernels import FusedBatchNorm, gelu
 from cifar_core.models.registry import register_model
 from cifar_core.models.scratch import CIFAR_MEAN, CIFAR_VAR
 
@@ -42,8 +43,10 @@ def initializer(init: str):
     return keras.initializers.GlorotUniform()
 
 
-def conv_group(x, filters: int, name: str, bn_momentum: float, bn_epsilon: float, init: str):
+def conv_group(x, filters: int, name: str, bn_momentum: float, bn_epsilon: float, init: str, kernels: str):
     """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (halves the resolution)."""
+    norm = FusedBatchNorm if kernels == "fused" else layers.BatchNormalization
+    activation = gelu if kernels == "fused" else "gelu"
     for i in range(2):
         conv = layers.Conv2D(
             filters,
@@ -56,10 +59,8 @@ def conv_group(x, filters: int, name: str, bn_momentum: float, bn_epsilon: float
         x = conv(x)
         if i == 0:
             x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-        bn = layers.BatchNormalization(
-            momentum=bn_momentum, epsilon=bn_epsilon, scale=False, name=f"{name}_bn{i}"
-        )
-        x = layers.Activation("gelu", name=f"{name}_gelu{i}")(bn(x))
+        bn = norm(momentum=bn_momentum, epsilon=bn_epsilon, scale=False, name=f"{name}_bn{i}")
+        x = layers.Activation(activation, name=f"{name}_gelu{i}")(bn(x))
     return x
 
 
@@ -141,8 +142,10 @@ def fast(
     bn_momentum: float = BN_MOMENTUM,
     bn_epsilon: float = BN_EPSILON,
     init: str = "torch",
+    kernels: str = "fused",
 ) -> keras.Model:
-    """airbench94's net (widths 64/256/256, its BatchNorm and initialisation) by default."""
+    """airbench94's net (widths 64/256/256, its BatchNorm and initialisation) by default.
+    ``kernels``: "fused" (FusedBatchNorm, GELU with a written-out gradient) or "keras"."""
     inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="pixels")
     x = layers.Normalization(mean=CIFAR_MEAN, variance=CIFAR_VAR, name="standardize")(inputs)
     width0 = 2 * WHITEN_KERNEL * WHITEN_KERNEL * 3
@@ -150,9 +153,9 @@ def fast(
     x = whiten(x)  # 31x31, decorrelated patches
     whiten.trainable = False  # fixed by whiten_init
     x = ChannelBias(name="whiten_bias")(x)
-    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    x = layers.Activation(gelu if kernels == "fused" else "gelu", name="whiten_gelu")(x)
     for i, width in enumerate(widths):
-        x = conv_group(x, int(width), f"g{i}", bn_momentum, bn_epsilon, init)  # 31 -> 15 -> 7 -> 3
+        x = conv_group(x, int(width), f"g{i}", bn_momentum, bn_epsilon, init, kernels)  # 31 -> 15 -> 7 -> 3
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     x = layers.Dense(num_classes, use_bias=False, kernel_initializer=initializer(init), name="head")(x)
     x = layers.Rescaling(1 / 9, name="logit_scale")(x)  # airbench's scaled-down head
