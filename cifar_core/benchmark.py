@@ -5,7 +5,8 @@ Each model is measured in its own subprocess, so its peak memory is its own:
   and the share of step time spent waiting for the next batch;
 - inference ms/image at batch 1 and images/s at batch 256 (float32, as served);
 - peak resident memory of the process.
-For ``fast``, the wall time to reach 93% and 94% validation accuracy is read from the
+For ``fast``, the wall time to reach 88% and 90% validation accuracy (airbench94, the peer,
+ends at about 90% on the shared JPEG copies) is read from the
 per-epoch history of its runs in the artifacts folder.
 Only compare figures from one invocation: this machine is shared and noisy.
 """
@@ -31,17 +32,29 @@ def peak_memory_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_size=None) -> dict:
-    """Training images/s on pixels (phase 2: with the top of the backbone unfrozen)."""
+def preset(name: str, settings: list[str] = (), **overrides):
+    """The model's preset with ``--set`` settings and ``overrides`` on top."""
+    from cifar_core.config import TrainConfig, apply_setting
+
+    values: dict = {}
+    for setting in settings:
+        apply_setting(values, setting)
+    return TrainConfig.from_preset(name, **{**values, **overrides})
+
+
+def _train_speed(
+    name: str, precision: str, steps: int, phase: int = 1, input_size=None, settings=(), profile=False
+) -> dict:
+    """Training images/s on pixels (phase 2: with the top of the backbone unfrozen); with
+    ``profile``, also the forward + backward time of every layer (stepprofile.py)."""
     import keras
     import tensorflow as tf
 
     from cifar_core import finetune, runtime
-    from cifar_core.config import TrainConfig
     from cifar_core.fitting import build_model, compile_for
     from cifar_core.pipeline import make_dataset
 
-    config = TrainConfig.from_preset(name, precision=precision, input_size=input_size).phase(phase)
+    config = preset(name, settings, precision=precision, input_size=input_size).phase(phase)
     if config.weights is not None:  # speed does not depend on the values: nothing to download
         config.weights = "none"
     keras.backend.clear_session()
@@ -67,29 +80,37 @@ def _train_speed(name: str, precision: str, steps: int, phase: int = 1, input_si
             model.train_on_batch(xb, yb)
             wait += got - start
             total += time.perf_counter() - start
-        return {
+        out = {
             "images_per_s": steps * config.batch_size / total,
             "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
             "data_wait_share": wait / total,
             "batch_size": config.batch_size,
         }
+        if profile:
+            from cifar_core import stepprofile
+
+            out["layers"] = stepprofile.layer_times(model, config.batch_size)
+        return out
 
 
-def measure(name: str, steps: int, precisions: list[str], input_size=None) -> dict:
+def measure(
+    name: str, steps: int, precisions: list[str], input_size=None, settings=(), profile=False
+) -> dict:
     """All figures for one model, in this process."""
     import keras
 
     from cifar_core import evaluate
-    from cifar_core.config import TrainConfig
     from cifar_core.models import create_model, get_spec
 
     transfer = get_spec(name).family == "transfer"
-    config = TrainConfig.from_preset(
-        name, weights="none" if transfer else None, input_size=input_size if transfer else None
+    config = preset(
+        name, settings, weights="none" if transfer else None, input_size=input_size if transfer else None
     )
-    result = {"model": name, "train": {}, "input_size": config.input_size}
+    result = {"model": name, "train": {}, "input_size": config.input_size, "settings": list(settings)}
     for precision in precisions:
-        result["train"][precision] = _train_speed(name, precision, steps, 1, config.input_size)
+        result["train"][precision] = _train_speed(
+            name, precision, steps, 1, config.input_size, settings, profile
+        )
     if transfer and config.fine_tune_epochs > 0:
         result["train_phase2"] = {p: _train_speed(name, p, steps, 2, config.input_size) for p in precisions}
     keras.backend.clear_session()
@@ -103,7 +124,10 @@ def measure(name: str, steps: int, precisions: list[str], input_size=None) -> di
     return result
 
 
-def time_to_accuracy(root=None, thresholds=(0.93, 0.94)) -> list[dict]:
+TARGETS = (0.88, 0.90)
+
+
+def time_to_accuracy(root=None, thresholds=TARGETS) -> list[dict]:
     """For each readable `fast` run: cumulative training seconds until val accuracy >= t."""
     from cifar_core import artifacts
 
@@ -116,9 +140,26 @@ def time_to_accuracy(root=None, thresholds=(0.93, 0.94)) -> list[dict]:
         row = {"run": run.run_id}
         for t in thresholds:
             hit = run.history.index[run.history["val_accuracy"] >= t]
-            row[f"s_to_{int(t * 100)}"] = float(elapsed[hit[0]]) if len(hit) else None
+            row[f"s_to_{round(t * 100)}"] = float(elapsed[hit[0]]) if len(hit) else None
         out.append(row)
     return out
+
+
+def projection(
+    result: dict, epochs: int, precisions: list[str], n_train: int = 45_000, n_test: int = 5_000
+) -> str:
+    """The wall time of an ``epochs``-epoch run at the measured speed: training on the
+    default split of the shared data (45,000 images) plus six-view TTA on the test split."""
+    parts = []
+    for p in precisions:
+        train_min = epochs * n_train / result["train"][p]["images_per_s"] / 60
+        parts.append(f"{p.replace('mixed_', '')} {train_min:.1f} min")
+    tta_min = 6 * n_test / result["images_per_s_batch256"] / 60
+    return (
+        f"{result['model']}: {epochs} epochs of {n_train:,} images: training "
+        + ", ".join(parts)
+        + f"; + {tta_min:.1f} min for six-view TTA on {n_test:,} test images"
+    )
 
 
 def _table(results: list[dict], precisions: list[str]) -> str:
@@ -153,12 +194,16 @@ def main(args) -> int:
     from cifar_core.models import get_spec, list_models
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    settings = list(args.settings or [])
     if args.single:
-        print(json.dumps(measure(args.single, args.steps, precisions, args.input_size)))
+        print(
+            json.dumps(measure(args.single, args.steps, precisions, args.input_size, settings, args.profile))
+        )
         return 0
     names = [n.strip() for n in args.models.split(",")] if args.models else list_models(zoo_only=True)
     for name in names:
         get_spec(name)
+        preset(name, settings)  # a bad --set fails here, before any measuring
     results = []
     for name in names:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
@@ -174,6 +219,8 @@ def main(args) -> int:
             "--precisions",
             ",".join(precisions),
             *(["--input-size", str(args.input_size)] if args.input_size else []),
+            *(["--profile"] if args.profile else []),
+            *[f"--set={setting}" for setting in settings],
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         try:
@@ -185,7 +232,21 @@ def main(args) -> int:
         print(json.dumps({"models": results, "fast_time_to_accuracy": time_to_accuracy(args.artifacts_dir)}))
         return 0
     print(_table(results, precisions))
+    if settings:
+        print("settings: " + " ".join(settings))
+    for r in results:
+        if "error" in r:
+            continue
+        if args.epochs:
+            print(projection(r, args.epochs, precisions))
+        for p in precisions if args.profile else []:
+            from cifar_core import stepprofile
+
+            t = r["train"][p]
+            print(f"\n{r['model']}, {p}, batch {t['batch_size']}: forward + backward per layer")
+            print(stepprofile.table(t["layers"], step_ms=1000 * t["batch_size"] / t["images_per_s"]))
     for row in time_to_accuracy(args.artifacts_dir):
         fmt = lambda s: "not reached" if s is None else f"{s / 60:.1f} min"  # noqa: E731
-        print(f"fast run {row['run']}: 93% val after {fmt(row['s_to_93'])}, 94% after {fmt(row['s_to_94'])}")
+        reached = ", ".join(f"{t:.0%} val after {fmt(row[f's_to_{round(t * 100)}'])}" for t in TARGETS)
+        print(f"fast run {row['run']}: {reached}")
     return 0

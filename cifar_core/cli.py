@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
+    p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
+    p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
+    help = "config overrides for every model measured (as train --set), repeatable"
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
     p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process
     _add_common(p)
 

@@ -31,3 +31,26 @@ def test_the_command_measures_each_model_in_its_own_process(capsys):
     assert row["model"] == "baseline_cnn" and row["params"] == 356_810
     assert row["train"]["float32"]["images_per_s"] > 0 and "train_phase2" not in row
     assert out["fast_time_to_accuracy"] == []  # no fast run in this artifacts folder
+
+
+def test_profile_times_every_layer_and_settings_reach_the_model(capsys, tmp_path):
+    argv = [
+        "benchmark", "--models", "fast", "--steps", "1", "--precisions", "float32", "--profile",
+        "--epochs", "10", "--artifacts-dir", str(tmp_path),
+        "--set", "model_args.widths=[8,16,16]", "--set", "batch_size=32", "--set", "model_args.kernels=keras",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "settings: model_args.widths=[8,16,16] batch_size=32 model_args.kernels=keras" in out
+    assert "fast: 10 epochs of 45,000 images: training float32" in out and "six-view TTA" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("g0_", "g2_", "whiten", "head"))]
+    names = {row[0]: row for row in rows}
+    assert {"whiten", "g0_conv0", "g2_bn1", "head"} <= set(names)
+    assert names["g2_bn1"][1] == "BatchNormalization"  # kernels=keras: Keras' own layer
+    assert names["g0_conv0"][2] == "31x31x8" and float(names["g0_conv0"][3]) > 0
+    assert "measured full train step" in out
+
+
+def test_a_bad_setting_is_refused_before_anything_is_measured(capsys):
+    assert main(["benchmark", "--models", "fast", "--set", "no_such_field=1"]) == 2
+    assert "not a config field" in capsys.readouterr().err
