@@ -233,3 +233,18 @@ def heatmaps(explain: Explainer, images: np.ndarray, classes=None, batch_size: i
         low, span = flat.min(axis=1), np.ptp(flat, axis=1)
         out.append((maps - low[:, None, None]) / np.where(span > 0, span, 1.0)[:, None, None])
     return np.concatenate(out).astype(np.float32)
+
+
+def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.5, scale: int = 4) -> np.ndarray:
+    """The image with its heatmap on top (blue = cold, red = hot), ``scale`` times larger
+    (nearest neighbour: the 32x32 pixels the model saw stay visible), uint8 RGB."""
+    heat = np.clip(np.asarray(heat, dtype=np.float32), 0, 1)
+    # A small blue -> cyan -> yellow -> red ramp, as colour maps for heatmaps go.
+    stops = np.array([[0, 0, 160], [0, 200, 255], [255, 230, 0], [230, 0, 0]], dtype=np.float32)
+    position = heat * (len(stops) - 1)
+    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
+    frac = (position - low)[..., None]
+    colour = stops[low] * (1 - frac) + stops[low + 1] * frac
+    blended = (1 - alpha) * np.asarray(pixels, dtype=np.float32) + alpha * colour
+    out = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return out.repeat(scale, axis=0).repeat(scale, axis=1)

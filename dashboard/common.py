@@ -94,6 +94,38 @@ def model_for(run: Run):
     return _model(str(path), path.stat().st_mtime_ns)
 
 
+@st.cache_resource(show_spinner="Preparing heatmaps…", max_entries=32)
+def _explainer(path: str, mtime_ns: int):
+    from cifar_core import saliency
+
+    model, lock = _model(path, mtime_ns)
+    with lock:
+        return saliency.explainer(model)
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _heatmap(path: str, mtime_ns: int, image_bytes: bytes, class_id: int) -> np.ndarray:
+    from cifar_core import saliency
+
+    pixels = np.frombuffer(image_bytes, np.uint8).reshape(32, 32, 3)
+    model, lock = _model(path, mtime_ns)
+    explain = _explainer(path, mtime_ns)
+    with lock:
+        return saliency.heatmaps(explain, pixels[None], classes=None if class_id < 0 else [class_id])[0]
+
+
+def heatmap_for(run: Run, pixels: np.ndarray, class_id: int | None = None) -> tuple[np.ndarray, str]:
+    """(32x32 heatmap, how it was made) of ``run``'s model for ``class_id`` (None: its top
+    class), computed by the engine on demand and cached per model, image and class."""
+    path = run.model_path
+    mtime = path.stat().st_mtime_ns
+    explain = _explainer(str(path), mtime)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    heat = _heatmap(str(path), mtime, pixels.tobytes(), -1 if class_id is None else int(class_id))
+    where = f" on {explain.layer} ({explain.map_size[0]}x{explain.map_size[1]})" if explain.layer else ""
+    return heat, f"{explain.method}{where}"
+
+
 def available_test_indices(run: Run) -> np.ndarray:
     """Test images that can be shown here: all if the data is on this machine, else thumbnails."""
     return folders.available_test_indices(run)

@@ -202,3 +202,24 @@ def test_random_test_image_button_shows_the_true_label(monkeypatch, dash_root):
     assert not at.exception
     verdicts = [m.value for m in at.success] + [m.value for m in at.warning]
     assert any("true label" in v for v in verdicts)
+
+
+def test_why_shows_every_models_heatmap_for_its_class_or_the_one_asked_for(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "classify")
+    x, _ = synthetic_images(1, seed=9)
+    at.file_uploader(key="cls_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()
+    before = len(at.get("image"))
+    at.toggle(key="cls_why").set_value(True).run()
+    assert not at.exception and not at.error
+    assert len(at.get("image")) == before + 3  # one heatmap per model
+    assert any("Why?" in m.value for m in at.markdown)
+    at.selectbox(key="cls_why_class").set_value("cat").run()
+    assert not at.exception and len(at.get("image")) == before + 3
+    import common
+
+    from cifar_core import artifacts
+
+    run = artifacts.load_runs(dash_root)[0][0]
+    heat, how = common.heatmap_for(run, x[0], run.class_names.index("cat"))
+    assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
+    assert how.startswith("Grad-CAM on ")

@@ -6,9 +6,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core.errors import ImageError, ModelLoadError
+from cifar_core.errors import CifarError, ImageError, ModelLoadError
 from cifar_core.images import open_image, to_pixels
 from cifar_core.inference import classify
+from cifar_core.saliency import overlay
+
+OWN_CLASS = "each model's own top class"
 
 MAX_FILES = 8  # per request; more are ignored with a message
 TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
@@ -37,7 +40,28 @@ def predict_all(runs, pixels: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show(title: str, image, pixels: np.ndarray, runs, truth: str | None = None) -> None:
+def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> None:
+    """Each model's heatmap over the 32x32 view, for its top class or for ``class_name``."""
+    images, captions = [], []
+    predicted = dict(zip(table["model"], table["prediction"]))
+    for run in runs:
+        if run.model not in predicted:
+            continue  # it could not be loaded (warned above)
+        wanted = predicted[run.model] if class_name == OWN_CLASS else class_name
+        try:
+            heat, how = common.heatmap_for(run, pixels, run.class_names.index(wanted))
+        except (CifarError, ValueError) as error:
+            images.append(None)
+            captions.append(f"{run.model}: no heatmap ({error})")
+            continue
+        images.append(overlay(pixels, heat))
+        captions.append(f"{run.model}: where it sees '{wanted}' · {how}")
+    common.image_grid(images, captions, columns=min(5, max(len(images), 1)))
+
+
+def show(
+    title: str, image, pixels: np.ndarray, runs, truth: str | None = None, why: str | None = None
+) -> None:
     left, right = st.columns([1, 3])
     left.image(image, caption=title, width="stretch")
     left.image(pixels, caption="what the models see (32x32)", width="stretch")
@@ -77,6 +101,9 @@ def show(title: str, image, pixels: np.ndarray, runs, truth: str | None = None) 
     )
     fig.update_layout(title="Class probabilities per model", yaxis={"autorange": "reversed"})
     right.plotly_chart(fig, width="stretch", key=f"cls_heat_{title}")
+    if why is not None:
+        st.markdown(f"**Why?** Red is what raised each model's score for the class ({why}).")
+        explain(pixels, runs, table, why)
 
 
 st.title("Classify a photo")
@@ -86,6 +113,10 @@ if runs:
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
     ]
+    why = None
+    if st.toggle("Why? Show each model's heatmap", key="cls_why"):
+        names = list(runs[0].class_names)
+        why = st.selectbox("Heatmaps for", [OWN_CLASS, *names], key="cls_why_class")
     files = st.file_uploader(
         "Photos (jpg, png, webp, bmp, gif: first frame)",
         type=TYPES,
@@ -107,7 +138,7 @@ if runs:
         except ImageError as error:
             st.error(str(error))
             continue
-        show(upload.name, image, to_pixels(image), chosen)
+        show(upload.name, image, to_pixels(image), chosen, why=why)
     index = st.session_state.get("cls_test_index")
     if index is not None and chosen:
         run = runs[0]
@@ -116,6 +147,6 @@ if runs:
             st.info("This test image is not available here (data source missing, no thumbnail).")
         else:
             truth = run.class_names[int(run.predictions["y_true"][index])]
-            show(f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), chosen, truth)
+            show(f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), chosen, truth, why=why)
     if not files and index is None:
         st.caption("Upload a photo, or press *Random test image*.")
