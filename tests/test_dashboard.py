@@ -223,3 +223,26 @@ def test_why_shows_every_models_heatmap_for_its_class_or_the_one_asked_for(monke
     heat, how = common.heatmap_for(run, x[0], run.class_names.index("cat"))
     assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
     assert how.startswith("Grad-CAM on ")
+
+
+def test_picking_a_mistake_shows_heatmaps_for_the_true_and_the_predicted_class(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "mistakes")
+
+    def picker():
+        found = [box for box in at.selectbox if box.key == "mk_why"]
+        return found[0] if found and len(found[0].options) > 1 else None
+
+    # The tiny runs may have no cat -> dog mistake: find a pair of classes that has some.
+    for true in at.selectbox(key="mk_true").options:
+        at.selectbox(key="mk_true").set_value(true).run()
+        for pred in at.selectbox(key="mk_pred").options:
+            if picker() is None and pred != true:
+                at.selectbox(key="mk_pred").set_value(pred).run()
+        if picker() is not None:
+            break
+    assert picker() is not None
+    before = len(at.get("image"))
+    picker().select_index(1).run()
+    assert not at.exception and not at.error
+    runs = len(at.multiselect(key="mk_runs").value)
+    assert len(at.get("image")) == before + 2 * runs  # true and predicted class per run

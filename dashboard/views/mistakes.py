@@ -6,6 +6,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from cifar_core.errors import CifarError
+from cifar_core.saliency import overlay
+
 st.title("Mistakes")
 runs = common.require_runs()
 if runs:
@@ -54,7 +57,7 @@ if runs:
 
     if not chosen:
         st.info("Choose at least one run.")
-    wrong_sets = []
+    wrong_sets, shown_any = [], []
     for label in chosen:
         run = labels[label]
         probs, y = run.predictions["probs"], run.predictions["y_true"]
@@ -63,6 +66,7 @@ if runs:
         hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
         st.subheader(f"{run.manifest['model']}: {len(hits)} {true_class} images predicted as {pred_class}")
         shown = hits[:max_shown]
+        shown_any.extend(i for i in shown.tolist() if i not in shown_any)
         captions = [f"#{i} · {pred_class} {probs[i, p]:.0%} · {true_class} {probs[i, t]:.0%}" for i in shown]
         common.image_grid(common.test_images(run, shown), captions)
         if len(hits) > max_shown:
@@ -81,3 +85,31 @@ if runs:
             common.test_images(labels[chosen[0]], np.array(shown, dtype=int)),
             [f"#{i}: all wrong" for i in shown],
         )
+
+    if shown_any:
+        st.subheader("Why?")
+        pick = st.selectbox(
+            "Pick an image from the grids above: each run's heatmaps for the true and the predicted class",
+            ["(none)", *(f"#{i}" for i in shown_any)],
+            key="mk_why",
+        )
+        if pick != "(none)":
+            pick = int(pick[1:])
+            (pixels,) = common.test_images(labels[chosen[0]], np.array([pick]))
+            if pixels is None:
+                st.info("This test image is not available here (data source missing, no thumbnail).")
+            else:
+                images, captions = [], []
+                for label in chosen:
+                    run = labels[label]
+                    said = run.class_names[int(run.predictions["y_pred"][pick])]
+                    for name, role in ((true_class, "true"), (said, "said")):
+                        try:
+                            heat, how = common.heatmap_for(run, pixels, run.class_names.index(name))
+                        except CifarError as error:
+                            images.append(None)
+                            captions.append(f"{run.model}: no heatmap ({error})")
+                            continue
+                        images.append(overlay(np.asarray(pixels, dtype=np.uint8), heat))
+                        captions.append(f"{run.model} · {role}: '{name}' · {how}")
+                common.image_grid(images, captions, columns=min(6, len(images)))
