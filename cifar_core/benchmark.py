@@ -190,11 +190,40 @@ def _table(results: list[dict], precisions: list[str]) -> str:
     return "\n".join(lines)
 
 
+def saliency_speed(root=None, repeats: int = 3) -> dict:
+    """Seconds to compute one photo's heatmap for every run's model (its top class), after
+    a warm-up call (loading and tracing, also timed), as the Classify page's "Why?" does."""
+    from cifar_core import artifacts, saliency
+    from cifar_core.inference import load_model
+
+    runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
+    photo = np.random.default_rng(2).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    start = time.perf_counter()
+    explainers = [saliency.explainer(load_model(run.model_path)) for run in runs]
+    for explain in explainers:
+        saliency.heatmaps(explain, photo)
+    first = time.perf_counter() - start
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for explain in explainers:
+            saliency.heatmaps(explain, photo)
+        best = min(best, time.perf_counter() - start)
+    return {"models": len(runs), "first_s": first, "warm_s": float(best)}
+
+
 def main(args) -> int:
     from cifar_core.models import get_spec, list_models
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     settings = list(args.settings or [])
+    if args.saliency:
+        r = saliency_speed(args.artifacts_dir)
+        print(
+            f"heatmaps of one photo for all {r['models']} models: {r['warm_s']:.2f} s after warm-up "
+            f"(first call, with loading and tracing: {r['first_s']:.1f} s)"
+        )
+        return 0
     if args.single:
         print(
             json.dumps(measure(args.single, args.steps, precisions, args.input_size, settings, args.profile))

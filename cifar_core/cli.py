@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
     p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
     p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
+    help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
+    p.add_argument("--saliency", action="store_true", help=help)
     help = "config overrides for every model measured (as train --set), repeatable"
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
     p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process

@@ -54,3 +54,9 @@ def test_profile_times_every_layer_and_settings_reach_the_model(capsys, tmp_path
 def test_a_bad_setting_is_refused_before_anything_is_measured(capsys):
     assert main(["benchmark", "--models", "fast", "--set", "no_such_field=1"]) == 2
     assert "not a config field" in capsys.readouterr().err
+
+
+def test_saliency_speed_is_timed_for_every_run(capsys, dash_root):
+    assert main(["benchmark", "--saliency", "--artifacts-dir", str(dash_root)]) == 0
+    out = capsys.readouterr().out
+    assert "heatmaps of one photo for all 3 models:" in out and "after warm-up" in out
