@@ -137,3 +137,11 @@ def test_uploading_a_photograph_shows_predictions(server, page, shots, tmp_path)
     assert page.get_by_text("chelsea.jpg").count() >= 1
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "classify-upload.png"), full_page=True)
+    # "Why?": every model's heatmap over the 32x32 view, drawn when asked for.
+    page.get_by_text("Why? Show each model's heatmap").first.click()
+    page.get_by_text("where it sees").first.wait_for(timeout=120_000)
+    _wait_idle(page)
+    captions = page.get_by_text("where it sees").count()
+    print(f"heatmap captions: {captions}")
+    assert captions >= 3 and page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "classify-why.png"), full_page=True)

@@ -2,8 +2,32 @@ import keras
 import numpy as np
 import pytest
 
+from cifar_core import saliency
 from cifar_core.config import TrainConfig
 from cifar_core.models import UnknownModelError, create_model, get_spec, list_models
+
+# What the search finds in each model's graph (method, layer type, map size), recorded here
+# so a change to a builder or to the search shows up. Transfer models at their preset sizes:
+# keras.applications backbones hand over their last map (3x3-4x4 at 96-128 px); InceptionV3
+# at 75 px ends in a 1x1 map, which has no "where": SmoothGrad.
+EXPECTED_MAPS = {
+    "baseline_cnn": ("Grad-CAM", "Conv2D", (4, 4)),
+    "cnn_bn": ("Grad-CAM", "MaxPooling2D", (4, 4)),
+    "cnn_4block": ("Grad-CAM", "Activation", (4, 4)),  # 2x2 after the last pool: one step back
+    "vgg10": ("Grad-CAM", "Activation", (4, 4)),
+    "deep_cnn": ("Grad-CAM", "Activation", (4, 4)),
+    "resnet20": ("Grad-CAM", "Activation", (8, 8)),
+    "fast": ("Grad-CAM", "Conv2D", (7, 7)),  # 3x3 after the last pool: the conv before it
+    "mobilenetv2": ("Grad-CAM", "Functional", (3, 3)),
+    "efficientnetb0": ("Grad-CAM", "Functional", (3, 3)),
+    "efficientnetv2b0": ("Grad-CAM", "Functional", (3, 3)),
+    "resnet50": ("Grad-CAM", "Functional", (4, 4)),
+    "vgg16": ("Grad-CAM", "Functional", (3, 3)),
+    "inceptionv3": ("SmoothGrad", None, (32, 32)),
+    "densenet121": ("Grad-CAM", "Functional", (3, 3)),
+    "efficientnet_lite0": ("Grad-CAM", "Functional", (4, 4)),
+    "efficientnet_lite0_frozen": ("Grad-CAM", "Functional", (4, 4)),
+}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -20,6 +44,15 @@ def test_every_model_maps_uint8_pixels_to_ten_probabilities(name):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert spec.description and spec.family in ("scratch", "transfer")
     TrainConfig.from_preset(name)  # every preset is a valid config
+    explain = saliency.explainer(model)  # heatmaps: the feature map found from the graph
+    maps = saliency.heatmaps(explain, batch[:2], classes=[3, 5])
+    assert maps.shape == (2, 32, 32) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    inner = model
+    for part in (explain.layer or "").split("/")[:-1]:
+        inner = inner.get_layer(part)
+    kind = type(inner.get_layer(explain.layer.split("/")[-1])).__name__ if explain.layer else None
+    assert (explain.method, kind, explain.map_size) == EXPECTED_MAPS[name], explain.layer
     keras.backend.clear_session()
 
 
