@@ -212,6 +212,23 @@ def saliency_speed(root=None, repeats: int = 3) -> dict:
     return {"models": len(runs), "first_s": first, "warm_s": float(best)}
 
 
+def add_arguments(p, add_set) -> None:
+    """The benchmark command's options (``add_set`` adds the CLI's ``--set``)."""
+    from argparse import SUPPRESS
+
+    p.add_argument("--models", help="comma-separated names (default: the reference zoo, as run --all)")
+    p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
+    p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
+    p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
+    p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
+    help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
+    p.add_argument("--saliency", action="store_true", help=help)
+    add_set(p, "config overrides for every model measured (as train --set), repeatable")
+    p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
+
+
 def main(args) -> int:
     from cifar_core.models import get_spec, list_models
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 EPILOG = (
     "Data: --data-dir (or $CIFAR_DATA_DIR) takes cifar-10-python.tar.gz, its extracted "
@@ -41,6 +40,11 @@ def _add_common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     )
 
 
+def add_set(parser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.settings``: see config.apply_setting."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     """The training overrides, generated from TrainConfig's fields (their defaults, choices
     and help are defined there once); None means "the model's preset"."""
@@ -58,8 +62,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         )
     g = groups["train"]
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    help = "any other config field, repeatable: model_args.widths=[64,256,256], augment.flip_alternate=true"
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
+    add_set(
+        g, "any other config field, repeatable: model_args.widths=[64,256,256], augment.flip_alternate=true"
+    )
     help = "run the frozen backbone on every step instead of caching its output"
     groups["transfer"].add_argument("--no-cache-features", action="store_true", help=help)
     strategies = ["default", "mirrored", "multiworker"]
@@ -113,18 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
 
     p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
-    p.add_argument("--models", help="comma-separated names (default: the reference zoo, as run --all)")
-    p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
-    p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
-    p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
-    p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
-    help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
-    p.add_argument("--saliency", action="store_true", help=help)
-    help = "config overrides for every model measured (as train --set), repeatable"
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)
-    p.add_argument("--single", help=argparse.SUPPRESS)  # internal: one model in this process
+    from cifar_core.benchmark import add_arguments
+
+    add_arguments(p, add_set)
     _add_common(p)
 
     p = sub.add_parser("probe", help="linear probes of frozen Lite0 features per size (validation only)")
@@ -229,27 +225,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts, evaluate
-    from cifar_core.folders import load_labelled_folder
-    from cifar_core.inference import load_model, predict_probs
+    from cifar_core.inference import evaluate_folder
 
-    root = artifacts.artifacts_root(args.artifacts_dir)
-    run = artifacts.read_run(root, args.run)
-    x, y, ids = load_labelled_folder(args.data_dir, run.class_names)
-    model = load_model(run.model_path)
-    probs = predict_probs(model, x, run.manifest["config"]["tta"])
-    result = evaluate.classification_metrics(y, probs, run.class_names)
-    result.update(
-        {
-            "data_dir": artifacts.relative_path(args.data_dir, root),
-            "n_images": int(len(y)),
-            "per_class": evaluate.per_class_report(y, probs.argmax(1), run.class_names),
-        }
-    )
-    name = args.name or Path(args.data_dir).resolve().name
-    path = artifacts.write_evaluation(root, run.run_id, name, result)
+    run_id, result, path = evaluate_folder(args.artifacts_dir, args.run, args.data_dir, args.name)
     print(
-        f"{run.run_id} on {args.data_dir} ({len(y)} images): accuracy {result['accuracy']:.2%}, "
+        f"{run_id} on {args.data_dir} ({result['n_images']} images): accuracy {result['accuracy']:.2%}, "
         f"macro F1 {result['macro_f1']:.3f}  -> {path}"
     )
     return 0

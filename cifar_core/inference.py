@@ -88,3 +88,27 @@ def classify(model, images: list[np.ndarray], class_names: list[str], top_k: int
             }
         )
     return results
+
+
+def evaluate_folder(artifacts_dir, run_id: str, data_dir, name: str | None = None):
+    """Score a saved run on a labelled image folder (with the run's TTA) and store the result
+    as ``evaluations/<name>.json`` (default name: the folder's). Returns (run id, result, path)."""
+    from pathlib import Path
+
+    from cifar_core import artifacts, evaluate
+    from cifar_core.folders import load_labelled_folder
+
+    root = artifacts.artifacts_root(artifacts_dir)
+    run = artifacts.read_run(root, run_id)
+    x, y, _ = load_labelled_folder(data_dir, run.class_names)
+    probs = predict_probs(load_model(run.model_path), x, run.manifest["config"]["tta"])
+    result = evaluate.classification_metrics(y, probs, run.class_names)
+    result.update(
+        {
+            "data_dir": artifacts.relative_path(data_dir, root),
+            "n_images": int(len(y)),
+            "per_class": evaluate.per_class_report(y, probs.argmax(1), run.class_names),
+        }
+    )
+    path = artifacts.write_evaluation(root, run.run_id, name or Path(data_dir).resolve().name, result)
+    return run.run_id, result, path
