@@ -34,12 +34,9 @@ def peak_memory_mb() -> float:
 
 def preset(name: str, settings: list[str] = (), **overrides):
     """The model's preset with ``--set`` settings and ``overrides`` on top."""
-    from cifar_core.config import TrainConfig, apply_setting
+    from cifar_core.config import TrainConfig
 
-    values: dict = {}
-    for setting in settings:
-        apply_setting(values, setting)
-    return TrainConfig.from_preset(name, **{**values, **overrides})
+    return TrainConfig.from_preset(name, list(settings), **overrides)
 
 
 def _train_speed(

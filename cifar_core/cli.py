@@ -142,15 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    from cifar_core.config import NO_AUGMENT, apply_setting, cli_fields
+    from cifar_core.config import NO_AUGMENT, cli_fields
 
     values = {f.name: getattr(args, f.name) for f, _ in cli_fields()}
     if args.no_cache_features:
         values["cache_features"] = False
     if args.no_augment:
         values["augment"] = dict(NO_AUGMENT)
-    for setting in args.settings:
-        apply_setting(values, setting)
     return values
 
 
@@ -185,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cifar_core.train import train_model
 
     get_spec(args.model)  # fail on a wrong name before loading any data
-    config = TrainConfig.from_preset(args.model, **_overrides(args))
+    config = TrainConfig.from_preset(args.model, args.settings, **_overrides(args))
     _prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     train_model(config, data, args.artifacts_dir, run_id=args.run_id, strategy_name=args.strategy)
@@ -210,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
     for i, name in enumerate(names, 1):
-        config = TrainConfig.from_preset(name, **_overrides(args))
+        config = TrainConfig.from_preset(name, args.settings, **_overrides(args))
         finished = find_finished_run(root, config, data)
         if finished:
             print(f"[{i}/{len(names)}] {name}: finished run {finished} kept")

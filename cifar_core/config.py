@@ -146,17 +146,24 @@ class TrainConfig:
                 raise ConfigError(f"{message} (config for {self.model!r})")
 
     @classmethod
-    def from_preset(cls, model: str, **overrides: Any) -> "TrainConfig":
-        """The model's registered preset, with ``overrides`` (None values ignored) on top."""
+    def from_preset(
+        cls, model: str, settings: tuple[str, ...] | list[str] = (), **overrides: Any
+    ) -> "TrainConfig":
+        """The model's registered preset, with ``overrides`` (None values ignored; ``augment``
+        merged key by key, any other field replaced) and then ``--set`` ``settings`` on top
+        (``augment.X``, ``model_args.X``, ``freeze_after.X`` change one key of the dict)."""
         from cifar_core.models import get_spec
 
-        values: dict[str, Any] = dict(get_spec(model).preset)
+        values: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in get_spec(model).preset.items()
+        }
         augment = dict(values.pop("augment", {}))
         augment.update(overrides.pop("augment", None) or {})
-        if overrides.get("model_args"):  # merged into the preset's, key by key
-            overrides["model_args"] = {**values.get("model_args", {}), **overrides["model_args"]}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(model=model, augment=AugmentConfig(**augment), **values)
+        values["augment"] = augment
+        for setting in settings:
+            apply_setting(values, setting)
+        return cls(model=model, **{**values, "augment": AugmentConfig(**values["augment"])})
 
     def model_kwargs(self, load_weights: bool = True) -> dict[str, Any]:
         """Builder arguments: model_args plus, for transfer models, weights and input size.

@@ -137,16 +137,18 @@ def test_freeze_after_stops_every_update_of_a_layer_and_only_of_it():
 def test_set_options_reach_the_config_and_bad_ones_are_refused():
     from cifar_core.config import apply_setting
 
-    overrides: dict = {}
-    for setting in (
+    settings = [
         "model_args.widths=[64, 256, 256]",
+        "model_args.init=torch",
         "augment.flip_alternate=true",
         "freeze_after.whiten_bias=3",
         "batch_size=1024",
-    ):
-        apply_setting(overrides, setting)
-    config = TrainConfig.from_preset("fast", **overrides)
-    assert config.model_args["widths"] == [64, 256, 256]
+    ]
+    config = TrainConfig.from_preset("fast", settings)
+    assert config.model_args == {"widths": [64, 256, 256], "init": "torch"}  # the preset's key replaced
+    assert TrainConfig.from_preset("fast").model_args == {"widths": [64, 128, 128]}  # preset untouched
+    # A programmatic override replaces the dict (as before --set existed).
+    assert TrainConfig.from_preset("fast", model_args={"init": "torch"}).model_args == {"init": "torch"}
     assert config.augment.flip_alternate and config.augment.translate == 2  # the preset's kept
     assert config.freeze_after == {"whiten_bias": 3} and config.batch_size == 1024
     for bad in ("nope=1", "augment.spin=1", "batch_size", "epochs.x=1"):
