@@ -1,5 +1,5 @@
 """Command line: ``python -m cifar_core <command>`` (list-models, train, run, evaluate,
-predict, probe, benchmark, report, migrate).
+predict, embed, probe, benchmark, report, migrate).
 
     python -m cifar_core list-models
     python -m cifar_core train --model fast --data-dir ../shared/data/cifar10-jpeg
@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, gif, tiff)")
     _add_common(p, data=False)
+
+    p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
+    p.add_argument("runs", nargs="*", help="run ids (default with --all: every run without a map)")
+    p.add_argument("--all", action="store_true", help="every run that has no map yet")
+    _add_common(p)
 
     p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
     from cifar_core.benchmark import add_arguments
@@ -284,6 +289,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from cifar_core import artifacts
+    from cifar_core.analyse import analyse_existing
+    from cifar_core.errors import ConfigError
+
+    root = artifacts.artifacts_root(args.artifacts_dir)
+    if not args.runs and not args.all:
+        raise ConfigError("name the runs to map, or pass --all")
+    ids = args.runs or artifacts.runs_without_map(root)
+    for run_id in ids:
+        took = analyse_existing(root, run_id, args.data_dir)
+        print(f"{run_id}: map of the test set from {took['dims']}-D features in {took['embedding_s']:.0f} s")
+    return 0
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from cifar_core import benchmark
 
@@ -307,6 +327,7 @@ COMMANDS = {
     "run": cmd_run,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "embed": cmd_embed,
     "migrate": cmd_migrate,
     "probe": cmd_probe,
     "benchmark": cmd_benchmark,

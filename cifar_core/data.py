@@ -256,6 +256,14 @@ def split_train_val(
     return x_tr, y_tr, x_val, y_val
 
 
+def run_splits(data: Cifar10Data, val_size: int | None, seed: int, train_limit: int | None):
+    """(x_train, y_train, x_val, y_val) as a run with these settings trains on them: the
+    seeded stratified split, then the train subset (every caller makes them this way)."""
+    x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, val_size, seed, data.class_names)
+    x_tr, y_tr = subsample(x_tr, y_tr, train_limit, seed)
+    return x_tr, y_tr, x_val, y_val
+
+
 def subsample(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int):
     """A stratified subset of at most ``limit`` images (for quick runs); all when None."""
     if limit is None or limit >= len(x):

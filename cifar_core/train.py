@@ -24,9 +24,10 @@ import keras
 import numpy as np
 
 from cifar_core import artifacts, evaluate, runtime
+from cifar_core.analyse import analyse
 from cifar_core.artifacts import work as files
 from cifar_core.config import TrainConfig, same_config
-from cifar_core.data import Cifar10Data, split_train_val, subsample
+from cifar_core.data import Cifar10Data, run_splits
 from cifar_core.errors import ArtifactError, WeightsError
 from cifar_core.fileio import write_json
 from cifar_core.fitting import FitResult, Splits, fit, read_history
@@ -186,11 +187,7 @@ def train_model(
     chief = runtime.is_chief(strategy)
     lock_id = run_id if chief else f"{run_id}.worker{runtime.task_index(strategy)}"
     # Bad splits fail here, before anything is written.
-    x_tr, y_tr, x_val, y_val = split_train_val(
-        data.x_train, data.y_train, config.val_size, config.seed, data.class_names
-    )
-    x_tr, y_tr = subsample(x_tr, y_tr, config.train_limit, config.seed)
-    splits = Splits(x_tr, y_tr, x_val, y_val)
+    splits = Splits(*run_splits(data, config.val_size, config.seed, config.train_limit))
     with artifacts.training_lock(root, lock_id) as work:
         _check_same_config(work, config, data)
         keras.utils.set_random_seed(config.seed)
@@ -277,6 +274,14 @@ def record_run(
         save_model=lambda p: shutil.copyfile(model_file, p),
     )
     _summary(run_id, metrics)
+    try:  # the run is complete: a failure here leaves it without its map, never half-written
+        analyse(root, run_id, exported, data, splits, seed=config.seed)
+    except Exception as error:  # noqa: BLE001
+        print(
+            f"warning: {run_id} has no map of the test set ({error}); make it with "
+            f"`python -m cifar_core embed {run_id} --data-dir DIR`",
+            file=sys.stderr,
+        )
     return path
 
 

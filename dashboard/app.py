@@ -20,6 +20,8 @@ pages = [
     st.Page("views/classify.py", title="Classify a photo", icon=":material/upload:"),
     st.Page("views/compare.py", title="Compare two models", icon=":material/compare_arrows:"),
     st.Page("views/agreement.py", title="Agreement", icon=":material/groups:"),
+    st.Page("views/map.py", title="Map of the test set", icon=":material/scatter_plot:"),
+    st.Page("views/data.py", title="The data", icon=":material/dataset:"),
 ]
 page = st.navigation(pages)
 

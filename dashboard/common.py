@@ -148,3 +148,49 @@ def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
                     st.caption(f"(image not available) {caption}")
                 else:
                     st.image(image, caption=caption, width="stretch")
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _embedding(run_path: str, mtime: int | None, _run: Run):
+    return artifacts.read_embedding(_run)
+
+
+def embedding_for(run: Run) -> dict | None:
+    """The run's stored map of the test set (None: it has none; ArtifactError: bad file)."""
+    return _embedding(str(run.path), _mtime(run.path / artifacts.EMBEDDING), run)
+
+
+def data_facts_for(run: Run) -> dict | None:
+    """The data facts stored with the run (None: it has none; ArtifactError: bad file)."""
+    return _data_facts(str(run.path), _mtime(run.path / artifacts.DATA_FACTS), run)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _data_facts(run_path: str, mtime: int | None, _run: Run):
+    return artifacts.read_data_facts(_run)
+
+
+@st.cache_resource(show_spinner="Preparing the feature extractor…", max_entries=32)
+def _extractor(path: str, mtime_ns: int):
+    from cifar_core import embeddings
+
+    model, lock = _model(path, mtime_ns)
+    with lock:
+        return embeddings.feature_model(model), threading.Lock()
+
+
+def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
+    """Penultimate-layer features of uint8 32x32 images by the run's model (the engine's)."""
+    from cifar_core import embeddings
+
+    path = run.model_path
+    extract, lock = _extractor(str(path), path.stat().st_mtime_ns)
+    with lock:
+        return embeddings.features(extract, np.asarray(pixels, dtype=np.uint8))

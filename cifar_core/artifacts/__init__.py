@@ -10,9 +10,19 @@ Modules, by concern:
 - ``schema``: the run format (version 2) and the validating readers;
 - ``codecs``: the float16 model file and the JPEG thumbnails;
 - ``work``: the work folder of a run in training (checkpoints, caches) and its lock;
-- ``migrate``: older formats converted once (``python -m cifar_core migrate``).
+- ``migrate``: older formats converted once (``python -m cifar_core migrate``);
+- ``analysis``: the optional files made after a run (its map of the test set, its data facts).
 """
 
+from cifar_core.artifacts.analysis import (
+    DATA_FACTS,
+    EMBEDDING,
+    read_data_facts,
+    read_embedding,
+    runs_without_map,
+    write_data_facts,
+    write_embedding,
+)
 from cifar_core.artifacts.codecs import compact_keras_file, thumbnail_bytes
 from cifar_core.artifacts.runs import (
     CONFUSION,
@@ -49,6 +59,8 @@ from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [
     "CONFUSION",
+    "DATA_FACTS",
+    "EMBEDDING",
     "EVALUATIONS",
     "FILES",
     "HISTORY",
@@ -73,14 +85,19 @@ __all__ = [
     "list_runs",
     "load_runs",
     "read_manifest",
+    "read_data_facts",
+    "read_embedding",
     "read_run",
     "relative_path",
     "run_dir",
     "run_exists",
     "runs_signature",
+    "runs_without_map",
     "thumbnail_bytes",
     "training_lock",
     "work_dir",
+    "write_data_facts",
+    "write_embedding",
     "write_evaluation",
     "write_run",
 ]

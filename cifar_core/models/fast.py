@@ -150,8 +150,9 @@ def fast(
     kernels: str = "fused",
 ) -> keras.Model:
     """airbench94's net (widths 64/256/256, its BatchNorm and initialisation) by default;
-    the old recipe was bn_momentum=0.4, bn_epsilon=1e-5, init="glorot", kernels="keras". ``kernels``: "fused" (FusedBatchNorm, GELU
-    with a written-out gradient: same maths, faster) or "keras"."""
+    the old recipe was bn_momentum=0.4, bn_epsilon=1e-5, init="glorot", kernels="keras".
+    ``kernels``: "fused" (FusedBatchNorm, GELU with a written-out gradient: same maths,
+    faster) or "keras"."""
     inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="pixels")
     x = layers.Normalization(mean=CIFAR_MEAN, variance=CIFAR_VAR, name="standardize")(inputs)
     width0 = 2 * WHITEN_KERNEL * WHITEN_KERNEL * 3

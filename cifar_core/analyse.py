@@ -1,0 +1,53 @@
+"""The analysis a run gets after training: its map of the test set and its data facts.
+
+    analyse(root, run_id, model, data, splits)       # at the end of training (train.py)
+    analyse_existing(root, run_id, data_dir)         # later: python -m cifar_core embed RUN
+
+Both need the test images (and the train split for the facts), so they run where the data
+is; the dashboard only reads what they stored (artifacts.read_embedding, read_data_facts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cifar_core import artifacts, datafacts, embeddings
+from cifar_core.errors import DataError
+
+
+def analyse(root: Path, run_id: str, model, data, splits, seed: int = 0, say: Callable = print) -> dict:
+    """Compute and store the run's map and data facts; returns what took how long (s)."""
+    start = time.perf_counter()
+    artifacts.write_data_facts(root, run_id, datafacts.describe(data, splits))
+    facts_s = time.perf_counter() - start
+    say(f"{run_id}: features of {len(data.x_test)} test images, PCA and t-SNE…")
+    feats = embeddings.features(embeddings.feature_model(model), data.x_test)
+    arrays = embeddings.reduce(feats, seed=seed)
+    artifacts.write_embedding(root, run_id, arrays)
+    return {"facts_s": facts_s, "embedding_s": time.perf_counter() - start - facts_s, "dims": feats.shape[1]}
+
+
+def analyse_existing(root: Path, run_id: str, data_dir=None, say: Callable = print) -> dict:
+    """``analyse`` for a finished run: its data (``data_dir``, else the folder it was trained
+    on if it is here) must be the run's own, checked by checksum."""
+    from cifar_core.data import load_cifar10, run_splits
+    from cifar_core.fitting import Splits
+    from cifar_core.inference import load_model
+
+    run = artifacts.read_run(root, run_id)
+    source = data_dir or artifacts.data_folder(run)
+    if source is None:
+        raise DataError(f"{run_id}: its data folder is not on this machine: pass --data-dir")
+    data = load_cifar10(source)
+    expected = run.manifest["data"]["checksum"]
+    if data.checksum != expected:
+        raise DataError(
+            f"{source}: checksum {data.checksum[:12]}…, but {run_id} was trained on {expected[:12]}…: "
+            "not the run's data"
+        )
+    config = run.manifest["config"]
+    splits = run_splits(data, config["val_size"], config["seed"], config["train_limit"])
+    model = load_model(run.model_path)
+    return analyse(root, run.run_id, model, data, Splits(*splits), seed=config["seed"], say=say)

@@ -1,0 +1,169 @@
+"""Map of the test set: each run's features in 2-D (t-SNE), selections and neighbours."""
+
+import common
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from cifar_core import embeddings
+from cifar_core.errors import CifarError, ImageError
+from cifar_core.images import decode_image
+
+MAX_SELECTED = 48  # images shown for a selection
+NEIGHBOURS = 12
+SIGNS = {"right": "circle", "wrong": "x"}
+
+
+def scatter(run, arrays, classes: list[str]):
+    names = run.class_names
+    y, p = run.predictions["y_true"], run.predictions["y_pred"]
+    frame = pd.DataFrame(
+        {
+            "x": arrays["xy"][:, 0].astype(np.float32),
+            "y": arrays["xy"][:, 1].astype(np.float32),
+            "index": np.arange(len(y)),
+            "true class": [names[c] for c in y],
+            "predicted": [names[c] for c in p],
+            "confidence": run.predictions["probs"].max(1),
+            "outcome": np.where(p == y, "right", "wrong"),
+        }
+    )
+    frame = frame[frame["true class"].isin(classes)]
+    fig = px.scatter(
+        frame,
+        x="x",
+        y="y",
+        color="true class",
+        symbol="outcome",
+        symbol_map=SIGNS,
+        category_orders={"true class": names, "outcome": ["right", "wrong"]},
+        custom_data=["index"],
+        hover_data={"x": False, "y": False, "index": True, "predicted": True, "confidence": ":.0%"},
+        render_mode="webgl",
+        height=640,
+    )
+    fig.update_traces(marker={"size": 5, "opacity": 0.75})
+    fig.update_layout(
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, dragmode="lasso"
+    )
+    return fig, frame
+
+
+def selected_indices(event) -> list[int]:
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    if not points and event is not None and hasattr(event, "selection"):
+        points = event.selection.get("points", [])
+    out = []
+    for point in points:
+        data = point.get("customdata")
+        if data is not None:
+            out.append(int(data[0] if isinstance(data, (list, tuple)) else data))
+    return sorted(set(out))
+
+
+def grid(run, indices, note: str = "") -> None:
+    names = run.class_names
+    y, p, probs = run.predictions["y_true"], run.predictions["y_pred"], run.predictions["probs"]
+    indices = np.asarray(indices, dtype=int)
+    captions = [
+        f"#{i}{note} · {names[y[i]]}" + ("" if y[i] == p[i] else f" → {names[p[i]]} {probs[i, p[i]]:.0%}")
+        for i in indices
+    ]
+    common.image_grid(common.test_images(run, indices), captions)
+
+
+def neighbours_view(run, arrays) -> None:
+    st.subheader("Neighbours: where the model puts an image")
+    names = run.class_names
+    c1, c2 = st.columns([1, 2])
+    n = len(run.predictions["y_true"])
+    index = c1.number_input("Test image #", 0, n - 1, value=0, step=1, key="map_query")
+    upload = c2.file_uploader(
+        "…or a photo of your own", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], key="map_upload"
+    )
+    exclude = None
+    if upload is not None:
+        try:
+            pixels = decode_image(upload.getvalue(), name=upload.name)  # in memory, never written
+        except ImageError as error:
+            st.error(str(error))
+            return
+        try:
+            query = embeddings.project(arrays, common.features_for(run, pixels[None]))[0]
+        except CifarError as error:
+            st.error(f"{run.run_id}: {error}")
+            return
+        title = upload.name
+    else:
+        index = int(index)
+        (pixels,) = common.test_images(run, [index])
+        query, exclude = arrays["pca"][index], index
+        truth = names[int(run.predictions["y_true"][index])]
+        said = names[int(run.predictions["y_pred"][index])]
+        title = f"test image #{index}: {truth}, model says {said}"
+    order, similarity = embeddings.neighbours(arrays, query, k=NEIGHBOURS, exclude=exclude)
+    vote = embeddings.neighbour_vote(run.predictions["y_true"], order, names)
+    left, right = st.columns([1, 5])
+    with left:
+        if pixels is not None:
+            st.image(pixels, caption=title, width="stretch")
+        else:
+            st.caption(f"{title} (image not available here)")
+    with right:
+        st.write(
+            f"Its {len(order)} nearest test images in {run.model}'s feature space are labelled "
+            + ", ".join(f"**{name}** ({count})" for name, count in vote)
+        )
+        grid(run, order)
+        st.caption(
+            f"Cosine similarity of the nearest {similarity[0]:.2f}, "
+            f"of the farthest shown {similarity[-1]:.2f}."
+        )
+
+
+st.title("Map of the test set")
+runs = common.require_runs()
+if runs:
+    mapped, missing, broken = [], [], {}
+    for run in runs:
+        try:
+            (mapped if common.embedding_for(run) is not None else missing).append(run)
+        except CifarError as error:
+            broken[run.run_id] = str(error)
+    for run_id, reason in broken.items():
+        st.warning(f"{run_id}: {reason}")
+    if missing:
+        with st.expander(f"{len(missing)} run(s) without a map", icon=":material/info:"):
+            st.write(", ".join(r.run_id for r in missing))
+            st.code("python -m cifar_core embed --all --data-dir /path/to/cifar10", language="bash")
+    if not mapped:
+        st.info("No run has a map of its test set yet: make them with the command above.")
+    else:
+        labels = {common.run_label(r): r for r in mapped}
+        run = labels[st.selectbox("Run", list(labels), key="map_run")]
+        arrays = common.embedding_for(run)
+        names = run.class_names
+        pair = [c for c in ("cat", "dog") if c in names]
+        focus = st.radio(
+            "Classes", ["all", "cat and dog"] if len(pair) == 2 else ["all"], horizontal=True, key="map_focus"
+        )
+        fig, frame = scatter(run, arrays, pair if focus == "cat and dog" else names)
+        wrong = int((frame["outcome"] == "wrong").sum())
+        st.caption(
+            f"{len(frame)} test images ({wrong} wrong, marked x), {run.model}'s penultimate-layer "
+            f"features: PCA to {arrays['pca'].shape[1]} dimensions ({float(arrays['explained']):.0%} of "
+            f"the variance), then t-SNE (perplexity {float(arrays['perplexity']):.0f}, seed "
+            f"{int(arrays['seed'])}). Draw a lasso or a box to see the images; hover for labels."
+        )
+        event = st.plotly_chart(
+            fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_plot"
+        )
+        chosen = selected_indices(event)
+        if chosen:
+            y, p = run.predictions["y_true"][chosen], run.predictions["y_pred"][chosen]
+            counts = pd.Series([names[c] for c in y]).value_counts()
+            st.subheader(f"{len(chosen)} selected: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            st.caption(f"{int((y != p).sum())} of them wrong. Showing {min(len(chosen), MAX_SELECTED)}.")
+            grid(run, chosen[:MAX_SELECTED])
+        neighbours_view(run, arrays)
