@@ -203,3 +203,21 @@ def dash_root(tmp_path_factory, tiny_data):
         )
         train_model(config, tiny_data, root, verbose=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory, image_folder):
+    """One epoch of baseline_cnn trained from an image folder (the data is on this machine)."""
+    from cifar_core.cli import main
+
+    root = tmp_path_factory.mktemp("folder-artifacts")
+    argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50", "--precision", "float32"]
+    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    (run_id,) = artifacts_list(root)
+    return root, run_id
+
+
+def artifacts_list(root) -> list[str]:
+    from cifar_core import artifacts
+
+    return artifacts.list_runs(root)

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_core import saliency
+from cifar_core import embeddings, saliency
 from cifar_core.config import TrainConfig
 from cifar_core.models import UnknownModelError, create_model, get_spec, list_models
 
@@ -53,6 +53,10 @@ def test_every_model_maps_uint8_pixels_to_ten_probabilities(name):
         inner = inner.get_layer(part)
     kind = type(inner.get_layer(explain.layer.split("/")[-1])).__name__ if explain.layer else None
     assert (explain.method, kind, explain.map_size) == EXPECTED_MAPS[name], explain.layer
+    # The map of the test set: features are what the last Dense layer reads, one vector each.
+    feats = embeddings.features(embeddings.feature_model(model), batch)
+    assert feats.shape[0] == 3 and feats.ndim == 2 and feats.shape[1] >= 10 and np.isfinite(feats).all()
+    assert embeddings.feature_layer(model).name in ("probs", "head")
     keras.backend.clear_session()
 
 
