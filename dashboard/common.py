@@ -194,3 +194,20 @@ def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
     extract, lock = _extractor(str(path), path.stat().st_mtime_ns)
     with lock:
         return embeddings.features(extract, np.asarray(pixels, dtype=np.uint8))
+
+
+def selected_points(event) -> list[int]:
+    """The ``customdata[0]`` (here: test image indices) of the points a user selected in an
+    ``st.plotly_chart(..., on_select="rerun")`` (box, lasso or click), sorted, no repeats."""
+    selection = getattr(event, "selection", None)
+    if selection is None and isinstance(event, dict):
+        selection = event.get("selection")
+    points = (selection or {}).get("points", []) if hasattr(selection or {}, "get") else []
+    out = set()
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, (list, tuple)):
+            data = data[0] if data else None
+        if data is not None:
+            out.add(int(data))
+    return sorted(out)

@@ -22,6 +22,8 @@ PAGES = [  # (url path, navigation label, page heading)
     ("classify", "Classify a photo", "Classify a photo"),
     ("compare", "Compare two models", "Compare two models"),
     ("agreement", "Agreement", "Agreement across models"),
+    ("map", "Map of the test set", "Map of the test set"),
+    ("data", "The data", "The data"),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -145,3 +147,29 @@ def test_uploading_a_photograph_shows_predictions(server, page, shots, tmp_path)
     print(f"heatmap captions: {captions}")
     assert captions >= 3 and page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "classify-why.png"), full_page=True)
+
+
+def test_a_box_on_the_map_shows_the_images_inside_and_the_data_page_ranks_labels(server, page, shots):
+    page.goto(f"{server}/map")
+    page.get_by_role("heading", name="Map of the test set").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9, steps=12)
+    page.mouse.up()
+    heading = page.get_by_text(re.compile(r"^\d+ selected: ")).first
+    heading.wait_for(timeout=60_000)
+    _wait_idle(page)
+    print(f"\nMap selection: {heading.inner_text()}")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "map-selection.png"), full_page=True)
+    page.goto(f"{server}/data")
+    page.get_by_role("heading", name="The data").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    page.get_by_text("Possible label errors").first.click()
+    page.get_by_text("Confident learning (cleanlab)").first.wait_for(timeout=120_000)
+    _wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "data-label-errors.png"), full_page=True)

@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "agreement"]
+PAGES = ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "agreement", "map", "data"]
 
 
 def open_page(monkeypatch, root, page: str) -> AppTest:
@@ -246,3 +246,112 @@ def test_picking_a_mistake_shows_heatmaps_for_the_true_and_the_predicted_class(m
     assert not at.exception and not at.error
     runs = len(at.multiselect(key="mk_runs").value)
     assert len(at.get("image")) == before + 2 * runs  # true and predicted class per run
+
+
+def _texts(at) -> str:
+    return " ".join(m.value for m in [*at.markdown, *at.caption, *at.info, *at.warning, *at.subheader])
+
+
+def _captions(at) -> str:
+    return " ".join(img.caption for element in at.get("image") for img in element.proto.imgs)
+
+
+def test_map_shows_the_scatter_neighbours_of_a_test_image_and_of_an_upload(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "map")
+    assert not at.exception and not at.error
+    assert "then t-SNE" in _texts(at) and len(at.get("plotly_chart")) == 1
+    before = len(at.get("image"))
+    at.number_input(key="map_query").set_value(7).run()
+    assert not at.exception and "nearest test images" in _texts(at)
+    assert len(at.get("image")) == before  # 1 query + 12 neighbours, as for image #0
+    assert before == 13
+    at.radio(key="map_focus").set_value("cat and dog").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    x, _ = synthetic_images(1, seed=4)
+    at.file_uploader(key="map_upload").set_value([("mine.png", _png(x[0]), "image/png")]).run()
+    assert not at.exception and not at.error
+    assert "mine.png" in _captions(at) and len(at.get("image")) == 13
+    at.file_uploader(key="map_upload").set_value([("bad.png", b"not an image", "image/png")]).run()
+    assert not at.exception and "bad.png" in at.error[0].value
+
+
+def test_a_selection_on_the_map_is_read_as_test_image_indices():
+    import common
+
+    event = {"selection": {"points": [{"customdata": [12]}, {"customdata": [3]}, {"customdata": [12]}, {}]}}
+    assert common.selected_points(event) == [3, 12]
+    assert common.selected_points({"selection": {"points": []}}) == []
+    assert common.selected_points(None) == []
+
+
+def test_runs_without_a_map_or_with_a_broken_one_are_named(monkeypatch, tmp_path, dash_root):
+    from cifar_core import artifacts
+
+    root = tmp_path / "copy"
+    shutil.copytree(dash_root, root)
+    first, second, _ = artifacts.list_runs(root)
+    (artifacts.run_dir(root, first) / artifacts.EMBEDDING).unlink()
+    (artifacts.run_dir(root, second) / artifacts.EMBEDDING).write_bytes(b"garbage")
+    at = open_page(monkeypatch, root, "map")
+    assert not at.exception
+    text = _texts(at)
+    assert f"{second}: " in text and "embedding.npz" in text
+    assert "python -m cifar_core embed --all" in " ".join(c.value for c in at.code)
+    assert len(at.selectbox(key="map_run").options) == 1
+
+
+def test_the_data_page_without_the_data_folder_uses_stored_facts_and_thumbnails(monkeypatch, dash_root):
+    at = open_page(monkeypatch, dash_root, "data")
+    assert not at.exception and not at.error
+    text = _texts(at)
+    assert "not on this machine" in text and "thumbnails stored with the run" in text
+    assert "Source" in text and len(at.get("plotly_chart")) == 1  # class balance
+    assert at.dataframe[0].value.shape == (3, 2)  # channel mean and std
+    at.radio(key="data_section").set_value("Mistakes per class").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    at.radio(key="data_section").set_value("Possible label errors").run()
+    assert not at.exception and not at.error
+    assert "flags" in _texts(at)
+    boxes = [c for c in at.checkbox if c.key.startswith("data_mark_")]
+    assert boxes, "the tiny runs' ranking is empty"
+    boxes[0].check().run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "without_marked" in d.value.columns)
+    assert len(table) == 3 and (table["marked_wrong_by_model"] >= 0).all()
+
+
+def test_the_data_page_reads_the_folder_when_it_is_here(monkeypatch, folder_run):
+    at = open_page(monkeypatch, folder_run[0], "data")
+    assert not at.exception and not at.error
+    text = _texts(at)
+    assert "which is on this machine" in text and "200 files (.png 200)" in text
+
+
+def test_a_model_without_a_convolution_gets_smoothgrad_on_the_page(monkeypatch, tmp_path, dash_root):
+    import keras
+
+    from cifar_core import artifacts
+
+    root = tmp_path / "copy"
+    shutil.copytree(dash_root, root)
+    for run_id in artifacts.list_runs(root)[1:]:
+        shutil.rmtree(artifacts.run_dir(root, run_id))
+    (run_id,) = artifacts.list_runs(root)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probs")(x)
+    keras.Model(inputs, outputs).save(artifacts.run_dir(root, run_id) / artifacts.MODEL)
+    at = open_page(monkeypatch, root, "classify")
+    x, _ = synthetic_images(1, seed=2)
+    at.file_uploader(key="cls_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()
+    at.toggle(key="cls_why").set_value(True).run()
+    assert not at.exception and not at.error
+    assert "SmoothGrad" in _captions(at) and "Grad-CAM" not in _captions(at)
+    # The map was made with the old model: the new one's features do not fit it, and the
+    # page says so instead of placing the upload wrongly.
+    at = open_page(monkeypatch, root, "map")
+    x, _ = synthetic_images(1, seed=3)
+    at.file_uploader(key="map_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()
+    assert not at.exception and "dimensions" in at.error[0].value

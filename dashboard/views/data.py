@@ -142,10 +142,10 @@ runs = common.require_runs()
 if runs:
     labels = {common.run_label(r): r for r in runs}
     run = labels[st.selectbox("Run (its data, its split)", list(labels), key="data_run")]
-    section = st.segmented_control(
+    section = st.radio(
         "Show",
         ["Overview", "Mistakes per class", "Possible label errors"],
-        default="Overview",
+        horizontal=True,
         key="data_section",
     )
     try:

@@ -45,21 +45,9 @@ def scatter(run, arrays, classes: list[str]):
     )
     fig.update_traces(marker={"size": 5, "opacity": 0.75})
     fig.update_layout(
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, dragmode="lasso"
+        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, dragmode="select"
     )
     return fig, frame
-
-
-def selected_indices(event) -> list[int]:
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-    if not points and event is not None and hasattr(event, "selection"):
-        points = event.selection.get("points", [])
-    out = []
-    for point in points:
-        data = point.get("customdata")
-        if data is not None:
-            out.append(int(data[0] if isinstance(data, (list, tuple)) else data))
-    return sorted(set(out))
 
 
 def grid(run, indices, note: str = "") -> None:
@@ -154,12 +142,13 @@ if runs:
             f"{len(frame)} test images ({wrong} wrong, marked x), {run.model}'s penultimate-layer "
             f"features: PCA to {arrays['pca'].shape[1]} dimensions ({float(arrays['explained']):.0%} of "
             f"the variance), then t-SNE (perplexity {float(arrays['perplexity']):.0f}, seed "
-            f"{int(arrays['seed'])}). Draw a lasso or a box to see the images; hover for labels."
+            f"{int(arrays['seed'])}). Drag a box (or pick the lasso in the chart's toolbar) to "
+            "see the images; hover for labels."
         )
         event = st.plotly_chart(
             fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_plot"
         )
-        chosen = selected_indices(event)
+        chosen = common.selected_points(event)
         if chosen:
             y, p = run.predictions["y_true"][chosen], run.predictions["y_pred"][chosen]
             counts = pd.Series([names[c] for c in y]).value_counts()
