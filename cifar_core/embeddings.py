@@ -11,8 +11,9 @@ ResNet-20 and the transfer models, the hidden Dense layer for the Flatten CNNs),
 from the graph, not named per model. PCA keeps the directions that carry most of their
 variance (50, as t-SNE's authors advise for the reduction before it); t-SNE
 (scikit-learn, seeded, PCA initialisation) draws the 2-D map. Stored per run: the map
-(float16, N x 2), the 50-D PCA coordinates for neighbours (float16) and the PCA itself
-(mean and components, float32), so an upload can be placed among the test images.
+(float16, N x 2), the 50-D PCA coordinates for neighbours (float16, divided by their
+largest absolute value, ``scale``) and the PCA itself (mean and components, float32), so
+an upload can be placed among the test images.
 Neighbours are by cosine similarity in the 50-D space.
 """
 
@@ -74,9 +75,11 @@ def reduce(feats: np.ndarray, seed: int = 0, pca_dims: int = PCA_DIMS) -> dict[s
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
     xy = tsne.fit_transform(coords)
     xy = (xy - xy.mean(0)) / (np.abs(xy - xy.mean(0)).max() or 1.0)  # about [-1, 1]: float16 keeps it
+    scale = float(np.abs(coords).max()) or 1.0  # raw coordinates can exceed float16's 65,504
     return {
         "xy": xy.astype(np.float16),
-        "pca": coords.astype(np.float16),
+        "pca": (coords / scale).astype(np.float16),
+        "scale": np.float32(scale),
         "mean": pca.mean_.astype(np.float32),
         "components": pca.components_.astype(np.float32),
         "explained": np.float32(pca.explained_variance_ratio_.sum()),
@@ -92,7 +95,7 @@ def project(arrays: dict[str, np.ndarray], feats: np.ndarray) -> np.ndarray:
         raise EmbeddingError(
             f"features have {feats.shape[1]} dimensions, the map's PCA {arrays['mean'].shape[0]}"
         )
-    return (feats - arrays["mean"]) @ arrays["components"].T
+    return (feats - arrays["mean"]) @ arrays["components"].T / arrays["scale"]
 
 
 def neighbours(

@@ -48,6 +48,12 @@ def test_the_map_keeps_what_the_features_separate_and_neighbours_find_their_own(
     assert embeddings.neighbour_vote(labels, order, ["a", "b", "c"])[0] == ("c", 10)
     with pytest.raises(embeddings.EmbeddingError, match="dimensions"):
         embeddings.project(arrays, np.zeros((1, 3), np.float32))
+    # An untrained net's features can be huge: the stored float16 coordinates stay finite,
+    # and projecting the same features again lands on them.
+    big = embeddings.reduce(feats * 1e5, seed=0)
+    assert np.isfinite(big["pca"]).all() and np.abs(big["pca"]).max() <= 1
+    again = embeddings.project(big, feats[:5] * 1e5)
+    np.testing.assert_allclose(again, big["pca"][:5].astype(np.float32), atol=2e-3)
 
 
 def test_embed_remakes_a_map_only_from_the_runs_own_data(tmp_path, folder_run, image_folder, capsys):

@@ -3,7 +3,8 @@
 reading. A run without them is complete; a corrupt one raises ArtifactError naming it.
 
     embedding.npz    the map of the test set (embeddings.reduce): xy (N, 2) float16,
-                     pca (N, P) float16, mean (D,), components (P, D), explained, perplexity, seed
+                     pca (N, P) float16 (divided by scale), scale, mean (D,), components (P, D),
+                     explained, perplexity, seed
     data_facts.json  what the run's data looked like (datafacts.describe): class counts per
                      split as the run used them, channel statistics, file formats and sizes
 """
@@ -21,7 +22,7 @@ from cifar_core.fileio import atomic_write, npz_bytes, write_json
 
 EMBEDDING = "embedding.npz"
 DATA_FACTS = "data_facts.json"
-EMBEDDING_ARRAYS = ("xy", "pca", "mean", "components", "explained", "perplexity", "seed")
+EMBEDDING_ARRAYS = ("xy", "pca", "scale", "mean", "components", "explained", "perplexity", "seed")
 DATA_FACTS_SCHEMA = {
     "source": str,
     "checksum": str,
@@ -46,6 +47,7 @@ def validate_embedding(path: Path, arrays: dict[str, np.ndarray], n_test: int | 
         f"components must be ({pca.shape[1]}, {mean.shape[0]}), got {components.shape}",
     )
     require(bool(np.isfinite(xy).all() and np.isfinite(pca).all()), path, "non-finite coordinates")
+    require(bool(np.isfinite(arrays["scale"]) and arrays["scale"] > 0), path, "scale must be positive")
     if n_test is not None:
         require(len(xy) == n_test, path, f"{len(xy)} points but the run has {n_test} test predictions")
 
