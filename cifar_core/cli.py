@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
 
     p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
-    p.add_argument("runs", nargs="*", help="run ids (default with --all: every run without a map)")
-    p.add_argument("--all", action="store_true", help="every run that has no map yet")
+    from cifar_core.analyse import add_arguments as add_embed_arguments
+
+    add_embed_arguments(p)
     _add_common(p)
 
     p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
@@ -290,18 +291,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts
-    from cifar_core.analyse import analyse_existing
-    from cifar_core.errors import ConfigError
+    from cifar_core.analyse import main as embed
 
-    root = artifacts.artifacts_root(args.artifacts_dir)
-    if not args.runs and not args.all:
-        raise ConfigError("name the runs to map, or pass --all")
-    ids = args.runs or artifacts.runs_without_map(root)
-    for run_id in ids:
-        took = analyse_existing(root, run_id, args.data_dir)
-        print(f"{run_id}: map of the test set from {took['dims']}-D features in {took['embedding_s']:.0f} s")
-    return 0
+    return embed(args)
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:

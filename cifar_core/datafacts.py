@@ -32,14 +32,20 @@ def describe(data, splits) -> dict[str, Any]:
         name: np.bincount(np.asarray(y, dtype=np.int64), minlength=k).tolist()
         for name, y in (("train", splits.y_train), ("val", splits.y_val), ("test", data.y_test))
     }
-    x = np.asarray(splits.x_train, dtype=np.float32).reshape(-1, 3)
+    # float64 accumulators: a float32 sum over 46 million pixels stops growing near 2**32
+    # (numpy sums along a strided axis without pairwise summation), which made every mean 93.2.
+    x = np.asarray(splits.x_train).reshape(-1, 3)
+    mean = x.mean(0, dtype=np.float64)
+    std = np.sqrt(
+        sum(((x[i : i + 2**22] - mean) ** 2).sum(0) for i in range(0, len(x), 2**22)) / max(len(x), 1)
+    )
     return {
         "source": data.source,
         "checksum": data.checksum,
         "class_names": list(data.class_names),
         "class_counts": counts,
-        "channel_mean": [round(float(v), 3) for v in x.mean(0)],
-        "channel_std": [round(float(v), 3) for v in x.std(0)],
+        "channel_mean": [round(float(v), 3) for v in mean],
+        "channel_std": [round(float(v), 3) for v in std],
         "image_shape": list(data.x_train.shape[1:]),
         "files": file_facts(Path(data.root)) if data.kind == "image_folder" and data.root else None,
     }

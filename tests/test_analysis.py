@@ -28,6 +28,21 @@ def test_a_trained_run_has_its_map_and_its_data_facts(trained_run, tiny_data):
     assert facts["files"] is None and facts["image_shape"] == [32, 32, 3]  # arrays, not files
 
 
+def test_channel_statistics_hold_on_a_train_split_of_cifar_size():
+    x = np.empty((48_000, 32, 32, 3), np.uint8)  # 49 million pixels, as many as CIFAR-10's train split
+    x[...] = (250, 10, 100)
+    x[::2, 0, 0] = (0, 0, 0)
+    y = np.zeros(len(x), np.int64)
+    data = SimpleNamespace(
+        class_names=["a"], y_test=y[:10], x_train=x, source="s", checksum="c", kind="arrays", root=None
+    )
+    facts = datafacts.describe(data, SimpleNamespace(y_train=y, y_val=y[:10], x_train=x))
+    expected = np.array([250.0, 10.0, 100.0]) * (1 - 0.5 / 1024)
+    np.testing.assert_allclose(facts["channel_mean"], expected, atol=1e-3)
+    var = (np.array([250.0, 10.0, 100.0]) ** 2) * (0.5 / 1024) * (1 - 0.5 / 1024)
+    np.testing.assert_allclose(facts["channel_std"], np.sqrt(var), atol=1e-3)
+
+
 def test_the_map_keeps_what_the_features_separate_and_neighbours_find_their_own():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (3, 64)) * 6
@@ -84,6 +99,14 @@ def test_embed_remakes_a_map_only_from_the_runs_own_data(tmp_path, folder_run, i
     facts = artifacts.read_data_facts(run)
     assert facts["files"]["train"]["files"] == 200 and facts["files"]["train"]["extensions"] == {".png": 200}
     assert facts["files"]["test"]["sizes"] == {"32x32": 50}
+    # --facts-only: the facts again, the map untouched.
+    (folder / artifacts.DATA_FACTS).unlink()
+    stamp = (folder / artifacts.EMBEDDING).stat().st_mtime_ns
+    assert main(["embed", "--all", "--facts-only", "--data-dir", str(image_folder), *argv]) == 0
+    assert f"{run_id}: data facts in" in capsys.readouterr().out
+    assert (
+        artifacts.read_data_facts(run) == facts and (folder / artifacts.EMBEDDING).stat().st_mtime_ns == stamp
+    )
 
 
 def test_a_corrupt_map_or_facts_file_is_named_not_used(tmp_path, trained_run):
