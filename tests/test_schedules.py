@@ -138,19 +138,22 @@ def test_set_options_reach_the_config_and_bad_ones_are_refused():
     from cifar_core.config import apply_setting
 
     settings = [
-        "model_args.widths=[64, 256, 256]",
-        "model_args.init=torch",
-        "augment.flip_alternate=true",
-        "freeze_after.whiten_bias=3",
-        "batch_size=1024",
+        "model_args.widths=[32, 64, 64]",
+        "model_args.init=glorot",
+        "augment.flip_alternate=false",
+        "freeze_after.whiten_bias=2",
+        "batch_size=512",
     ]
     config = TrainConfig.from_preset("fast", settings)
-    assert config.model_args == {"widths": [64, 256, 256], "init": "torch"}  # the preset's key replaced
-    assert TrainConfig.from_preset("fast").model_args == {"widths": [64, 128, 128]}  # preset untouched
+    preset = TrainConfig.from_preset("fast")
+    assert preset.model_args["widths"] == [64, 256, 256] and preset.model_args["init"] == "torch"
+    # One key each changed, the preset's others kept.
+    assert config.model_args == {**preset.model_args, "widths": [32, 64, 64], "init": "glorot"}
+    assert TrainConfig.from_preset("fast").model_args == preset.model_args  # preset untouched
     # A programmatic override replaces the dict (as before --set existed).
     assert TrainConfig.from_preset("fast", model_args={"init": "torch"}).model_args == {"init": "torch"}
-    assert config.augment.flip_alternate and config.augment.translate == 2  # the preset's kept
-    assert config.freeze_after == {"whiten_bias": 3} and config.batch_size == 1024
+    assert not config.augment.flip_alternate and config.augment.translate == 2  # the preset's kept
+    assert config.freeze_after == {"whiten_bias": 2} and config.batch_size == 512
     for bad in ("nope=1", "augment.spin=1", "batch_size", "epochs.x=1"):
         with pytest.raises(ConfigError):
             apply_setting({}, bad)
