@@ -157,24 +157,20 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _embedding(run_path: str, mtime: int | None, _run: Run):
-    return artifacts.read_embedding(_run)
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _analysis(run_path: str, name: str, mtime: int | None, _run: Run):
+    read = {artifacts.EMBEDDING: artifacts.read_embedding, artifacts.DATA_FACTS: artifacts.read_data_facts}
+    return read[name](_run)
 
 
 def embedding_for(run: Run) -> dict | None:
     """The run's stored map of the test set (None: it has none; ArtifactError: bad file)."""
-    return _embedding(str(run.path), _mtime(run.path / artifacts.EMBEDDING), run)
+    return _analysis(str(run.path), artifacts.EMBEDDING, _mtime(run.path / artifacts.EMBEDDING), run)
 
 
 def data_facts_for(run: Run) -> dict | None:
     """The data facts stored with the run (None: it has none; ArtifactError: bad file)."""
-    return _data_facts(str(run.path), _mtime(run.path / artifacts.DATA_FACTS), run)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _data_facts(run_path: str, mtime: int | None, _run: Run):
-    return artifacts.read_data_facts(_run)
+    return _analysis(str(run.path), artifacts.DATA_FACTS, _mtime(run.path / artifacts.DATA_FACTS), run)
 
 
 @st.cache_resource(show_spinner="Preparing the feature extractor…", max_entries=32)

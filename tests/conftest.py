@@ -213,11 +213,7 @@ def folder_run(tmp_path_factory, image_folder):
     root = tmp_path_factory.mktemp("folder-artifacts")
     argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50", "--precision", "float32"]
     assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
-    (run_id,) = artifacts_list(root)
-    return root, run_id
-
-
-def artifacts_list(root) -> list[str]:
     from cifar_core import artifacts
 
-    return artifacts.list_runs(root)
+    (run_id,) = artifacts.list_runs(root)
+    return root, run_id
