@@ -85,7 +85,9 @@ class TrainConfig:
     )
     seed: int = _opt(0, "random seed (split, initialisation, shuffling)")
     val_size: int | None = _opt(
-        None, "validation images carved (stratified) from train; default 10%% of train, at most 5,000"
+        None,
+        "validation images carved (stratified) from train; default 10%% of train, at most 5,000; "
+        "0 = none (a final fit on all of train: needs --patience 0, no restore_best, no plateau)",
     )
     train_limit: int | None = _opt(None, "train on at most this many images (quick runs)")
     early_stopping_patience: int = _opt(
@@ -125,7 +127,8 @@ class TrainConfig:
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (0 < self.lr_start_factor <= 1, "lr_start_factor must be in (0, 1]"),
             (0 < self.lr_end_factor <= 1, "lr_end_factor must be in (0, 1]"),
-            (self.val_size is None or self.val_size >= 1, "val_size must be >= 1 (or unset: automatic)"),
+            (self.val_size is None or self.val_size >= 0, "val_size must be >= 0 (or unset: automatic)"),
+            *self._no_validation_checks(),
             (self.train_limit is None or self.train_limit >= 1, "train_limit must be >= 1"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be > 0"),
@@ -144,6 +147,22 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message} (config for {self.model!r})")
+
+    def _no_validation_checks(self) -> list[tuple[bool, str]]:
+        """With ``val_size`` 0 nothing may choose by validation figures."""
+        if self.val_size != 0:
+            return []
+        why = "val_size 0 (no validation split) needs"
+        return [
+            (self.early_stopping_patience == 0, f"{why} early stopping off (--patience 0)"),
+            (not self.restore_best, f"{why} restore_best false (--set restore_best=false)"),
+            (self.lr_schedule != "plateau", f"{why} a schedule other than plateau (it watches val_loss)"),
+        ]
+
+    @property
+    def validates(self) -> bool:
+        """Whether the run carves a validation split (``val_size`` 0: it does not)."""
+        return self.val_size != 0
 
     @classmethod
     def from_preset(

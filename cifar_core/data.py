@@ -229,7 +229,8 @@ def split_train_val(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stratified, seeded split of train into (x_train, y_train, x_val, y_val).
 
-    ``val_size`` None means ``auto_val_size(len(x))``. Every class needs at least two
+    ``val_size`` None means ``auto_val_size(len(x))``; 0 means no validation split (all of
+    train, and empty validation arrays: a final fit). Otherwise every class needs at least two
     images (one for each side) and the validation split at least one image per class;
     otherwise DataError says which class is short.
     """
@@ -237,6 +238,8 @@ def split_train_val(
 
     n = len(x)
     size = auto_val_size(n) if val_size is None else int(val_size)
+    if size == 0:
+        return x, y, x[:0], y[:0]
     if not 0 < size < n:
         raise DataError(f"val_size must be between 1 and {n - 1} for {n} train images, got {size}")
     labels, counts = np.unique(y, return_counts=True)

@@ -89,15 +89,18 @@ def _callbacks(
         *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
         EpochInfo(phase),
         keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(files.best_weights(work, phase)),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=best,
-        ),
     ]
+    if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(files.best_weights(work, phase)),
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best,
+            )
+        )
     if config.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -180,7 +183,8 @@ def _datasets(config, splits, num_classes, cache):
             seed=config.seed,
             repeat=True,
         )
-        return train, make_dataset(splits.x_val, splits.y_val, 512, num_classes), steps
+        val = make_dataset(splits.x_val, splits.y_val, 512, num_classes) if len(splits.y_val) else None
+        return train, val, steps
     features, labels = cache["train"], splits.y_train
     if "train_flipped" in cache:  # a random flip = drawing from both orientations
         features = np.concatenate([features, cache["train_flipped"]])
@@ -188,7 +192,8 @@ def _datasets(config, splits, num_classes, cache):
     train = make_array_dataset(
         features, labels, config.batch_size, num_classes, shuffle=True, seed=config.seed, repeat=True
     )
-    return train, make_array_dataset(cache["val"], splits.y_val, 512, num_classes), steps
+    val = make_array_dataset(cache["val"], splits.y_val, 512, num_classes) if "val" in cache else None
+    return train, val, steps
 
 
 def cache_cuts(config: TrainConfig, transfer: bool, backbone_layers: int = 0) -> dict[int, int | None]:
@@ -217,10 +222,11 @@ def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> t
         "train": finetune.cached_activations(
             parts.frozen, splits.x_train, files.activation_cache(work, cut, "train"), verbose
         ),
-        "val": finetune.cached_activations(
-            parts.frozen, splits.x_val, files.activation_cache(work, cut, "val"), verbose
-        ),
     }
+    if len(splits.y_val):
+        cache["val"] = finetune.cached_activations(
+            parts.frozen, splits.x_val, files.activation_cache(work, cut, "val"), verbose
+        )
     if config.augment.flip:
         cache["train_flipped"] = finetune.cached_activations(
             parts.frozen,

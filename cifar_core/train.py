@@ -102,7 +102,7 @@ def score(
     # Train accuracy on a fixed, unaugmented subset (smaller for the slow transfer models).
     n_train = min(len(splits.x_train), 5000 if get_spec(config.model).family == "scratch" else 2000)
     train_probs = predict_probs(model, splits.x_train[:n_train], config.tta)
-    val_probs = predict_probs(model, splits.x_val, config.tta)
+    val_probs = predict_probs(model, splits.x_val, config.tta) if len(splits.y_val) else None
     test_probs = predict_probs(model, data.x_test, config.tta)  # the one look at the test split
     plain_test = predict_probs(model, data.x_test, "none") if config.tta != "none" else test_probs
     test = evaluate.classification_metrics(data.y_test, test_probs, names)
@@ -110,7 +110,11 @@ def score(
     metrics = {
         "test": test,
         "test_without_tta": {"accuracy": evaluate.accuracy(data.y_test, plain_test)},
-        "val": evaluate.classification_metrics(splits.y_val, val_probs, names),
+        "val": (  # val_size 0: a final fit on all of train, no validation figures
+            evaluate.classification_metrics(splits.y_val, val_probs, names)
+            if val_probs is not None
+            else {"accuracy": None}
+        ),
         "train": {"accuracy": evaluate.accuracy(splits.y_train[:n_train], train_probs)},
         "overfitting_gap": evaluate.accuracy(splits.y_train[:n_train], train_probs) - test["accuracy"],
         "params": int(model.count_params()),
@@ -130,30 +134,32 @@ def store_model(
     config: TrainConfig,
     model: keras.Model,
     folder: Path,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    val_probs: np.ndarray,
+    check: tuple[str, np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[Path, dict]:
     """Save ``model`` as ``folder/model.keras`` with float16 weights and check what that cost.
 
-    The compact file is loaded back (safe mode, as the dashboard does) and scored on the
-    validation split; the figures go into metrics.json as ``stored_model``, so anyone can
-    see how far the served model is from the float32 one that made the test predictions.
+    The compact file is loaded back (safe mode, as the dashboard does) and scored on
+    ``check`` = (split name, images, labels, the float32 model's probabilities): the
+    validation split, or a train sample for a run without one. The figures go into
+    metrics.json as ``stored_model``, so anyone can see how far the served model is from the
+    float32 one that made the test predictions.
     """
     from cifar_core.inference import load_model
 
+    split, x, y, probs = check
     full = files.stored_model_scratch(folder)
     model.save(full)
     sizes = artifacts.compact_keras_file(full, folder / artifacts.MODEL)
     full.unlink()
-    stored = predict_probs(load_model(folder / artifacts.MODEL), x_val, config.tta)
+    stored = predict_probs(load_model(folder / artifacts.MODEL), x, config.tta)
     info = {
         "weights_dtype": "float16",
         **sizes,
-        "val_accuracy": evaluate.accuracy(y_val, stored),
-        "val_accuracy_float32": evaluate.accuracy(y_val, val_probs),
-        "val_agreement": float(np.mean(stored.argmax(1) == val_probs.argmax(1))),
-        "val_max_prob_diff": float(np.abs(stored - val_probs).max()),
+        "checked_on": split,
+        f"{split}_accuracy": evaluate.accuracy(y, stored),
+        f"{split}_accuracy_float32": evaluate.accuracy(y, probs),
+        f"{split}_agreement": float(np.mean(stored.argmax(1) == probs.argmax(1))),
+        f"{split}_max_prob_diff": float(np.abs(stored - probs).max()),
     }
     return folder / artifacts.MODEL, info
 
@@ -227,10 +233,17 @@ def record_run(
     """Score the trained model (the one look at the test split) and write the run folder."""
     exported = export_float32(config, result.model)
     metrics, test_probs, val_probs = score(config, exported, splits, data, result.fit_time_s)
-    model_file, metrics["stored_model"] = store_model(
-        config, exported, work, splits.x_val, splits.y_val, val_probs
-    )
+    if val_probs is not None:
+        check = ("val", splits.x_val, splits.y_val, val_probs)
+    else:  # no validation split: the storage check runs on a train sample
+        x, y = splits.x_train[:2000], splits.y_train[:2000]
+        check = ("train", x, y, predict_probs(exported, x, config.tta))
+    model_file, metrics["stored_model"] = store_model(config, exported, work, check)
+    # Without a validation split Keras logs no val_ columns; the run's history keeps its shape.
     history = read_history(files.history_file(work))
+    for column in ("val_loss", "val_accuracy"):
+        if len(history) and column not in history:
+            history[column] = np.nan
     metrics["epochs_run"] = int(len(history))
     fit_time = result.fit_time_s
     metrics["train_images_per_s"] = len(splits.x_train) * len(history) / fit_time if fit_time else None
@@ -241,7 +254,7 @@ def record_run(
     metrics["trainable_params"] = max(
         [metrics["trainable_params"], *(p.get("trainable_params", 0) for p in result.phases)]
     )
-    if len(history):
+    if len(history) and history["val_accuracy"].notna().any():
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
     spec = get_spec(config.model)
     manifest = {

@@ -11,6 +11,7 @@ from conftest import ROOT, tiny_config
 
 from cifar_core import artifacts
 from cifar_core.config import TrainConfig
+from cifar_core.errors import ConfigError
 from cifar_core.inference import load_model, predict_probs
 from cifar_core.train import train_model
 
@@ -59,6 +60,33 @@ def test_the_stored_model_has_float16_weights_and_its_cost_is_measured(trained_r
     assert stored["val_agreement"] >= 0.9
     assert abs(stored["val_accuracy"] - stored["val_accuracy_float32"]) <= 0.1
     assert stored["val_accuracy_float32"] == run.metrics["val"]["accuracy"]
+
+
+def test_without_a_validation_split_the_run_trains_on_all_of_train(tmp_path, tiny_data):
+    with pytest.raises(ConfigError, match="early stopping off"):
+        tiny_config("baseline_cnn", val_size=0)
+    with pytest.raises(ConfigError, match="restore_best false"):
+        tiny_config("baseline_cnn", val_size=0, early_stopping_patience=0)
+    with pytest.raises(ConfigError, match="other than plateau"):
+        tiny_config(
+            "baseline_cnn", val_size=0, early_stopping_patience=0, restore_best=False, lr_schedule="plateau"
+        )
+    config = tiny_config(
+        "baseline_cnn",
+        val_size=0,
+        early_stopping_patience=0,
+        restore_best=False,
+        lr_schedule="cosine",
+        epochs=1,
+    )
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    assert run.manifest["data"]["n_train"] == len(tiny_data.y_train) and run.manifest["data"]["n_val"] == 0
+    assert run.metrics["val"]["accuracy"] is None and "best_epoch" not in run.metrics
+    assert run.history["val_accuracy"].isna().all() and run.history["accuracy"].notna().all()
+    stored = run.metrics["stored_model"]
+    assert stored["checked_on"] == "train" and stored["train_agreement"] >= 0.9
+    facts = artifacts.read_data_facts(run)
+    assert sum(facts["class_counts"]["val"]) == 0
 
 
 def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):

@@ -55,7 +55,7 @@ METRICS_SCHEMA: dict[str, Any] = {
         "log_loss": NUMBER,
         "ece": NUMBER,
     },
-    "val": {"accuracy": NUMBER},
+    "val": {"accuracy": (int, float, type(None))},  # None: no validation split (val_size 0)
     "train": {"accuracy": NUMBER},
     "overfitting_gap": NUMBER,
     "params": int,
