@@ -1,5 +1,5 @@
-"""Command line: ``python -m cifar_core <command>`` (list-models, train, run, evaluate,
-predict, embed, probe, benchmark, report, migrate).
+"""Command line: ``python -m cifar_core <command>`` (list-models, train, run, ladder,
+evaluate, predict, embed, probe, benchmark, report, migrate).
 
     python -m cifar_core list-models
     python -m cifar_core train --model fast --data-dir ../shared/data/cifar10-jpeg
@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, gif, tiff)")
     _add_common(p, data=False)
+
+    p = sub.add_parser("ladder", help="the write-ups' step-by-step studies: list them, train their rungs")
+    from cifar_core.ladders import add_arguments as add_ladder_arguments
+
+    add_ladder_arguments(p, _add_common)
 
     p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
     from cifar_core.analyse import add_arguments as add_embed_arguments
@@ -296,6 +301,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return embed(args)
 
 
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from cifar_core.ladders import main as ladder
+
+    return ladder(args)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from cifar_core import benchmark
 
@@ -320,6 +331,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "embed": cmd_embed,
+    "ladder": cmd_ladder,
     "migrate": cmd_migrate,
     "probe": cmd_probe,
     "benchmark": cmd_benchmark,
@@ -335,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from cifar_core.errors import CifarError
 
-    if not args.verbose and args.command not in NO_TENSORFLOW:
+    quiet = args.command in NO_TENSORFLOW or getattr(args, "ladder_command", None) == "list"
+    if not args.verbose and not quiet:
         from cifar_core.runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()

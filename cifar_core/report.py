@@ -146,9 +146,9 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
 
 
 def results_frame(root=None) -> pd.DataFrame:
-    """``runs_table`` of every readable run under ``root``."""
+    """``runs_table`` of every readable zoo run under ``root`` (ladder rungs have their page)."""
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
-    return runs_table(runs)
+    return runs_table([run for run in runs if not artifacts.is_ladder_run(run)])  # the zoo
 
 
 def render(root=None, markdown: bool = False) -> str:

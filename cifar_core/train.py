@@ -81,7 +81,9 @@ def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     return model
 
 
-def _thumbnails(data: Cifar10Data, y_pred: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def _thumbnails(
+    data: Cifar10Data, y_pred: np.ndarray, seed: int, sample: bool = True
+) -> dict[str, np.ndarray]:
     wrong = np.flatnonzero(y_pred != data.y_test)
     names = list(data.class_names)
     if {"cat", "dog"} <= set(names):
@@ -89,8 +91,9 @@ def _thumbnails(data: Cifar10Data, y_pred: np.ndarray, seed: int) -> dict[str, n
         pair = np.isin(data.y_test[wrong], [cat, dog]) & np.isin(y_pred[wrong], [cat, dog])
         wrong = np.concatenate([wrong[pair], wrong[~pair]])  # cat<->dog first
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(data.y_test), size=min(THUMBNAIL_SAMPLE, len(data.y_test)), replace=False)
-    index = np.union1d(wrong[:MAX_THUMBNAILS], sample).astype(np.int32)
+    size = min(THUMBNAIL_SAMPLE, len(data.y_test)) if sample else 0
+    index = np.union1d(wrong[:MAX_THUMBNAILS], rng.choice(len(data.y_test), size=size, replace=False))
+    index = index.astype(np.int32)
     return {"index": index, "images": data.x_test[index]}
 
 
@@ -171,8 +174,12 @@ def train_model(
     run_id: str | None = None,
     strategy_name: str = "default",
     verbose: int | None = None,
+    ladder: dict | None = None,
 ) -> Path:
     """Train ``config`` on ``data``, write ``root/runs/<run_id>/`` and return its path.
+
+    ``ladder`` ({ladder, index, rung, change}) marks a rung of a ladder (cifar_core.ladders):
+    its manifest names it, and it is stored lean (mistakes-only thumbnails, no map).
 
     Raises:
         artifacts.RunExistsError: the run is already complete.
@@ -214,6 +221,8 @@ def train_model(
             "environment": env,
             "hardware": runtime.hardware_label(env),
         }
+        if ladder is not None:
+            facts["ladder"] = ladder
         path = record_run(root, run_id, config, data, splits, result, work, facts) if chief else None
         files.clear(work)
     shutil.rmtree(artifacts.work_dir(root, lock_id), ignore_errors=True)
@@ -241,9 +250,9 @@ def record_run(
     model_file, metrics["stored_model"] = store_model(config, exported, work, check)
     # Without a validation split Keras logs no val_ columns; the run's history keeps its shape.
     history = read_history(files.history_file(work))
-    for column in ("val_loss", "val_accuracy"):
-        if len(history) and column not in history:
-            history[column] = np.nan
+    if not len(splits.y_val):  # Keras logs an empty val_ twin of every column: keep the two a run has
+        history = history.drop(columns=[c for c in history if c.startswith("val_")])
+        history = history.assign(val_loss=np.nan, val_accuracy=np.nan)
     metrics["epochs_run"] = int(len(history))
     fit_time = result.fit_time_s
     metrics["train_images_per_s"] = len(splits.x_train) * len(history) / fit_time if fit_time else None
@@ -283,12 +292,12 @@ def record_run(
         per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
         predictions={"probs": test_probs, "y_pred": y_pred, "y_true": data.y_test, "test_ids": data.test_ids},
-        thumbnails=_thumbnails(data, y_pred, config.seed),
+        thumbnails=_thumbnails(data, y_pred, config.seed, sample="ladder" not in facts),
         save_model=lambda p: shutil.copyfile(model_file, p),
     )
     _summary(run_id, metrics)
     try:  # the run is complete: a failure here leaves it without its map, never half-written
-        analyse(root, run_id, exported, data, splits, seed=config.seed)
+        analyse(root, run_id, exported, data, splits, seed=config.seed, facts_only="ladder" in facts)
     except Exception as error:  # noqa: BLE001
         print(
             f"warning: {run_id} has no map of the test set ({error}); make it with "

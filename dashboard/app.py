@@ -22,6 +22,7 @@ pages = [
     st.Page("views/agreement.py", title="Agreement", icon=":material/groups:"),
     st.Page("views/map.py", title="Map of the test set", icon=":material/scatter_plot:"),
     st.Page("views/data.py", title="The data", icon=":material/dataset:"),
+    st.Page("views/ladder.py", title="Ladders", icon=":material/stairs:"),
 ]
 page = st.navigation(pages)
 

@@ -32,10 +32,12 @@ def _load(root: str, signature: tuple) -> tuple[list[Run], dict[str, str]]:
     return artifacts.load_runs(Path(root))
 
 
-def load_runs() -> tuple[list[Run], dict[str, str]]:
-    """Every readable run (sorted by test accuracy) and the reasons the others are not."""
+def load_runs(ladders: bool = False) -> tuple[list[Run], dict[str, str]]:
+    """Every readable zoo run (sorted by test accuracy; with ``ladders``, the ladders' rungs
+    instead) and the reasons the unreadable ones are not."""
     root = artifacts_dir()
     runs, bad = _load(str(root), artifacts.runs_signature(root))
+    runs = [run for run in runs if artifacts.is_ladder_run(run) == ladders]
     return sorted(runs, key=lambda r: -r.metrics["test"]["accuracy"]), bad
 
 

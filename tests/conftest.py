@@ -217,3 +217,14 @@ def folder_run(tmp_path_factory, image_folder):
 
     (run_id,) = artifacts.list_runs(root)
     return root, run_id
+
+
+@pytest.fixture(scope="session")
+def ladder_root(tmp_path_factory, image_folder):
+    """Rungs 1 and 2 of seed 004's ladder, one epoch each, through the command line."""
+    from cifar_core.cli import main
+
+    root = tmp_path_factory.mktemp("ladder-artifacts")
+    argv = ["ladder", "run", "seed004", "--rungs", "1-2", "--epochs", "1", "--val-size", "50"]
+    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    return root

@@ -8,6 +8,7 @@ skipped without it on a developer machine, and fails without it under CI.
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ PAGES = [  # (url path, navigation label, page heading)
     ("agreement", "Agreement", "Agreement across models"),
     ("map", "Map of the test set", "Map of the test set"),
     ("data", "The data", "The data"),
+    ("ladder", "Ladders", "Ladders: one change at a time"),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -36,10 +38,14 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def server(dash_root):
+def server(dash_root, ladder_root, tmp_path_factory):
     # CIFAR_E2E_ARTIFACTS=artifacts takes the screenshots on real runs instead of the tiny ones.
-    root = Path(os.environ.get("CIFAR_E2E_ARTIFACTS") or dash_root).resolve()
-    with streamlit_server(root, dash_root.parent) as (url, _proc):
+    root = os.environ.get("CIFAR_E2E_ARTIFACTS")
+    if not root:  # the zoo's tiny runs and two rungs of a ladder
+        root = tmp_path_factory.mktemp("e2e-artifacts")
+        for source in (dash_root, ladder_root):
+            shutil.copytree(source / "runs", root / "runs", dirs_exist_ok=True)
+    with streamlit_server(Path(root).resolve(), dash_root.parent) as (url, _proc):
         yield url
 
 
@@ -173,3 +179,21 @@ def test_a_box_on_the_map_shows_the_images_inside_and_the_data_page_ranks_labels
     _wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "data-label-errors.png"), full_page=True)
+
+
+def test_the_ladder_page_draws_its_steps_and_a_click_on_a_step_opens_that_rung(server, page, shots):
+    page.goto(f"{server}/ladder")
+    page.get_by_role("heading", name="Ladders: one change at a time").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    assert page.get_by_role("heading", name=re.compile("^Rung 1:")).count() == 1
+    steps = page.locator(".js-plotly-plot").first
+    # Traces: train, validation, test (this run), then the write-up's test figures (seed 004
+    # reports test accuracy only). Rungs 1 and 2 are trained: click the test point of rung 2.
+    point = steps.locator(".scatterlayer .trace").nth(2).locator("path.point").nth(1)
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_role("heading", name=re.compile("^Rung 2:")).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    assert page.get_by_text("Confusion matrix change from rung 1").count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "ladder-rung.png"), full_page=True)

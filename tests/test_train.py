@@ -83,6 +83,7 @@ def test_without_a_validation_split_the_run_trains_on_all_of_train(tmp_path, tin
     assert run.manifest["data"]["n_train"] == len(tiny_data.y_train) and run.manifest["data"]["n_val"] == 0
     assert run.metrics["val"]["accuracy"] is None and "best_epoch" not in run.metrics
     assert run.history["val_accuracy"].isna().all() and run.history["accuracy"].notna().all()
+    assert [c for c in run.history if c.startswith("val_")] == ["val_loss", "val_accuracy"]
     stored = run.metrics["stored_model"]
     assert stored["checked_on"] == "train" and stored["train_agreement"] >= 0.9
     facts = artifacts.read_data_facts(run)

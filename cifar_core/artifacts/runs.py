@@ -159,6 +159,11 @@ def load_runs(root: Path) -> tuple[list[Run], dict[str, str]]:
     return good, bad
 
 
+def is_ladder_run(run: Run) -> bool:
+    """A rung of a ladder (cifar_core.ladders): shown on the Ladder page, not in the zoo."""
+    return bool(run.manifest.get("ladder"))
+
+
 def read_manifest(root: Path, run_id: str) -> dict[str, Any]:
     """A run's manifest alone (validated), without reading its other files."""
     path = run_dir(root, run_id) / MANIFEST

@@ -1,0 +1,86 @@
+"""A ladder's runs read back as one study: per rung its figures, the gain over the rung
+before with McNemar's test on the same test images, and the write-up's figures beside them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cifar_core.evaluate import mcnemar_test
+from cifar_core.ladders.model import Ladder
+
+
+def rung_runs(ladder: Ladder, runs) -> dict[int, object]:
+    """Rung index -> its run (the newest when a rung was trained more than once)."""
+    found: dict[int, object] = {}
+    for run in runs:
+        mark = run.manifest.get("ladder") or {}
+        if mark.get("ladder") != ladder.name or not 0 <= mark.get("index", -1) < len(ladder.rungs):
+            continue
+        index = mark["index"]
+        if index not in found or run.manifest.get("finished_at", "") > found[index].manifest.get(
+            "finished_at", ""
+        ):
+            found[index] = run
+    return found
+
+
+def correct_on_test(run) -> pd.Series:
+    """Per test image id: whether the run got it right."""
+    p = run.predictions
+    return pd.Series(p["probs"].argmax(1) == p["y_true"], index=p["test_ids"])
+
+
+def mcnemar(before: pd.Series, after: pd.Series) -> tuple[int, int, float]:
+    """(images only ``after`` gets right, images only ``before`` gets right, exact two-sided
+    McNemar p-value, evaluate.mcnemar_test) on the test images both runs scored."""
+    both = before.index.intersection(after.index)
+    if len(both) == 0:
+        raise ValueError("the two runs share no test image: not the same test split")
+    test = mcnemar_test(before.loc[both].to_numpy(), after.loc[both].to_numpy())
+    return test["only_b_right"], test["only_a_right"], test["p_value"]
+
+
+def ladder_table(ladder: Ladder, runs) -> pd.DataFrame:
+    """One row per rung: the change, this run's train / validation / test accuracy, the
+    train-test gap, the test gain over the previous trained rung and McNemar's p for it,
+    epochs and minutes, and the write-up's figures (``reported_*``)."""
+    found = rung_runs(ladder, runs)
+    rows, previous = [], None
+    for index, rung in enumerate(ladder.rungs):
+        run = found.get(index)
+        reported = dict(zip(("reported_train", "reported_val", "reported_test"), rung.reported))
+        row = {"rung": index + 1, "slug": rung.slug, "change": rung.change, "run_id": None, **reported}
+        if run is not None:
+            m = run.metrics
+            row.update(
+                run_id=run.run_id,
+                train=m["train"]["accuracy"],
+                val=m["val"]["accuracy"],
+                test=m["test"]["accuracy"],
+                macro_f1=m["test"]["macro_f1"],
+                epochs=m["epochs_run"],
+                minutes=m["train_time_s"] / 60,
+                params=m["params"],
+            )
+            row["gap"] = row["train"] - row["test"]
+            if previous is not None:
+                gained, lost, p = mcnemar(correct_on_test(previous), correct_on_test(run))
+                row.update(
+                    gain=row["test"] - previous.metrics["test"]["accuracy"],
+                    gained=gained,
+                    lost=lost,
+                    p_value=p,
+                )
+            previous = run
+        rows.append(row)
+    columns = ["rung", "slug", "change", "run_id", "train", "val", "test", "gap", "gain", "p_value"]
+    columns += ["gained", "lost", "macro_f1", "epochs", "minutes", "params"]
+    columns += ["reported_train", "reported_val", "reported_test"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def confusion_change(run, previous) -> np.ndarray:
+    """This rung's confusion matrix minus the previous rung's (rows true, columns predicted)."""
+    return np.asarray(run.confusion, dtype=np.int64) - np.asarray(previous.confusion, dtype=np.int64)
