@@ -7,6 +7,7 @@ signal (a colour and a stripe per class) that a CNN can pick up in one epoch.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -162,9 +163,27 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path_factory.getbasetemp() / "default-artifacts"))
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, shared by the xdist workers (pytest-xdist's
+    documented recipe: the first worker builds under a file lock, the others wait and reuse).
+    Tests copy a shared folder before they change anything in it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / name
+    with FileLock(str(folder) + ".lock"):
+        if not (shared / f"{name}.done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (shared / f"{name}.done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
-    return write_image_folder(tmp_path_factory.mktemp("imgs") / "cifar-like")
+    return built_once(tmp_path_factory, "cifar-like", write_image_folder)
 
 
 @pytest.fixture(scope="session")
@@ -178,16 +197,16 @@ def tiny_data():
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_data):
-    """One epoch of baseline_cnn on 300 synthetic images, written to its own artifacts root."""
+    """Two epochs of baseline_cnn on 300 synthetic images, written to its own artifacts root."""
+    from cifar_core import artifacts
     from cifar_core.config import TrainConfig
     from cifar_core.train import train_model
 
-    root = tmp_path_factory.mktemp("artifacts")
-    config = TrainConfig.from_preset(
-        "baseline_cnn", epochs=2, batch_size=64, val_size=50, precision="float32"
-    )
-    path = train_model(config, tiny_data, root, verbose=0)
-    return root, path.name, config
+    settings = {"epochs": 2, "batch_size": 64, "val_size": 50, "precision": "float32"}
+    config = TrainConfig.from_preset("baseline_cnn", **settings)
+    root = built_once(tmp_path_factory, "artifacts", lambda r: train_model(config, tiny_data, r, verbose=0))
+    (run_id,) = artifacts.list_runs(root)
+    return root, run_id, config
 
 
 @pytest.fixture(scope="session")
@@ -196,25 +215,28 @@ def dash_root(tmp_path_factory, tiny_data):
     from cifar_core.config import TrainConfig
     from cifar_core.train import train_model
 
-    root = tmp_path_factory.mktemp("dash-artifacts")
-    for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
-        config = TrainConfig.from_preset(
-            model, epochs=epochs, val_size=50, batch_size=64, precision="float32"
-        )
-        train_model(config, tiny_data, root, verbose=0)
-    return root
+    def build(root):
+        for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
+            config = TrainConfig.from_preset(
+                model, epochs=epochs, val_size=50, batch_size=64, precision="float32"
+            )
+            train_model(config, tiny_data, root, verbose=0)
+
+    return built_once(tmp_path_factory, "dash-artifacts", build)
 
 
 @pytest.fixture(scope="session")
 def folder_run(tmp_path_factory, image_folder):
     """One epoch of baseline_cnn trained from an image folder (the data is on this machine)."""
+    from cifar_core import artifacts
     from cifar_core.cli import main
 
-    root = tmp_path_factory.mktemp("folder-artifacts")
     argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50", "--precision", "float32"]
-    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
-    from cifar_core import artifacts
 
+    def build(root):
+        assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+
+    root = built_once(tmp_path_factory, "folder-artifacts", build)
     (run_id,) = artifacts.list_runs(root)
     return root, run_id
 
@@ -224,7 +246,9 @@ def ladder_root(tmp_path_factory, image_folder):
     """Rungs 1 and 2 of seed 004's ladder, one epoch each, through the command line."""
     from cifar_core.cli import main
 
-    root = tmp_path_factory.mktemp("ladder-artifacts")
     argv = ["ladder", "run", "seed004", "--rungs", "1-2", "--epochs", "1", "--val-size", "50"]
-    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
-    return root
+
+    def build(root):
+        assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+
+    return built_once(tmp_path_factory, "ladder-artifacts", build)

@@ -360,7 +360,10 @@ def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only
 
 
 def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, tiny_data):
-    config = _tiny_lite0(weights="none", epochs=1, augment={"flip": True, "translate": 2})
+    # The smallest run that takes both phases on pixels: 32 px, 100 images.
+    config = _tiny_lite0(
+        weights="none", epochs=1, augment={"flip": True, "translate": 2}, input_size=32, train_limit=100
+    )
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     assert run.manifest["weights"] == "none"
     assert [p["cached_activations"] for p in run.manifest["phases"]] == [False, False]
