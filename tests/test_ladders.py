@@ -90,6 +90,7 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
     assert row["gained"] - row["lost"] == round(row["gain"] * len(second.predictions["y_true"]))
     assert pd.isna(table.iloc[0]["gain"]) and pd.isna(table.iloc[2]["test"])
     assert report.results_frame(ladder_root).empty  # rungs are not zoo runs
+    assert artifacts.runs_without_map(ladder_root) == []  # `embed --all` leaves them lean
 
 
 def test_mcnemar_counts_the_images_each_side_gets_right_on_the_shared_ones():

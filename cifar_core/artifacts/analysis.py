@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cifar_core.artifacts.runs import Run, list_runs, run_dir
+from cifar_core.artifacts.runs import MANIFEST, Run, list_runs, run_dir
 from cifar_core.artifacts.schema import read_json, read_npz, require, validate_schema
+from cifar_core.errors import ArtifactError
 from cifar_core.fileio import atomic_write, npz_bytes, write_json
 
 EMBEDDING = "embedding.npz"
@@ -57,7 +58,18 @@ def embedding_path(run: Run) -> Path:
 
 
 def runs_without_map(root: Path) -> list[str]:
-    return [r for r in list_runs(root) if not (run_dir(root, r) / EMBEDDING).exists()]
+    """Zoo runs without a map (a ladder's rungs are stored without one on purpose)."""
+    out = []
+    for run_id in list_runs(root):
+        if (run_dir(root, run_id) / EMBEDDING).exists():
+            continue
+        try:
+            if read_json(run_dir(root, run_id) / MANIFEST).get("ladder"):
+                continue
+        except ArtifactError:
+            pass  # unreadable: `embed` says why when it reads the run
+        out.append(run_id)
+    return out
 
 
 def write_embedding(root: Path, run_id: str, arrays: dict[str, np.ndarray]) -> Path:

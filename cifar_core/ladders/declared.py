@@ -36,8 +36,12 @@ SEED000 = Ladder(
     source="000_a0be9c6494c9968b.txt, the table 'Model / Train Acc / Val Acc / Test Acc' grown slide by "
     "slide from 'Base Model' to 'Model with AdamW'",
     model="baseline_cnn",
-    base={**PLAIN, "epochs": 15, "model_args": {"dropout": 0.0}},
-    epochs_note="15 epochs per rung (early stopping may end a rung sooner)",
+    base={**PLAIN, "epochs": 10, "model_args": {"dropout": 0.0}},
+    # Measured (benchmark --models baseline_cnn --set model_args...: 1,700 / 978 / 236 train
+    # img/s for rung 1 / rungs 2-6 / rungs 7-9 on the 2-vCPU Intel reference): 10 epochs
+    # a rung is ~2.3 h for the ladder, three quarters of it in the three 4-block rungs.
+    epochs_note="10 epochs per rung (early stopping may end a rung sooner; the write-up trained "
+    "longer: its base peaked at epoch 17)",
     rungs=(
         Rung("base", "Base: 3 convs 32-64-128, Flatten, Dense 128, Adam", {}, (0.93, 0.73, 0.73)),
         Rung("batch-norm", "+ batch normalisation", {"model_args.batch_norm": True}, (0.98, 0.76, 0.75)),
@@ -81,6 +85,7 @@ SEED004 = Ladder(
     "Dropout & Earlystopping ~74.7%, Data Augmentation ~78% (test accuracy)",
     model="baseline_cnn",
     base={**PLAIN, "epochs": 15},
+    # Measured as seed000's: 1,700 train img/s for rung 1, 477 for rungs 2-4: ~1.4 h in all.
     epochs_note="15 epochs per rung (early stopping may end a rung sooner)",
     rungs=(
         Rung("base", "Base CNN: 3 convs 32-64-128, Flatten, Dense 128, dropout 0.5", {}, (None, None, 0.72)),
@@ -122,6 +127,8 @@ SEED002 = Ladder(
         "batch_size": 512,
         "model_args": {"widths": [32], "padding": "same", "dense": 100, "dropout": 0.0},
     },
+    # Its 64-256 double-conv rungs train at about a fifth of seed000's small-net speed:
+    # eleven rungs of 15 epochs are over 9 hours here (declared and runnable, not committed).
     epochs_note="15 epochs per rung (the write-up trained 60)",
     rungs=(
         Rung("baseline", "one conv layer (32), Flatten, Dense 100, SGD", {}, (0.6239, 0.5747, None)),
