@@ -51,7 +51,7 @@ def describe(ladder: Ladder, done: set[str] = frozenset()) -> list[str]:
 
 def add_arguments(parser, add_common) -> None:
     """``python -m cifar_core ladder list | run NAME``."""
-    sub = parser.add_subparsers(dest="ladder_command", required=True, metavar="ACTION")
+    sub = parser.add_subparsers(dest="ladder_command", required=True, metavar="ACTION", help="list or run")
     p = sub.add_parser("list", help="the ladders, their rungs and the write-ups' figures")
     add_common(p, data=False)
     p = sub.add_parser("run", help="train every rung of a ladder not yet trained")

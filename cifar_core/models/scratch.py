@@ -92,9 +92,11 @@ def baseline_cnn(
     for i, filters in enumerate(widths):
         for j in range(convs_per_block):
             name = f"b{i}c{j}"
-            x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm, name=f"{name}_conv")(x)
-            if batch_norm:
-                x = layers.BatchNormalization(name=f"{name}_bn")(x)
+            if not batch_norm:  # ReLU inside the conv (Grad-CAM's target is the conv itself)
+                x = layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"{name}_conv")(x)
+                continue
+            x = layers.Conv2D(filters, 3, padding=padding, use_bias=False, name=f"{name}_conv")(x)
+            x = layers.BatchNormalization(name=f"{name}_bn")(x)
             x = layers.Activation("relu", name=f"{name}_relu")(x)
         if i < len(widths) - 1 or pool_last:
             x = layers.MaxPooling2D(name=f"b{i}_pool")(x)
