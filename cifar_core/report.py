@@ -181,11 +181,11 @@ def as_module_command(argv: list[str]) -> list[str]:
 
 
 def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
-    """(run id, the command that made it, the code's git commit) per run, without the
-    machine-specific --artifacts-dir."""
+    """(run id, the command that made it, the code's git commit) per zoo run, without the
+    machine-specific --artifacts-dir (a ladder's rungs are made by ``ladder run``)."""
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
     out = []
-    for run in sorted(runs, key=lambda r: r.run_id):
+    for run in sorted((r for r in runs if not artifacts.is_ladder_run(r)), key=lambda r: r.run_id):
         words = shlex.split(run.manifest["command"] or "")
         kept, skip = [], False
         for word in words:

@@ -111,7 +111,7 @@ def test_ties_from_float16_rounding_are_broken_towards_the_confusion_matrix():
 
 def test_the_committed_runs_are_version_2_and_read_without_shims():
     runs, bad = artifacts.load_runs(COMMITTED)
-    assert not bad and len(runs) == 9
+    assert not bad and len([r for r in runs if not artifacts.is_ladder_run(r)]) == 9  # the zoo
     for run in runs:
         assert run.manifest["schema_version"] == 2
         assert run.manifest["data"]["kind"] == "image_folder"
