@@ -100,7 +100,8 @@ def _thumbnails(
 def score(
     config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data, fit_time: float
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    """All metrics of a trained model; returns (metrics, test and validation probabilities)."""
+    """All metrics of a trained model; returns (metrics, test probabilities, the storage
+    check for ``store_model``: the validation split, or the train sample without one)."""
     names = data.class_names
     # Train accuracy on a fixed, unaugmented subset (smaller for the slow transfer models).
     n_train = min(len(splits.x_train), 5000 if get_spec(config.model).family == "scratch" else 2000)
@@ -130,7 +131,11 @@ def score(
         },
         "tta": config.tta,
     }
-    return metrics, test_probs, val_probs
+    if val_probs is not None:
+        check = ("val", splits.x_val, splits.y_val, val_probs)
+    else:  # no validation split: the storage check reuses the train sample's predictions
+        check = ("train", splits.x_train[:n_train], splits.y_train[:n_train], train_probs)
+    return metrics, test_probs, check
 
 
 def store_model(
@@ -241,12 +246,7 @@ def record_run(
 ) -> Path:
     """Score the trained model (the one look at the test split) and write the run folder."""
     exported = export_float32(config, result.model)
-    metrics, test_probs, val_probs = score(config, exported, splits, data, result.fit_time_s)
-    if val_probs is not None:
-        check = ("val", splits.x_val, splits.y_val, val_probs)
-    else:  # no validation split: the storage check runs on a train sample
-        x, y = splits.x_train[:2000], splits.y_train[:2000]
-        check = ("train", x, y, predict_probs(exported, x, config.tta))
+    metrics, test_probs, check = score(config, exported, splits, data, result.fit_time_s)
     model_file, metrics["stored_model"] = store_model(config, exported, work, check)
     # Without a validation split Keras logs no val_ columns; the run's history keeps its shape.
     history = read_history(files.history_file(work))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_core.artifacts.runs import MANIFEST, Run, list_runs, run_dir
+from cifar_core.artifacts.runs import Run, list_runs, read_manifest, run_dir
 from cifar_core.artifacts.schema import read_json, read_npz, require, validate_schema
 from cifar_core.errors import ArtifactError
 from cifar_core.fileio import atomic_write, npz_bytes, write_json
@@ -64,7 +64,7 @@ def runs_without_map(root: Path) -> list[str]:
         if (run_dir(root, run_id) / EMBEDDING).exists():
             continue
         try:
-            if read_json(run_dir(root, run_id) / MANIFEST).get("ladder"):
+            if read_manifest(root, run_id).get("ladder"):
                 continue
         except ArtifactError:
             pass  # unreadable: `embed` says why when it reads the run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cifar_core.config import TrainConfig
@@ -29,7 +29,6 @@ class Ladder:
     base: dict[str, Any]  # overrides of the model's preset: the write-up's starting point
     rungs: tuple[Rung, ...]
     epochs_note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self, index: int) -> list[str]:
         """The ``--set`` settings of rung ``index`` (0-based): every change up to it, in order."""

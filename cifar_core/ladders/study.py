@@ -29,7 +29,7 @@ def rung_runs(ladder: Ladder, runs) -> dict[int, object]:
 def correct_on_test(run) -> pd.Series:
     """Per test image id: whether the run got it right."""
     p = run.predictions
-    return pd.Series(p["probs"].argmax(1) == p["y_true"], index=p["test_ids"])
+    return pd.Series(p["y_pred"] == p["y_true"], index=p["test_ids"])
 
 
 def mcnemar(before: pd.Series, after: pd.Series) -> tuple[int, int, float]:

@@ -82,8 +82,7 @@ def gap_chart(table: pd.DataFrame):
     return fig
 
 
-def rung_details(ladder, table: pd.DataFrame, index: int) -> None:
-    found = rung_runs(ladder, runs)
+def rung_details(found: dict, table: pd.DataFrame, index: int) -> None:
     run = found.get(index)
     if run is None:
         st.info(f"Rung {index + 1} is not trained yet.")
@@ -196,4 +195,4 @@ else:
         format_func=lambda i: f"{i + 1}. {ladder.rungs[i].change}",
         key=f"ladder_rung_{name}_{clicked}",
     )
-    rung_details(ladder, table, picked)
+    rung_details(rung_runs(ladder, runs), table, picked)
