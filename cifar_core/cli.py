@@ -277,10 +277,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
     from cifar_core.errors import ImageError
     from cifar_core.images import MAX_FILE_BYTES, decode_image
-    from cifar_core.inference import classify, load_model
+    from cifar_core.inference import Predictor, classify, load_model
 
     run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
-    model = load_model(run.model_path)
+    model = Predictor(load_model(run.model_path)).warm()
     failures = 0
     for file in args.images:
         try:

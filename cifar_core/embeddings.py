@@ -48,15 +48,12 @@ def feature_model(model):
     return keras.Model(model.inputs, layer.input, name=f"{model.name}_features")
 
 
-def features(extract, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def features(extract, x: np.ndarray) -> np.ndarray:
     """(N, D) float32 penultimate-layer features of uint8 images ``x``; ``extract`` is
-    ``feature_model(model)``."""
-    x = np.ascontiguousarray(x, dtype=np.uint8)
-    if len(x) <= batch_size:  # one call, no per-call predict loop (an upload, a few images)
-        out = extract.predict_on_batch(x)
-    else:
-        out = extract.predict(x, batch_size=batch_size, verbose=0)
-    return np.asarray(out, dtype=np.float32).reshape(len(x), -1)
+    ``feature_model(model)`` or its ``inference.Predictor``."""
+    from cifar_core.inference import as_predictor
+
+    return as_predictor(extract)(x).reshape(len(x), -1)
 
 
 def reduce(feats: np.ndarray, seed: int = 0, pca_dims: int = PCA_DIMS) -> dict[str, np.ndarray]:

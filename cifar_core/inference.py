@@ -1,17 +1,22 @@
-"""Load a run's model and classify images: shared by the CLI and the dashboard.
+"""Load a run's model and classify images: shared by the CLI, evaluation and the dashboard.
 
     model = load_model(run.model_path)                     # Keras safe mode on
+    predict = Predictor(model)                             # the one compiled inference call
     pixels = images.decode_image(uploaded_bytes)           # ImageError: a one-line reason
-    probs = predict_probs(model, pixels[None])
+    probs = predict_probs(predict, pixels[None])
 
 Saved models take raw uint8 32x32 RGB pixels and do their own scaling, so the only
-preprocessing is the one decoder's (``images.py``), whatever image came in.
+preprocessing is the one decoder's (``images.py``), whatever image came in. Every
+prediction (training's scores, ``evaluate``, ``classify``, ``benchmark``'s latency, the
+dashboard) goes through a ``Predictor``, so their figures cannot drift apart.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,90 @@ def load_model(path: str | os.PathLike):
         raise ModelLoadError(f"{path}: cannot load model ({message[:200]})") from None
 
 
+class Predictor:
+    """A model's one compiled inference call: uint8 images (N, H, W, C) in, float32 out.
+
+    One ``tf.function`` of ``model(x, training=False)``, traced once for a batch-free input
+    signature, so batch 1 (an upload) and batch 500 (evaluation) share one graph and no call
+    ever retraces; inputs go through in chunks of ``batch_size``. The traced function keeps
+    no Python state between calls and only reads the weights, so several threads may call
+    one Predictor at once (TensorFlow runs concurrent calls of a function safely; a test
+    checks that threads get the serial results).
+    """
+
+    def __init__(self, model, batch_size: int = 500):
+        import tensorflow as tf
+
+        self.model = model
+        self.batch_size = batch_size
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.as_dtype(model.inputs[0].dtype))
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self.input_dtype = spec.dtype.as_numpy_dtype
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        parts = [
+            np.asarray(self._call(x[i : i + self.batch_size]), dtype=np.float32)
+            for i in range(0, len(x), self.batch_size)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def warm(self) -> Predictor:
+        """Trace and run once (about 1 s for Lite0 here), so the next call is inference only."""
+        self(np.zeros((1, *self.model.input_shape[1:]), self.input_dtype))
+        return self
+
+
+def as_predictor(model):
+    """A Keras model becomes its ``Predictor``; a Predictor (or any callable from images to
+    outputs, e.g. a test's stand-in) is used as it is."""
+    return Predictor(model) if hasattr(model, "inputs") and not isinstance(model, Predictor) else model
+
+
+class PredictorPool:
+    """Predictors of saved models, loaded one after another in a background thread.
+
+    ``preload(paths)`` queues models (kept per path and modification time); ``get(path)``
+    waits for a queued model, or queues it first, and re-raises its ``ModelLoadError``;
+    ``progress(paths)`` says how many are ready. One loader thread: on a 2-vCPU machine
+    loading two models at once is no faster, and the first queued is the first ready.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._futures: dict[str, tuple[int, Future]] = {}
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+
+    @staticmethod
+    def _load(path: str) -> Predictor:
+        return Predictor(load_model(path)).warm()
+
+    def _future(self, path) -> Future:
+        path = str(path)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = -1  # missing: load_model says so when the future runs
+        with self._lock:
+            known = self._futures.get(path)
+            if known is None or known[0] != mtime:  # new, or the file changed
+                known = (mtime, self._loader.submit(self._load, path))
+                self._futures[path] = known
+            return known[1]
+
+    def preload(self, paths) -> None:
+        for path in paths:
+            self._future(path)
+
+    def get(self, path) -> Predictor:
+        return self._future(path).result()
+
+    def progress(self, paths) -> tuple[int, int]:
+        """(models ready or failed, models asked for) among ``paths``, queueing any new."""
+        futures = [self._future(path) for path in paths]
+        return sum(f.done() for f in futures), len(futures)
+
+
 def flip_batch(x: np.ndarray) -> np.ndarray:
     return x[:, :, ::-1, :]
 
@@ -49,13 +138,15 @@ def translate_batch(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w, :]
 
 
-def predict_probs(model, x: np.ndarray, tta: str = "none", batch_size: int = 500) -> np.ndarray:
-    """Class probabilities (N, K) float32, averaged over test-time augmentations.
+def predict_probs(model, x: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, K) float32 of a model or ``Predictor``, averaged over
+    test-time augmentations.
 
     tta: "none"; "flip" (image and its mirror, equal weights); "flip_translate" (airbench's
     level 2: half the weight on the image and its mirror, half on both shifted by one pixel
     up-left and down-right, reflect-padded: six views).
     """
+    predict = as_predictor(model)
     views = [(x, 1.0)]
     if tta == "flip":
         views = [(x, 0.5), (flip_batch(x), 0.5)]
@@ -66,16 +157,18 @@ def predict_probs(model, x: np.ndarray, tta: str = "none", batch_size: int = 500
             views += [(moved, 0.125), (flip_batch(moved), 0.125)]
     total = None
     for view, weight in views:
-        probs = weight * model.predict(np.ascontiguousarray(view), batch_size=batch_size, verbose=0)
+        probs = weight * predict(view)
         total = probs if total is None else total + probs
     return total.astype(np.float32)
 
 
 def classify(model, images: list[np.ndarray], class_names: list[str], top_k: int = 3) -> list[dict]:
-    """Classify uint8 32x32x3 arrays: per image the probabilities, top-k and time taken."""
+    """Classify uint8 32x32x3 arrays as one batch (a model or a warm ``Predictor``): per
+    image the probabilities, top-k and the model time per image."""
+    predict = as_predictor(model)
     batch = np.stack(images).astype(np.uint8)
     start = time.perf_counter()
-    probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    probs = predict(batch)
     ms_per_image = (time.perf_counter() - start) * 1000 / len(images)
     results = []
     for row in probs:
@@ -101,7 +194,7 @@ def evaluate_folder(artifacts_dir, run_id: str, data_dir, name: str | None = Non
     root = artifacts.artifacts_root(artifacts_dir)
     run = artifacts.read_run(root, run_id)
     x, y, _ = load_labelled_folder(data_dir, run.class_names)
-    probs = predict_probs(load_model(run.model_path), x, run.manifest["config"]["tta"])
+    probs = predict_probs(Predictor(load_model(run.model_path)), x, run.manifest["config"]["tta"])
     result = evaluate.classification_metrics(y, probs, run.class_names)
     result.update(
         {

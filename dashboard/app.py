@@ -31,5 +31,6 @@ with st.sidebar:
     st.caption(
         f"{len(runs)} run(s) in `{common.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
     )
+common.preload_models()  # the first visit to any page starts loading the models in the background
 
 page.run()

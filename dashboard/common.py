@@ -4,8 +4,10 @@ Runs are read only through ``cifar_core.artifacts`` and models loaded only throu
 ``cifar_core.inference``; this module adds Streamlit caching on top:
 - ``st.cache_resource`` for runs (shared, read-only), keyed by the stat() of each run's
   files, so a new or changed run shows up on the next rerun without a restart;
-- ``st.cache_resource`` for Keras models, shared by all sessions, each with a lock because
-  one Keras model must not predict from two threads at once.
+- one ``inference.PredictorPool`` per process: every zoo model loaded in the background
+  from the first visit, shared by all sessions, each a thread-safe ``Predictor`` (the
+  engine's one compiled inference call), and Streamlit kept from clearing their compiled
+  kernels after every rerun (``_keep_compiled_models``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,39 @@ import streamlit as st
 
 from cifar_core import artifacts, folders
 from cifar_core.artifacts import Run
+from cifar_core.inference import Predictor, PredictorPool
+
+
+def _keep_compiled_models() -> None:
+    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit does that for every app that has imported Keras (``_clean_problem_modules``
+    in ``streamlit/runtime/scriptrunner/script_runner.py``, no setting turns it off). With
+    TensorFlow it clears the kernel cache, so every model's next call re-optimises its
+    whole graph (Grappler and the oneDNN rewrite): 0.2-1.2 s per model per rerun instead
+    of 2-30 ms, and a rerun in one session wipes the cache under the others. The dashboard
+    never builds models per run (they are loaded once and shared), which is what
+    ``clear_session`` is for, so the hook keeps only its matplotlib part.
+    """
+    import sys
+
+    try:
+        from streamlit.runtime.scriptrunner import script_runner
+    except ImportError:  # a Streamlit without that module has no such hook to undo
+        return
+    if getattr(script_runner._clean_problem_modules, "keeps_keras", False):
+        return
+
+    def clean_problem_modules_but_keras() -> None:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close("all")
+
+    clean_problem_modules_but_keras.keeps_keras = True
+    script_runner._clean_problem_modules = clean_problem_modules_but_keras
+
+
+_keep_compiled_models()
 
 
 def artifacts_dir() -> Path:
@@ -79,30 +114,43 @@ def correct_matrix(runs: list[Run]) -> np.ndarray:
     return np.stack([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs])
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=32)
-def _model(path: str, mtime_ns: int):
-    from cifar_core.inference import load_model
-
-    model = load_model(path)
-    # The first predict traces the graph (~1 s for Lite0 here): do it now, so that the
-    # ms/image the Classify page shows is inference, not tracing.
-    model.predict_on_batch(np.zeros((1, 32, 32, 3), np.uint8))
-    return model, threading.Lock()
+@st.cache_resource(show_spinner=False)
+def _pool() -> PredictorPool:
+    return PredictorPool()
 
 
-def model_for(run: Run):
-    """(Keras model, lock) of a run, loaded once per process with safe mode on."""
-    path = run.model_path
-    return _model(str(path), path.stat().st_mtime_ns)
+def zoo_model_paths() -> list[Path]:
+    runs, _ = load_runs()
+    return [run.model_path for run in runs]
+
+
+def preload_models() -> None:
+    """Queue every zoo model for loading in the background (the first visit to any page
+    starts it; later calls return at once), so the first upload finds them ready."""
+    try:
+        _pool().preload(zoo_model_paths())
+    except Exception:  # never break a page over preloading: predictor_for() reports errors
+        pass
+
+
+def models_ready() -> tuple[int, int]:
+    """(zoo models loaded, zoo models): for the Classify page's progress bar."""
+    return _pool().progress(zoo_model_paths())
+
+
+def predictor_for(run: Run) -> Predictor:
+    """The run's warm ``Predictor`` (the engine's one compiled inference call), loaded once
+    per process with safe mode on and shared by all sessions; safe to call from several
+    threads at once. Waits if the model is still loading; raises ``ModelLoadError``."""
+    return _pool().get(run.model_path)
 
 
 @st.cache_resource(show_spinner="Preparing heatmaps…", max_entries=32)
 def _explainer(path: str, mtime_ns: int):
     from cifar_core import saliency
 
-    model, lock = _model(path, mtime_ns)
-    with lock:
-        return saliency.explainer(model)
+    # One lock per explainer: a heatmap reuses the explainer's gradient function.
+    return saliency.explainer(_pool().get(path).model), threading.Lock()
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -110,8 +158,7 @@ def _heatmap(path: str, mtime_ns: int, image_bytes: bytes, class_id: int) -> np.
     from cifar_core import saliency
 
     pixels = np.frombuffer(image_bytes, np.uint8).reshape(32, 32, 3)
-    model, lock = _model(path, mtime_ns)
-    explain = _explainer(path, mtime_ns)
+    explain, lock = _explainer(path, mtime_ns)
     with lock:
         return saliency.heatmaps(explain, pixels[None], classes=None if class_id < 0 else [class_id])[0]
 
@@ -121,7 +168,7 @@ def heatmap_for(run: Run, pixels: np.ndarray, class_id: int | None = None) -> tu
     class), computed by the engine on demand and cached per model, image and class."""
     path = run.model_path
     mtime = path.stat().st_mtime_ns
-    explain = _explainer(str(path), mtime)
+    explain, _ = _explainer(str(path), mtime)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     heat = _heatmap(str(path), mtime, pixels.tobytes(), -1 if class_id is None else int(class_id))
     where = f" on {explain.layer} ({explain.map_size[0]}x{explain.map_size[1]})" if explain.layer else ""
@@ -176,12 +223,10 @@ def data_facts_for(run: Run) -> dict | None:
 
 
 @st.cache_resource(show_spinner="Preparing the feature extractor…", max_entries=32)
-def _extractor(path: str, mtime_ns: int):
+def _extractor(path: str, mtime_ns: int) -> Predictor:
     from cifar_core import embeddings
 
-    model, lock = _model(path, mtime_ns)
-    with lock:
-        return embeddings.feature_model(model), threading.Lock()
+    return Predictor(embeddings.feature_model(_pool().get(path).model)).warm()
 
 
 def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
@@ -189,9 +234,7 @@ def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
     from cifar_core import embeddings
 
     path = run.model_path
-    extract, lock = _extractor(str(path), path.stat().st_mtime_ns)
-    with lock:
-        return embeddings.features(extract, np.asarray(pixels, dtype=np.uint8))
+    return embeddings.features(_extractor(str(path), path.stat().st_mtime_ns), pixels)
 
 
 def selected_points(event) -> list[int]:

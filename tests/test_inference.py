@@ -7,7 +7,7 @@ from PIL import Image
 
 from cifar_core.errors import ImageError, ModelLoadError
 from cifar_core.images import open_image, to_pixels
-from cifar_core.inference import load_model, predict_probs, translate_batch
+from cifar_core.inference import Predictor, PredictorPool, load_model, predict_probs, translate_batch
 
 
 def _bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -86,27 +86,25 @@ def test_translate_batch_shifts_with_reflection():
 
 
 def test_flip_tta_averages_the_image_and_its_mirror():
-    class Half:
-        def predict(self, batch, batch_size, verbose):  # "probability" = mean of the left half
-            left = batch[:, :, :2, 0].mean(axis=(1, 2)) / 255.0
-            return np.stack([left, 1 - left], axis=1)
+    def half(batch):  # "probability" = mean of the left half
+        left = batch[:, :, :2, 0].mean(axis=(1, 2)) / 255.0
+        return np.stack([left, 1 - left], axis=1)
 
     x = np.zeros((1, 4, 4, 3), np.uint8)
     x[:, :, :2] = 255
-    np.testing.assert_allclose(predict_probs(Half(), x, "none"), [[1.0, 0.0]])
-    np.testing.assert_allclose(predict_probs(Half(), x, "flip"), [[0.5, 0.5]])
+    np.testing.assert_allclose(predict_probs(half, x, "none"), [[1.0, 0.0]])
+    np.testing.assert_allclose(predict_probs(half, x, "flip"), [[0.5, 0.5]])
 
 
 def test_flip_translate_tta_is_airbenchs_six_weighted_views():
     seen = []
 
-    class Recorder:
-        def predict(self, batch, batch_size, verbose):
-            seen.append(batch.copy())
-            return np.tile([[0.25, 0.75]], (len(batch), 1))
+    def recorder(batch):
+        seen.append(batch.copy())
+        return np.tile([[0.25, 0.75]], (len(batch), 1))
 
     x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    np.testing.assert_allclose(predict_probs(Recorder(), x, "flip_translate"), [[0.25, 0.75]] * 2, rtol=1e-6)
+    np.testing.assert_allclose(predict_probs(recorder, x, "flip_translate"), [[0.25, 0.75]] * 2, rtol=1e-6)
     expected = [x, x[:, :, ::-1]]
     for shift in (-1, 1):
         moved = translate_batch(x, shift, shift)
@@ -126,3 +124,46 @@ def test_models_with_code_are_refused_in_safe_mode(tmp_path):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match="junk.keras"):
         load_model(tmp_path / "junk.keras")
+
+
+def _tiny_model():
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+
+def test_one_predictor_serves_every_batch_size_and_several_threads_with_one_trace():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _tiny_model()
+    x = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    predict = Predictor(model, batch_size=5).warm()
+    serial = np.concatenate([predict(x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(serial, np.asarray(model.predict_on_batch(x)), atol=1e-6)
+    np.testing.assert_allclose(predict(x), serial, atol=1e-6)  # chunks of 5, 5 and 2
+    with ThreadPoolExecutor(4) as threads:  # the dashboard's sessions share one Predictor
+        threaded = list(threads.map(lambda i: predict(x[i % 12 : i % 12 + 1]), range(48)))
+    np.testing.assert_allclose(np.concatenate(threaded), np.tile(serial, (4, 1)), atol=1e-6)
+    assert predict._call.experimental_get_tracing_count() == 1
+
+
+def test_the_pool_loads_models_in_the_background_and_keeps_their_errors(tmp_path):
+    import os
+
+    good, bad, missing = tmp_path / "good.keras", tmp_path / "bad.keras", tmp_path / "missing.keras"
+    _tiny_model().save(good)
+    bad.write_bytes(b"not a model")
+    pool = PredictorPool()
+    pool.preload([good, bad, missing])
+    first = pool.get(good)  # waits for the loader thread
+    assert isinstance(first, Predictor) and pool.get(good) is first
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        pool.get(bad)
+    with pytest.raises(ModelLoadError, match="missing"):
+        pool.get(missing)
+    assert pool.progress([good, bad, missing]) == (3, 3)
+    stat = good.stat()
+    os.utime(good, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a retrained model
+    assert pool.get(good) is not first

@@ -1,5 +1,7 @@
 """Classify: upload photos and see every model's prediction side by side."""
 
+import time
+
 import common
 import numpy as np
 import pandas as pd
@@ -17,27 +19,37 @@ MAX_FILES = 8  # per request; more are ignored with a message
 TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
 
-def predict_all(runs, pixels: np.ndarray) -> pd.DataFrame:
-    rows = []
+def predict_all(runs, images: list[np.ndarray]) -> list[pd.DataFrame]:
+    """One table per image: every model's prediction, all images through a model as one
+    batch (the engine's ``classify`` on the shared, warm ``Predictor``)."""
+    rows = [[] for _ in images]
     for run in runs:
         try:
-            model, lock = common.model_for(run)
+            predict = common.predictor_for(run)
         except ModelLoadError as error:
             st.warning(f"{run.run_id}: {error}")
             continue
-        with lock:  # one Keras model, one thread at a time
-            result = classify(model, [pixels], run.class_names)[0]
-        top, confidence = result["top"][0]
-        rows.append(
-            {
-                "model": run.model,
-                "prediction": top,
-                "confidence": confidence,
-                "ms": result["ms_per_image"],
-                **result["probs"],
-            }
-        )
-    return pd.DataFrame(rows)
+        for row, result in zip(rows, classify(predict, images, run.class_names)):
+            top, confidence = result["top"][0]
+            row.append(
+                {
+                    "model": run.model,
+                    "prediction": top,
+                    "confidence": confidence,
+                    "ms": result["ms_per_image"],
+                    **result["probs"],
+                }
+            )
+    return [pd.DataFrame(row) for row in rows]
+
+
+@st.fragment(run_every=1.0)
+def loading_progress() -> None:
+    """A progress bar while the models load in the background; the page reruns when done."""
+    ready, total = common.models_ready()
+    if ready >= total:
+        st.rerun()
+    st.progress(ready / max(total, 1), text=f"Loading models in the background: {ready}/{total} ready…")
 
 
 def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> None:
@@ -60,12 +72,17 @@ def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> N
 
 
 def show(
-    title: str, image, pixels: np.ndarray, runs, truth: str | None = None, why: str | None = None
+    title: str,
+    image,
+    pixels: np.ndarray,
+    table: pd.DataFrame,
+    runs,
+    truth: str | None = None,
+    why: str | None = None,
 ) -> None:
     left, right = st.columns([1, 3])
     left.image(image, caption=title, width="stretch")
     left.image(pixels, caption="what the models see (32x32)", width="stretch")
-    table = predict_all(runs, pixels)
     if table.empty:
         right.error("No model could be loaded.")
         return
@@ -106,9 +123,13 @@ def show(
         explain(pixels, runs, table, why)
 
 
+started = time.perf_counter()
 st.title("Classify a photo")
 runs = common.require_runs()
 if runs:
+    ready, total = common.models_ready()
+    if ready < total:
+        loading_progress()
     labels = {common.run_label(r): r for r in runs}
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
@@ -132,13 +153,14 @@ if runs:
     files = files or []
     if len(files) > MAX_FILES:
         st.warning(f"{len(files)} files uploaded: only the first {MAX_FILES} are classified.")
+    shown = []  # (title, image as uploaded, 32x32 pixels, true label)
     for upload in files[:MAX_FILES]:
         try:
             image = open_image(upload.getvalue(), name=upload.name)  # in memory: never written to disk
         except ImageError as error:
             st.error(str(error))
             continue
-        show(upload.name, image, to_pixels(image), chosen, why=why)
+        shown.append((upload.name, image, to_pixels(image), None))
     index = st.session_state.get("cls_test_index")
     if index is not None and chosen:
         run = runs[0]
@@ -147,6 +169,15 @@ if runs:
             st.info("This test image is not available here (data source missing, no thumbnail).")
         else:
             truth = run.class_names[int(run.predictions["y_true"][index])]
-            show(f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), chosen, truth, why=why)
+            shown.append((f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), truth))
+    if shown:
+        tables = predict_all(chosen, [pixels for _, _, pixels, _ in shown])
+        for (title, image, pixels, truth), table in zip(shown, tables):
+            show(title, image, pixels, table, chosen, truth, why=why)
+        model_ms = sum(float(table["ms"].sum()) for table in tables if not table.empty)
+        st.caption(
+            f"Server time for this answer: {time.perf_counter() - started:.2f} s for {len(shown)} "
+            f"image(s); model time {model_ms:.0f} ms (the ms/image column summed over models and images)."
+        )
     if not files and index is None:
         st.caption("Upload a photo, or press *Random test image*.")
