@@ -188,13 +188,44 @@ def _table(results: list[dict], precisions: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _zoo_runs(root) -> list:
+    from cifar_core import artifacts
+
+    runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
+    return [run for run in runs if not artifacts.is_ladder_run(run)]  # what the Classify page shows
+
+
+def inference_speed(root=None) -> list[dict]:
+    """Per committed zoo run, what the Classify page gets from it: seconds to load and warm
+    its ``Predictor`` (as the dashboard's background loader does), the median batch-1
+    latency of that same call and its batch-256 throughput."""
+    from cifar_core import evaluate
+    from cifar_core.inference import Predictor, load_model
+
+    images = np.random.default_rng(3).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
+    results = []
+    for run in _zoo_runs(root):
+        start = time.perf_counter()
+        predict = Predictor(load_model(run.model_path)).warm()
+        loaded = time.perf_counter() - start
+        results.append(
+            {
+                "run": run.run_id,
+                "load_s": loaded,
+                "latency_ms_batch1": evaluate.latency_ms_per_image(predict, images[:1]),
+                "images_per_s_batch256": evaluate.throughput_images_per_s(predict, images),
+            }
+        )
+    return results
+
+
 def saliency_speed(root=None, repeats: int = 3) -> dict:
     """Seconds to compute one photo's heatmap for every run's model (its top class), after
     a warm-up call (loading and tracing, also timed), as the Classify page's "Why?" does."""
-    from cifar_core import artifacts, saliency
+    from cifar_core import saliency
     from cifar_core.inference import load_model
 
-    runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
+    runs = _zoo_runs(root)
     photo = np.random.default_rng(2).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     start = time.perf_counter()
     explainers = [saliency.explainer(load_model(run.model_path)) for run in runs]
@@ -223,6 +254,8 @@ def add_arguments(p, add_set) -> None:
     p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
     help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
     p.add_argument("--saliency", action="store_true", help=help)
+    help = "only time every committed run's inference as the Classify page calls it (load, batch 1, 256)"
+    p.add_argument("--inference", action="store_true", help=help)
     add_set(p, "config overrides for every model measured (as train --set), repeatable")
     p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
 
@@ -237,6 +270,21 @@ def main(args) -> int:
         print(
             f"heatmaps of one photo for all {r['models']} models: {r['warm_s']:.2f} s after warm-up "
             f"(first call, with loading and tracing: {r['first_s']:.1f} s)"
+        )
+        return 0
+    if args.inference:
+        rows = inference_speed(args.artifacts_dir)
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        print(f"{'run':<36}{'load+trace s':>13}{'batch-1 ms':>11}{'img/s @256':>11}")
+        for r in rows:
+            speed = f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>11.0f}"
+            print(f"{r['run']:<36}{r['load_s']:>13.2f}{speed}")
+        total_ms = sum(r["latency_ms_batch1"] for r in rows)
+        print(
+            f"{len(rows)} models: batch-1 latencies sum to {total_ms:.1f} ms per photo; "
+            f"loading them all took {sum(r['load_s'] for r in rows):.1f} s"
         )
         return 0
     if args.single:

@@ -60,3 +60,11 @@ def test_saliency_speed_is_timed_for_every_run(capsys, dash_root):
     assert main(["benchmark", "--saliency", "--artifacts-dir", str(dash_root)]) == 0
     out = capsys.readouterr().out
     assert "heatmaps of one photo for all 3 models:" in out and "after warm-up" in out
+
+
+def test_inference_speed_is_timed_for_every_zoo_run_through_the_predictor(capsys, dash_root):
+    assert main(["benchmark", "--inference", "--artifacts-dir", str(dash_root), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and all(r["latency_ms_batch1"] > 0 and r["load_s"] > 0 for r in rows)
+    assert main(["benchmark", "--inference", "--artifacts-dir", str(dash_root)]) == 0
+    assert "3 models: batch-1 latencies sum to" in capsys.readouterr().out

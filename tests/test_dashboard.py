@@ -201,6 +201,16 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
     assert "Server time for this answer" in " ".join(c.value for c in at.caption)
 
 
+def test_classify_shows_a_progress_bar_while_the_models_load(monkeypatch, dash_root):
+    import common
+
+    monkeypatch.setattr(common, "models_ready", lambda: (1, 3))
+    at = open_page(monkeypatch, dash_root, "classify")
+    assert not at.exception
+    bars = at.get("progress")
+    assert len(bars) == 1 and "1/3 ready" in bars[0].proto.text
+
+
 def test_bad_uploads_get_one_line_each_and_good_ones_still_work(monkeypatch, dash_root):
     at = open_page(monkeypatch, dash_root, "classify")
     x, _ = synthetic_images(1, seed=9)
