@@ -127,22 +127,24 @@ def zoo_model_paths() -> list[Path]:
 def preload_models() -> None:
     """Queue every zoo model for loading in the background (the first visit to any page
     starts it; later calls return at once), so the first upload finds them ready."""
-    try:
-        _pool().preload(zoo_model_paths())
+    try:  # smallest files first: most models answer a photo sent while Lite0 still loads
+        _pool().preload(sorted(zoo_model_paths(), key=lambda path: path.stat().st_size))
     except Exception:  # never break a page over preloading: predictor_for() reports errors
         pass
 
 
-def models_ready() -> tuple[int, int]:
-    """(zoo models loaded, zoo models): for the Classify page's progress bar."""
-    return _pool().progress(zoo_model_paths())
+def models_ready(paths: list[Path] | None = None) -> tuple[int, int]:
+    """(models loaded, models) among ``paths`` (default: the zoo's), for a progress bar."""
+    return _pool().progress(zoo_model_paths() if paths is None else paths)
 
 
-def predictor_for(run: Run) -> Predictor:
+def predictor_for(run: Run, wait: bool = True) -> Predictor | None:
     """The run's warm ``Predictor`` (the engine's one compiled inference call), loaded once
     per process with safe mode on and shared by all sessions; safe to call from several
-    threads at once. Waits if the model is still loading; raises ``ModelLoadError``."""
-    return _pool().get(run.model_path)
+    threads at once. Waits while the model loads (``wait=False``: None instead); raises
+    ``ModelLoadError``."""
+    pool = _pool()
+    return pool.get(run.model_path) if wait else pool.ready(run.model_path)
 
 
 @st.cache_resource(show_spinner="Preparing heatmaps…", max_entries=32)

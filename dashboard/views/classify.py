@@ -19,15 +19,19 @@ MAX_FILES = 8  # per request; more are ignored with a message
 TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
 
-def predict_all(runs, images: list[np.ndarray]) -> list[pd.DataFrame]:
-    """One table per image: every model's prediction, all images through a model as one
-    batch (the engine's ``classify`` on the shared, warm ``Predictor``)."""
-    rows = [[] for _ in images]
+def predict_all(runs, images: list[np.ndarray]) -> tuple[list[pd.DataFrame], list[str]]:
+    """One table per image: every loaded model's prediction, all images through a model as
+    one batch (the engine's ``classify`` on the shared, warm ``Predictor``); and the models
+    still loading (they answer when the page reruns after loading)."""
+    rows, loading = [[] for _ in images], []
     for run in runs:
         try:
-            predict = common.predictor_for(run)
+            predict = common.predictor_for(run, wait=False)
         except ModelLoadError as error:
             st.warning(f"{run.run_id}: {error}")
+            continue
+        if predict is None:
+            loading.append(run.model)
             continue
         for row, result in zip(rows, classify(predict, images, run.class_names)):
             top, confidence = result["top"][0]
@@ -40,13 +44,14 @@ def predict_all(runs, images: list[np.ndarray]) -> list[pd.DataFrame]:
                     **result["probs"],
                 }
             )
-    return [pd.DataFrame(row) for row in rows]
+    return [pd.DataFrame(row) for row in rows], loading
 
 
 @st.fragment(run_every=1.0)
-def loading_progress() -> None:
-    """A progress bar while the models load in the background; the page reruns when done."""
-    ready, total = common.models_ready()
+def loading_progress(paths) -> None:
+    """A progress bar while the models load in the background; the page reruns when done,
+    so a photo classified meanwhile gets the late models' answers too."""
+    ready, total = common.models_ready(paths)
     if ready >= total:
         st.rerun()
     st.progress(ready / max(total, 1), text=f"Loading models in the background: {ready}/{total} ready…")
@@ -79,12 +84,13 @@ def show(
     runs,
     truth: str | None = None,
     why: str | None = None,
+    loading: list[str] = (),
 ) -> None:
     left, right = st.columns([1, 3])
     left.image(image, caption=title, width="stretch")
     left.image(pixels, caption="what the models see (32x32)", width="stretch")
     if table.empty:
-        right.error("No model could be loaded.")
+        right.error("No model could be loaded.") if not loading else right.info("The models are loading…")
         return
     votes = table["prediction"].value_counts()
     verdict = f"{votes.iloc[0]}/{len(table)} models say **{votes.index[0]}**"
@@ -127,9 +133,10 @@ started = time.perf_counter()
 st.title("Classify a photo")
 runs = common.require_runs()
 if runs:
-    ready, total = common.models_ready()
+    paths = [run.model_path for run in runs]
+    ready, total = common.models_ready(paths)
     if ready < total:
-        loading_progress()
+        loading_progress(paths)
     labels = {common.run_label(r): r for r in runs}
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
@@ -171,9 +178,11 @@ if runs:
             truth = run.class_names[int(run.predictions["y_true"][index])]
             shown.append((f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), truth))
     if shown:
-        tables = predict_all(chosen, [pixels for _, _, pixels, _ in shown])
+        tables, loading = predict_all(chosen, [pixels for _, _, pixels, _ in shown])
+        if loading:
+            st.info(f"Still loading: {', '.join(loading)}. Their answers appear here when they are ready.")
         for (title, image, pixels, truth), table in zip(shown, tables):
-            show(title, image, pixels, table, chosen, truth, why=why)
+            show(title, image, pixels, table, chosen, truth, why=why, loading=loading)
         model_ms = sum(float(table["ms"].sum()) for table in tables if not table.empty)
         st.caption(
             f"Server time for this answer: {time.perf_counter() - started:.2f} s for {len(shown)} "
