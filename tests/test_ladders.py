@@ -89,6 +89,10 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
     assert 0 < row["p_value"] <= 1 and row["reported_test"] == 0.77
     assert row["gained"] - row["lost"] == round(row["gain"] * len(second.predictions["y_true"]))
     assert pd.isna(table.iloc[0]["gain"]) and pd.isna(table.iloc[2]["test"])
+    assert main(["ladder", "table", "seed004", "--artifacts-dir", str(ladder_root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 4 and lines[4].count("not trained") == 1  # rungs 3 and 4: not trained
+    assert f"{row['test']:.1%}" in lines[3] and f"{row['gain'] * 100:+.1f} pts" in lines[3]
     assert report.results_frame(ladder_root).empty  # rungs are not zoo runs
     assert artifacts.runs_without_map(ladder_root) == []  # `embed --all` leaves them lean
 

@@ -2,6 +2,7 @@
 
     python -m cifar_core ladder list
     python -m cifar_core ladder run seed000 --data-dir ../shared/data/cifar10-jpeg [--dry-run]
+    python -m cifar_core ladder table seed004     # this machine's rungs beside the write-up's
 
 Every rung trains as an ordinary run (resumable; a finished rung is kept) on the same split
 as the zoo, its manifest naming the ladder, the rung and its change. The Ladder page reads
@@ -49,10 +50,36 @@ def describe(ladder: Ladder, done: set[str] = frozenset()) -> list[str]:
     return lines
 
 
+def markdown_table(ladder: Ladder, runs) -> str:
+    """The trained rungs beside the write-up's figures, as a Markdown table (README, notes)."""
+    table = ladder_table(ladder, runs)
+    pct = lambda v: "-" if v is None or v != v else f"{v:.1%}"  # noqa: E731  (NaN: not trained)
+    lines = [
+        "| rung | change | train / val / test here | write-up train / val / test | test gain (McNemar p) "
+        "| epochs | minutes |",
+        "| ---: | --- | --- | --- | --- | ---: | ---: |",
+    ]
+    for row in table.itertuples():
+        reported = _figures((row.reported_train, row.reported_val, row.reported_test))
+        if not isinstance(row.run_id, str):
+            lines.append(f"| {row.rung} | {row.change} | not trained | {reported} | | | |")
+            continue
+        here = " / ".join(pct(v) for v in (row.train, row.val, row.test))
+        gain = "" if row.gain != row.gain else f"{row.gain * 100:+.1f} pts (p={row.p_value:.2g})"
+        cost = f"{row.epochs:.0f} | {row.minutes:.1f}"
+        lines.append(f"| {row.rung} | {row.change} | {here} | {reported} | {gain} | {cost} |")
+    return "\n".join(lines)
+
+
 def add_arguments(parser, add_common) -> None:
-    """``python -m cifar_core ladder list | run NAME``."""
-    sub = parser.add_subparsers(dest="ladder_command", required=True, metavar="ACTION", help="list or run")
+    """``python -m cifar_core ladder list | run NAME | table NAME``."""
+    sub = parser.add_subparsers(
+        dest="ladder_command", required=True, metavar="ACTION", help="list, run or table"
+    )
     p = sub.add_parser("list", help="the ladders, their rungs and the write-ups' figures")
+    add_common(p, data=False)
+    p = sub.add_parser("table", help="the trained rungs beside the write-up's figures (Markdown)")
+    p.add_argument("name", help="ladder name (see ladder list)")
     add_common(p, data=False)
     p = sub.add_parser("run", help="train every rung of a ladder not yet trained")
     p.add_argument("name", help="ladder name (see ladder list)")
@@ -76,6 +103,10 @@ def main(args) -> int:
             print("\n".join(describe(ladder, done)), end="\n\n")
         return 0
     ladder = get_ladder(args.name)
+    if args.ladder_command == "table":
+        runs, _ = artifacts.load_runs(root) if root.exists() else ([], {})
+        print(markdown_table(ladder, runs))
+        return 0
     try:
         chosen = parse_rungs(args.rungs, len(ladder.rungs))
     except ValueError as error:
