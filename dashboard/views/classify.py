@@ -89,8 +89,11 @@ def show(
     left, right = st.columns([1, 3])
     left.image(image, caption=title, width="stretch")
     left.image(pixels, caption="what the models see (32x32)", width="stretch")
+    if table.empty and loading:
+        right.info("The models are loading…")
+        return
     if table.empty:
-        right.error("No model could be loaded.") if not loading else right.info("The models are loading…")
+        right.error("No model could be loaded.")
         return
     votes = table["prediction"].value_counts()
     verdict = f"{votes.iloc[0]}/{len(table)} models say **{votes.index[0]}**"
