@@ -1,4 +1,4 @@
-"""Command line: ``python -m cifar_core <command>`` (list-models, train, run, ladder,
+"""Command line: ``python -m cifar_core <command>`` (list-models, train, run, ladder, tune,
 evaluate, predict, embed, probe, benchmark, report, migrate).
 
     python -m cifar_core list-models
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     from cifar_core.ladders import add_arguments as add_ladder_arguments
 
     add_ladder_arguments(p, _add_common)
+
+    p = sub.add_parser("tune", help="hyper-parameter search with Optuna: a study per model")
+    from cifar_core.tuning import add_arguments as add_tune_arguments
+
+    add_tune_arguments(p, add_set, _add_common)
 
     p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
     from cifar_core.analyse import add_arguments as add_embed_arguments
@@ -307,6 +312,12 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     return ladder(args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from cifar_core.tuning import main as tune
+
+    return tune(args)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from cifar_core import benchmark
 
@@ -332,6 +343,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "embed": cmd_embed,
     "ladder": cmd_ladder,
+    "tune": cmd_tune,
     "migrate": cmd_migrate,
     "probe": cmd_probe,
     "benchmark": cmd_benchmark,

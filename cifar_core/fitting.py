@@ -77,7 +77,13 @@ def read_history(path: Path) -> pd.DataFrame:
 
 
 def _callbacks(
-    config: TrainConfig, work: Path, phase: int, learning_rate: float, verbose: int, total_steps: int = 0
+    config: TrainConfig,
+    work: Path,
+    phase: int,
+    learning_rate: float,
+    verbose: int,
+    total_steps: int = 0,
+    extra: list | None = None,
 ):
     history = read_history(files.history_file(work))
     if len(history):
@@ -120,6 +126,7 @@ def _callbacks(
                 verbose=verbose,
             )
         )
+    callbacks += list(extra or [])  # e.g. a tuning trial's pruning report, after the history row
     # Last, so an epoch's history row and best weights are on disk before its checkpoint
     # says it is done: a kill in between repeats the epoch (its row is deduplicated) instead
     # of losing it.
@@ -239,9 +246,16 @@ def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> t
 
 
 def fit(
-    config: TrainConfig, splits: Splits, strategy, work: Path, num_classes: int, verbose: int
+    config: TrainConfig,
+    splits: Splits,
+    strategy,
+    work: Path,
+    num_classes: int,
+    verbose: int,
+    callbacks: list | None = None,
 ) -> FitResult:
-    """Fit every phase not yet finished in ``work`` and return the model with its final weights."""
+    """Fit every phase not yet finished in ``work`` and return the model with its final
+    weights; ``callbacks`` are added to every phase's own."""
     model = build_model(config, strategy, splits.x_train)
     missing = sorted(set(config.freeze_after) - {layer.name for layer in model.layers})
     if missing:
@@ -283,7 +297,7 @@ def fit(
             initial_epoch=start_epoch,
             epochs=start_epoch + epochs,
             steps_per_epoch=steps,
-            callbacks=_callbacks(pconfig, work, phase, lr, verbose, total_steps=steps * epochs),
+            callbacks=_callbacks(pconfig, work, phase, lr, verbose, steps * epochs, callbacks),
             verbose=verbose,
             shuffle=False,
         )

@@ -180,11 +180,14 @@ def train_model(
     strategy_name: str = "default",
     verbose: int | None = None,
     ladder: dict | None = None,
+    study: dict | None = None,
 ) -> Path:
     """Train ``config`` on ``data``, write ``root/runs/<run_id>/`` and return its path.
 
     ``ladder`` ({ladder, index, rung, change}) marks a rung of a ladder (cifar_core.ladders):
     its manifest names it, and it is stored lean (mistakes-only thumbnails, no map).
+    ``study`` ({study, trial, val_accuracy, settings}) marks the retrained best trial of a
+    hyper-parameter study (cifar_core.tuning): its manifest names it.
 
     Raises:
         artifacts.RunExistsError: the run is already complete.
@@ -228,6 +231,8 @@ def train_model(
         }
         if ladder is not None:
             facts["ladder"] = ladder
+        if study is not None:
+            facts["study"] = study
         path = record_run(root, run_id, config, data, splits, result, work, facts) if chief else None
         files.clear(work)
     shutil.rmtree(artifacts.work_dir(root, lock_id), ignore_errors=True)

@@ -30,6 +30,9 @@ class ModelSpec:
     # Part of the reference zoo that ``run --all`` trains: every model that needs nothing
     # but the data (keras.applications backbones download their weights: by name only).
     zoo: bool = True
+    # What ``tune`` searches: ``--set`` key -> {"log": [lo, hi]} | {"range": [lo, hi]} |
+    # {"int": [lo, hi]} | {"choices": [...]} (None: cifar_core.tuning's default space).
+    search_space: dict[str, dict] | None = None
 
 
 def register_model(
@@ -41,6 +44,7 @@ def register_model(
     preset: dict[str, Any] | None = None,
     data_init=None,
     zoo: bool = True,
+    search_space: dict[str, dict] | None = None,
 ):
     """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``."""
 
@@ -48,7 +52,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(
-            name, family, description, builder, input_size, dict(preset or {}), data_init, zoo
+            name, family, description, builder, input_size, dict(preset or {}), data_init, zoo, search_space
         )
         return builder
 

@@ -1,0 +1,109 @@
+"""Search spaces: per model, declared next to its preset (``register_model(search_space=)``).
+
+A space maps a ``--set`` key (``learning_rate``, ``augment.translate``,
+``model_args.dropout``) to one of:
+
+    {"log": [lo, hi]}      a float, log-uniform (learning rates, weight decay)
+    {"range": [lo, hi]}    a float, uniform
+    {"int": [lo, hi]}      an integer, both ends included
+    {"choices": [a, b]}    one of the values (numbers, strings, lists such as widths)
+
+A small JSON file (``tune --space FILE``) changes it: its keys replace or add entries, a key
+set to null removes one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from cifar_core.config import apply_setting
+from cifar_core.errors import ConfigError
+
+KINDS = ("log", "range", "int", "choices")
+
+# For a model that declares none: what every from-scratch preset can vary.
+DEFAULT_SPACE = {
+    "learning_rate": {"log": [3e-4, 6e-3]},
+    "weight_decay": {"log": [1e-5, 1e-3]},
+    "batch_size": {"choices": [64, 128, 256]},
+    "label_smoothing": {"range": [0.0, 0.2]},
+    "augment.translate": {"int": [0, 4]},
+}
+
+
+def space_for(model: str) -> dict[str, dict]:
+    """The model's declared space, else the default one (plus dropout where its builder
+    takes a ``dropout`` argument)."""
+    from cifar_core.models import get_spec
+
+    spec = get_spec(model)
+    if spec.search_space is not None:
+        return {k: dict(v) for k, v in spec.search_space.items()}
+    space = {k: dict(v) for k, v in DEFAULT_SPACE.items()}
+    if "dropout" in inspect.signature(spec.builder).parameters:
+        space["model_args.dropout"] = {"range": [0.0, 0.6]}
+    return space
+
+
+def check_space(space: dict[str, Any]) -> dict[str, dict]:
+    """``space`` if every entry is well formed and every key a ``--set`` key; ConfigError
+    naming the first bad entry otherwise."""
+    if not isinstance(space, dict) or not space:
+        raise ConfigError("a search space is a non-empty mapping of --set keys to ranges")
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
+            raise ConfigError(f"search space {key!r}: expected one of {', '.join(KINDS)}, got {spec!r}")
+        kind, values = next(iter(spec.items()))
+        if kind == "choices":
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"search space {key!r}: choices must be a non-empty list")
+        elif not (isinstance(values, list) and len(values) == 2 and values[0] < values[1]):
+            raise ConfigError(f"search space {key!r}: {kind} needs [low, high] with low < high")
+        elif kind == "log" and values[0] <= 0:
+            raise ConfigError(f"search space {key!r}: a log range must be positive")
+        apply_setting({}, f"{key}={json.dumps(values[0])}")  # ConfigError for a bad key
+    return space
+
+
+def load_space(model: str, path: str | Path | None) -> dict[str, dict]:
+    """The model's space, changed by the JSON file at ``path`` if one is given."""
+    space = space_for(model)
+    if path is not None:
+        try:
+            changes = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: not a readable JSON search space ({type(error).__name__})") from None
+        if not isinstance(changes, dict):
+            raise ConfigError(f"{path}: expected a JSON object of --set keys to ranges")
+        for key, spec in changes.items():
+            if spec is None:
+                space.pop(key, None)
+            else:
+                space[key] = spec
+    return check_space(space)
+
+
+def suggest(trial, space: dict[str, dict]) -> dict[str, Any]:
+    """One value per key, asked of an Optuna trial (TPE learns from the earlier ones)."""
+    values = {}
+    for key, spec in space.items():
+        kind, bounds = next(iter(spec.items()))
+        if kind == "log":
+            values[key] = trial.suggest_float(key, bounds[0], bounds[1], log=True)
+        elif kind == "range":
+            values[key] = trial.suggest_float(key, bounds[0], bounds[1])
+        elif kind == "int":
+            values[key] = trial.suggest_int(key, bounds[0], bounds[1])
+        else:  # Optuna's choices are scalars: a list (e.g. widths) travels as its JSON text
+            choices = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in bounds]
+            picked = trial.suggest_categorical(key, choices)
+            values[key] = json.loads(picked) if isinstance(picked, str) and picked[:1] in "[{" else picked
+    return values
+
+
+def settings(values: dict[str, Any]) -> list[str]:
+    """``--set`` strings for a trial's values (how a config and a run's manifest take them)."""
+    return [f"{key}={json.dumps(value)}" for key, value in values.items()]

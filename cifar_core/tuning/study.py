@@ -1,0 +1,262 @@
+"""Run and read a hyper-parameter study with Optuna.
+
+Optuna, not KerasTuner: a trial here is an ordinary ``TrainConfig`` (the model's preset plus
+``--set`` values) trained by the engine's own ``fitting.fit`` (its data pipeline, schedules,
+checkpoints and resume), and Optuna's define-by-run trials ask for values without owning the
+model or the training loop. KerasTuner wants a ``HyperModel`` that builds and compiles the
+model itself and runs its own ``fit``, a second way to train.
+
+- Sampler: TPE (seeded); pruner: median, on the validation accuracy reported after every
+  epoch (a trial below the median of earlier trials at the same epoch stops there).
+- Every trial trains on the same split as every run (validation carved from train by the
+  config's seed) and is scored on validation accuracy only; the test split is never read.
+- Storage: Optuna's journal file in ``artifacts/studies/<name>/``. A trial killed mid-way is
+  failed when the study is next opened and queued again with its values; its checkpoints
+  (keyed by the config) let it resume from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cifar_core.artifacts import studies
+from cifar_core.config import TrainConfig
+from cifar_core.errors import ConfigError
+from cifar_core.tuning.space import settings, suggest
+
+PRUNER = {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+
+
+def _storage(root: Path, name: str):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = studies.journal_path(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def open_study(root: Path, name: str, seed: int = 0):
+    """The study ``name`` (created if new): TPE sampler, median pruner, maximising."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name,
+        storage=_storage(root, name),
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
+        ),
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def trial_config(info: dict, values: dict) -> TrainConfig:
+    """The config a trial trains: the model's preset, the study's fixed settings, then the
+    trial's values; the study's epochs, train subset and validation size."""
+    return TrainConfig.from_preset(
+        info["model"],
+        [*info.get("settings", []), *settings(values)],
+        epochs=info["epochs"],
+        train_limit=info.get("train_limit"),
+        val_size=info.get("val_size"),
+    )
+
+
+def _alive(attrs: dict) -> bool:
+    if attrs.get("host") != socket.gethostname() or not attrs.get("pid"):
+        return False
+    try:
+        os.kill(int(attrs["pid"]), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    return True
+
+
+def recover_interrupted(study) -> list[int]:
+    """Fail the trials left running by a process that is gone, and queue their values again
+    (the retry resumes from the trial's checkpoints). Returns the trial numbers failed."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _alive(trial.user_attrs):
+            continue  # another process (tune --jobs) is training it
+        study.tell(trial.number, state=TrialState.FAIL)
+        failed.append(trial.number)
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"resumes": trial.number})
+    return failed
+
+
+class _Report:
+    """Keras callback: report each epoch's validation accuracy to the trial, stop if pruned."""
+
+    def __new__(cls, trial, history_file: Path):
+        import keras
+
+        class Report(keras.callbacks.Callback):
+            pruned = False
+
+            def on_train_begin(self, logs=None):
+                from cifar_core.fitting import read_history
+
+                done = read_history(history_file)  # a resumed trial: its earlier epochs
+                for step, value in enumerate(done.get("val_accuracy", pd.Series(dtype=float))):
+                    trial.report(float(value), step)
+
+            def on_epoch_end(self, epoch, logs=None):
+                trial.report(float(logs["val_accuracy"]), epoch)
+                if trial.should_prune():
+                    self.pruned = True
+                    self.model.stop_training = True
+
+        return Report()
+
+
+def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose: int = 2):
+    """The function Optuna calls per trial: train, report, return the best val accuracy."""
+    import keras
+    import optuna
+
+    from cifar_core import fitting, runtime
+    from cifar_core.artifacts import work as files
+    from cifar_core.data import run_splits
+
+    first = trial_config(info, {})
+    splits = fitting.Splits(*run_splits(data, first.val_size, first.seed, first.train_limit))
+    strategy = runtime.make_strategy("default")
+
+    def objective(trial) -> float:
+        values = suggest(trial, space)
+        config = trial_config(info, values)
+        work = studies.trial_work_dir(root, name, config.fingerprint())
+        work.mkdir(parents=True, exist_ok=True)
+        trial.set_user_attr("settings", settings(values))
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
+        print(f"trial {trial.number}: {' '.join(settings(values))}", flush=True)
+        keras.utils.set_random_seed(config.seed)
+        report = _Report(trial, files.history_file(work))
+        start = time.perf_counter()
+        with runtime.dtype_policy(runtime.resolve_precision(config.precision, config.model)):
+            fitting.fit(config, splits, strategy, work, len(data.class_names), verbose, [report])
+        history = fitting.read_history(files.history_file(work))
+        trial.set_user_attr("val_curve", [float(v) for v in history["val_accuracy"]])
+        trial.set_user_attr("train_curve", [float(v) for v in history["accuracy"]])
+        trial.set_user_attr("time_s", float(history["epoch_time_s"].sum()))
+        trial.set_user_attr("wall_s", time.perf_counter() - start)
+        shutil.rmtree(work, ignore_errors=True)
+        keras.backend.clear_session()
+        if report.pruned:
+            raise optuna.TrialPruned()
+        return float(history["val_accuracy"].max())
+
+    return objective
+
+
+def describe(model: str, space: dict, epochs: int, data, root: Path, **options) -> dict:
+    """What a study searches and on what: the study.json a new study writes."""
+    from cifar_core import runtime
+
+    return {
+        "model": model,
+        "space": space,
+        "epochs": epochs,
+        "train_limit": options.get("train_limit"),
+        "val_size": options.get("val_size"),
+        "settings": list(options.get("settings") or []),
+        "seed": options.get("seed", 0),
+        "sampler": "TPE",
+        "pruner": PRUNER,
+        "objective": "best validation accuracy over the trial's epochs (the test split is not read)",
+        "data": {"source": data.source, "checksum": data.checksum, "kind": data.kind},
+        "environment": runtime.environment(),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m cifar_core", *sys.argv[1:]]) if sys.argv else None,
+    }
+
+
+SAME_KEYS = ("model", "space", "epochs", "train_limit", "val_size", "settings", "seed")
+
+
+def prepare(root: Path, name: str, info: dict) -> dict:
+    """Write ``info`` for a new study; for an existing one, check it searches the same
+    thing (ConfigError otherwise) and return the stored description."""
+    if not (studies.study_dir(root, name) / studies.STUDY_INFO).exists():
+        studies.write_study_info(root, name, info)
+        return info
+    stored = studies.read_study_info(root, name)  # ArtifactError if it is corrupt
+    different = [k for k in SAME_KEYS if stored.get(k) != info.get(k)]
+    if different or stored["data"]["checksum"] != info["data"]["checksum"]:
+        what = ", ".join(different) or "data"
+        hint = "resume it as it was, or use another --study"
+        raise ConfigError(f"study {name!r} searched another {what}: {hint}")
+    return stored
+
+
+def finished_count(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def run_trials(root: Path, name: str, info: dict, data, trials: int, verbose: int = 2) -> None:
+    """Train trials in this process until the study has ``trials`` finished ones (other
+    processes may be adding to it at the same time)."""
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    study = open_study(root, name, seed=info.get("seed", 0) + os.getpid() % 1000)
+    recover_interrupted(study)
+    if finished_count(study) >= trials:
+        return
+    study.optimize(
+        objective_for(root, name, info, info["space"], data, verbose),
+        callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+        gc_after_trial=True,
+    )
+
+
+def trials_frame(study) -> pd.DataFrame:
+    """One row per trial: number, state, value, every parameter, epochs, seconds, curve."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        curve = t.user_attrs.get("val_curve") or []
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "val_accuracy": t.value if t.value is not None else (max(curve) if curve else np.nan),
+                **{f"param:{k}": v for k, v in t.params.items()},
+                "epochs": len(curve),
+                "time_s": t.user_attrs.get("time_s", np.nan),
+                "val_curve": curve,
+                "resumes": t.user_attrs.get("resumes"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def importances(study) -> dict[str, float]:
+    """fANOVA importance of each parameter for validation accuracy (Optuna's evaluator,
+    over the complete trials), largest first; empty with fewer than two complete trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
