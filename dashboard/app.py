@@ -23,6 +23,7 @@ pages = [
     st.Page("views/map.py", title="Map of the test set", icon=":material/scatter_plot:"),
     st.Page("views/data.py", title="The data", icon=":material/dataset:"),
     st.Page("views/ladder.py", title="Ladders", icon=":material/stairs:"),
+    st.Page("views/tuning.py", title="Tuning", icon=":material/tune:"),
 ]
 page = st.navigation(pages)
 

@@ -254,3 +254,28 @@ def selected_points(event) -> list[int]:
         if data is not None:
             out.add(int(data))
     return sorted(out)
+
+
+def study_names() -> list[str]:
+    """The hyper-parameter studies stored in the artifacts folder."""
+    from cifar_core.artifacts import studies
+
+    return studies.list_studies(artifacts_dir())
+
+
+@st.cache_resource(show_spinner="Reading the study…", max_entries=16)
+def _study(root: str, name: str, signature: tuple) -> dict:
+    from cifar_core.tuning import read_study
+
+    return read_study(Path(root), name)
+
+
+def study_for(name: str) -> dict:
+    """A study read by the engine (trials, importances, best), cached until its files change;
+    ArtifactError for a bad one."""
+    from cifar_core.artifacts import studies
+
+    root = artifacts_dir()
+    folder = studies.study_dir(root, name)
+    signature = tuple(_mtime(folder / f) for f in (studies.STUDY_INFO, studies.JOURNAL))
+    return _study(str(root), name, signature)

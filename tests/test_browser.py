@@ -26,6 +26,7 @@ PAGES = [  # (url path, navigation label, page heading)
     ("map", "Map of the test set", "Map of the test set"),
     ("data", "The data", "The data"),
     ("ladder", "Ladders", "Ladders: one change at a time"),
+    ("tuning", "Tuning", "Hyper-parameter studies"),
 ]
 
 if not Path(CHROMIUM).exists():

@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import optuna
 import pytest
+from test_dashboard import open_page
 
 from cifar_core import artifacts
 from cifar_core.artifacts import studies
@@ -111,3 +113,81 @@ def test_trials_never_read_the_test_split(image_folder, tmp_path):
     data.x_test = data.y_test = None  # any look at the test split would fail
     run_trials(tmp_path, "t", info, data, trials=1)
     assert trials_frame(open_study(tmp_path, "t"))["state"].tolist() == ["complete"]
+
+
+def _synthetic_study(root, name="cnn_bn-tune"):
+    """A stored study of eight trials written straight through Optuna (no training): what
+    the Tuning page reads."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    space = {
+        "learning_rate": {"log": [1e-4, 1e-2]},
+        "batch_size": {"choices": [64, 128]},
+        "model_args.dropout": {"range": [0.1, 0.6]},
+    }
+    info = {
+        "model": "cnn_bn",
+        "space": space,
+        "epochs": 3,
+        "train_limit": 2000,
+        "val_size": None,
+        "settings": [],
+        "seed": 0,
+        "sampler": "TPE",
+        "pruner": {"kind": "median"},
+        "data": {"source": "synthetic", "checksum": "x"},
+    }
+    studies.write_study_info(root, name, info)
+    study = open_study(root, name)
+    dists = {
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+        "batch_size": CategoricalDistribution([64, 128]),
+        "model_args.dropout": FloatDistribution(0.1, 0.6),
+    }
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        params = {
+            "learning_rate": float(10 ** rng.uniform(-4, -2)),
+            "batch_size": [64, 128][i % 2],
+            "model_args.dropout": float(rng.uniform(0.1, 0.6)),
+        }
+        curve = list(np.sort(rng.uniform(0.3, 0.8, 3 if i % 4 else 2)))
+        state = optuna.trial.TrialState.PRUNED if i % 4 == 0 else optuna.trial.TrialState.COMPLETE
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                state=state,
+                value=None if i % 4 == 0 else max(curve),
+                intermediate_values=dict(enumerate(curve)),
+                user_attrs={"val_curve": curve, "time_s": 60.0},
+            )
+        )
+    return name
+
+
+def test_the_tuning_page_shows_every_trial_what_mattered_and_the_best(monkeypatch, dash_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(dash_root, root)
+    name = _synthetic_study(root)
+    at = open_page(monkeypatch, root, "tuning")
+    assert not at.exception and not at.error
+    specs = [str(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 3 and "parcoords" in specs[0] and "best so far" in specs[2]
+    assert len(at.dataframe[0].value) == 8 and at.get("download_button")
+    assert any(f"tune --retrain {name}" in c.value for c in at.caption)  # not retrained yet
+    # A run whose manifest names the study is shown as its retrained best.
+    run_id = artifacts.list_runs(root)[0]
+    manifest = root / "runs" / run_id / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["study"] = {"study": name, "trial": 1, "val_accuracy": 0.8, "settings": []}
+    manifest.write_text(json.dumps(data))
+    at = open_page(monkeypatch, root, "tuning")
+    assert any(run_id in s.value for s in at.success)
+
+
+def test_the_tuning_page_without_studies_says_how_to_run_one(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path, "tuning")
+    assert not at.exception and any("python -m cifar_core tune --model" in i.value for i in at.info)
