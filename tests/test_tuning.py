@@ -90,6 +90,8 @@ def test_a_study_keeps_every_trial_resumes_an_interrupted_one_and_retrains_its_b
     found = read_study(root, name)
     assert found["best"]["val_accuracy"] == frame["val_accuracy"].max()
     assert set(found["importances"]) == set(info["space"])
+    assert studies.read_importances(root, name, 3) == found["importances"]  # stored by tune: 3 complete
+    assert studies.read_importances(root, name, 4) is None  # stale after another trial
     assert main(["tune", "--show", name, "--artifacts-dir", str(root)]) == 0
     assert "importance" in capsys.readouterr().out
 

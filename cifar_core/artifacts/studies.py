@@ -3,6 +3,7 @@
     studies/<name>/study.json    what was searched: model, space, epochs, data, seed, versions
     studies/<name>/journal.log   Optuna's journal: every trial, its params, per-epoch
                                  validation accuracy, state and times (append-only)
+    studies/<name>/importances.json  the parameters' fANOVA importances, as of N trials
     work/studies/<name>/<key>/   a trial in training (checkpoints; removed when it ends)
 
 The journal is Optuna's own file storage (``JournalFileBackend``): several processes may
@@ -22,6 +23,7 @@ from cifar_core.fileio import write_json
 STUDIES = "studies"
 STUDY_INFO = "study.json"
 JOURNAL = "journal.log"
+IMPORTANCES = "importances.json"  # computed by ``tune`` at its end (fANOVA takes seconds)
 
 
 def study_dir(root: Path, name: str) -> Path:
@@ -65,3 +67,19 @@ def read_study_info(root: Path, name: str) -> dict:
     if not isinstance(info, dict) or not {"model", "space", "epochs"} <= set(info):
         raise ArtifactError(f"{path}: not a study description (needs model, space, epochs)")
     return info
+
+
+def write_importances(root: Path, name: str, complete_trials: int, importances: dict) -> Path:
+    value = {"complete_trials": complete_trials, **importances}
+    return write_json(study_dir(root, name) / IMPORTANCES, value)
+
+
+def read_importances(root: Path, name: str, complete_trials: int) -> dict | None:
+    """The stored importances if they were computed from ``complete_trials`` trials."""
+    try:
+        stored = json.loads((study_dir(root, name) / IMPORTANCES).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.pop("complete_trials", None) != complete_trials:
+        return None
+    return stored

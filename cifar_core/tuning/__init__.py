@@ -55,11 +55,14 @@ def read_study(root, name: str) -> dict:
     info = studies.read_study_info(root, name)
     study = open_study(root, name, seed=info.get("seed", 0))
     frame = trials_frame(study)
+    complete = int((frame["state"] == "complete").sum()) if len(frame) else 0
     best = None
-    if (frame["state"] == "complete").any() if len(frame) else False:
+    if complete:
         trial = study.best_trial  # the best complete trial
         best = {"trial": trial.number, "val_accuracy": float(trial.value), "params": dict(trial.params)}
-    return {"name": name, "info": info, "trials": frame, "importances": importances(study), "best": best}
+    found = studies.read_importances(root, name, complete)  # as `tune` left them, if current
+    found = importances(study) if found is None else found
+    return {"name": name, "info": info, "trials": frame, "importances": found, "best": best}
 
 
 def retrain_best(root, name: str, data, epochs: int | None = None, run_id: str | None = None):
@@ -110,6 +113,8 @@ def _show(root, name: str) -> int:
 
 
 def main(args) -> int:
+    from optuna.trial import TrialState
+
     from cifar_core import artifacts
     from cifar_core.artifacts import studies
     from cifar_core.data import load_cifar10
@@ -138,6 +143,8 @@ def main(args) -> int:
         return _spawn(args, name, root)
     runner.run_trials(root, name, info, data, args.trials)
     study = open_study(root, name)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    studies.write_importances(root, name, complete, importances(study))
     print(f"study {name}: {finished_count(study)} finished trials; see `tune --show {name}`")
     return 0
 
