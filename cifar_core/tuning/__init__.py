@@ -140,8 +140,11 @@ def main(args) -> int:
     trial_config(info, {})  # a bad --set or model fails here, before anything is written
     info = runner.prepare(root, name, info)
     if args.jobs > 1 and not args.worker:
-        return _spawn(args, name, root)
-    runner.run_trials(root, name, info, data, args.trials)
+        code = _spawn(args, name, root)  # each worker stops when the study has enough trials
+        if code:
+            return code
+    else:
+        runner.run_trials(root, name, info, data, args.trials)
     study = open_study(root, name)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     studies.write_importances(root, name, complete, importances(study))
