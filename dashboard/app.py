@@ -11,6 +11,7 @@ import common
 import streamlit as st
 
 st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
+common.preload_models()  # the first visit to any page starts loading the models in the background
 
 pages = [
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
@@ -32,6 +33,5 @@ with st.sidebar:
     st.caption(
         f"{len(runs)} run(s) in `{common.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
     )
-common.preload_models()  # the first visit to any page starts loading the models in the background
 
 page.run()

@@ -124,10 +124,21 @@ def zoo_model_paths() -> list[Path]:
     return [run.model_path for run in runs]
 
 
+_PRELOAD = threading.Event()
+
+
 def preload_models() -> None:
-    """Queue every zoo model for loading in the background (the first visit to any page
-    starts it; later calls return at once), so the first upload finds them ready."""
-    try:  # smallest files first: most models answer a photo sent while Lite0 still loads
+    """Once per process, at the first visit to any page: import TensorFlow here, before the
+    page is drawn, then load every zoo model in a background thread (smallest files first),
+    so the first upload finds them ready or most of them. Importing TensorFlow holds
+    Python's GIL for seconds: in the loader thread it froze the server while the browser
+    was still fetching the first page (the upload box took 7-10 s to appear instead of 2)."""
+    if _PRELOAD.is_set():
+        return
+    _PRELOAD.set()
+    try:
+        import keras  # noqa: F401  (the seconds-long import, done while nothing is on screen yet)
+
         _pool().preload(sorted(zoo_model_paths(), key=lambda path: path.stat().st_size))
     except Exception:  # never break a page over preloading: predictor_for() reports errors
         pass

@@ -49,10 +49,13 @@ def predict_all(runs, images: list[np.ndarray]) -> tuple[list[pd.DataFrame], lis
 
 @st.fragment(run_every=1.0)
 def loading_progress(paths) -> None:
-    """A progress bar while the models load in the background; the page reruns when done,
-    so a photo classified meanwhile gets the late models' answers too."""
+    """A progress bar while the models load in the background. The page reruns when they
+    are all loaded, and, while a photo is shown, whenever another model is: each answers
+    as soon as it can."""
     ready, total = common.models_ready(paths)
-    if ready >= total:
+    more = ready > st.session_state.get("cls_ready", 0)
+    st.session_state["cls_ready"] = ready
+    if ready >= total or (more and st.session_state.get("cls_showing")):
         st.rerun()
     st.progress(ready / max(total, 1), text=f"Loading models in the background: {ready}/{total} ready…")
 
@@ -138,6 +141,7 @@ runs = common.require_runs()
 if runs:
     paths = [run.model_path for run in runs]
     ready, total = common.models_ready(paths)
+    st.session_state["cls_ready"] = ready
     if ready < total:
         loading_progress(paths)
     labels = {common.run_label(r): r for r in runs}
@@ -180,6 +184,7 @@ if runs:
         else:
             truth = run.class_names[int(run.predictions["y_true"][index])]
             shown.append((f"test image #{index}", pixels, np.asarray(pixels, dtype=np.uint8), truth))
+    st.session_state["cls_showing"] = bool(shown)
     if shown:
         tables, loading = predict_all(chosen, [pixels for _, _, pixels, _ in shown])
         if loading:
