@@ -100,29 +100,29 @@ def recover_interrupted(study) -> list[int]:
     return failed
 
 
-class _Report:
-    """Keras callback: report each epoch's validation accuracy to the trial, stop if pruned."""
+def report_callback(trial, history_file: Path):
+    """A Keras callback that reports each epoch's validation accuracy to ``trial`` (first the
+    epochs a resumed trial already has) and stops training when the pruner says so. Keras
+    is imported here, not with the module: the CLI builds its parser from this package."""
+    import keras
 
-    def __new__(cls, trial, history_file: Path):
-        import keras
+    from cifar_core.fitting import read_history
 
-        class Report(keras.callbacks.Callback):
-            pruned = False
+    class Report(keras.callbacks.Callback):
+        pruned = False
 
-            def on_train_begin(self, logs=None):
-                from cifar_core.fitting import read_history
+        def on_train_begin(self, logs=None):
+            done = read_history(history_file)
+            for step, value in enumerate(done.get("val_accuracy", pd.Series(dtype=float))):
+                trial.report(float(value), step)
 
-                done = read_history(history_file)  # a resumed trial: its earlier epochs
-                for step, value in enumerate(done.get("val_accuracy", pd.Series(dtype=float))):
-                    trial.report(float(value), step)
+        def on_epoch_end(self, epoch, logs=None):
+            trial.report(float(logs["val_accuracy"]), epoch)
+            if trial.should_prune():
+                self.pruned = True
+                self.model.stop_training = True
 
-            def on_epoch_end(self, epoch, logs=None):
-                trial.report(float(logs["val_accuracy"]), epoch)
-                if trial.should_prune():
-                    self.pruned = True
-                    self.model.stop_training = True
-
-        return Report()
+    return Report()
 
 
 def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose: int = 2):
@@ -148,7 +148,7 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         trial.set_user_attr("host", socket.gethostname())
         print(f"trial {trial.number}: {' '.join(settings(values))}", flush=True)
         keras.utils.set_random_seed(config.seed)
-        report = _Report(trial, files.history_file(work))
+        report = report_callback(trial, files.history_file(work))
         start = time.perf_counter()
         with runtime.dtype_policy(runtime.resolve_precision(config.precision, config.model)):
             fitting.fit(config, splits, strategy, work, len(data.class_names), verbose, [report])
