@@ -55,6 +55,9 @@ def page(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        # The server may be loading the models in the background while the other worker
+        # runs its tests: 2 vCPUs shared three ways. Navigation gets the same 2 min as waits.
+        context.set_default_navigation_timeout(120_000)
         yield context.new_page()
         browser.close()
 

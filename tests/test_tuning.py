@@ -89,7 +89,11 @@ def test_a_study_keeps_every_trial_resumes_an_interrupted_one_and_retrains_its_b
 
     found = read_study(root, name)
     assert found["best"]["val_accuracy"] == frame["val_accuracy"].max()
-    assert set(found["importances"]) == set(info["space"])
+    complete = frame.loc[frame["state"] == "complete", "val_accuracy"]
+    if complete.nunique() > 1:
+        assert set(found["importances"]) == set(info["space"])
+    else:  # tiny data: every trial scored the same, so there is no variance to explain
+        assert found["importances"] == {}
     assert studies.read_importances(root, name, 3) == found["importances"]  # stored by tune: 3 complete
     assert studies.read_importances(root, name, 4) is None  # stale after another trial
     assert main(["tune", "--show", name, "--artifacts-dir", str(root)]) == 0

@@ -251,12 +251,16 @@ def trials_frame(study) -> pd.DataFrame:
 
 def importances(study) -> dict[str, float]:
     """fANOVA importance of each parameter for validation accuracy (Optuna's evaluator,
-    over the complete trials), largest first; empty with fewer than two complete trials."""
+    over the complete trials), largest first; empty with fewer than two complete trials or
+    when they all scored the same (nothing to explain)."""
     import optuna
     from optuna.trial import TrialState
 
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
         return {}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except RuntimeError:  # "zero total variance": every complete trial scored the same
+        return {}
     return dict(sorted(found.items(), key=lambda kv: -kv[1]))
