@@ -111,6 +111,21 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
     )
 
 
+def mistakes_first(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names, pair: tuple[str, str] = ("cat", "dog")
+) -> np.ndarray:
+    """Indices of the wrong predictions, the confusions within ``pair`` (both ways) first,
+    each group in test-set order: the mistakes a run keeps pictures of, most telling first."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    wrong = np.flatnonzero(y_pred != y_true)
+    names = list(class_names)
+    if not set(pair) <= set(names):
+        return wrong
+    codes = [names.index(c) for c in pair]
+    within = np.isin(y_true[wrong], codes) & np.isin(y_pred[wrong], codes)
+    return np.concatenate([wrong[within], wrong[~within]])
+
+
 def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float | int]:
     """Exact (binomial) McNemar test on paired right/wrong outcomes of two models."""
     only_a = int(np.sum(correct_a & ~correct_b))

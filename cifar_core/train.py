@@ -39,6 +39,8 @@ from cifar_core.report import as_module_command
 # every cat<->dog confusion, then other mistakes up to MAX_THUMBNAILS, plus a random sample.
 MAX_THUMBNAILS = 300
 THUMBNAIL_SAMPLE = 50
+# A ladder's rungs (cifar_core.ladders) keep mistakes only, fewer: a ladder is 4-11 runs.
+LADDER_THUMBNAILS = 100
 
 
 def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
@@ -84,15 +86,11 @@ def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
 def _thumbnails(
     data: Cifar10Data, y_pred: np.ndarray, seed: int, sample: bool = True
 ) -> dict[str, np.ndarray]:
-    wrong = np.flatnonzero(y_pred != data.y_test)
-    names = list(data.class_names)
-    if {"cat", "dog"} <= set(names):
-        cat, dog = names.index("cat"), names.index("dog")
-        pair = np.isin(data.y_test[wrong], [cat, dog]) & np.isin(y_pred[wrong], [cat, dog])
-        wrong = np.concatenate([wrong[pair], wrong[~pair]])  # cat<->dog first
+    wrong = evaluate.mistakes_first(data.y_test, y_pred, data.class_names)
     rng = np.random.default_rng(seed)
     size = min(THUMBNAIL_SAMPLE, len(data.y_test)) if sample else 0
-    index = np.union1d(wrong[:MAX_THUMBNAILS], rng.choice(len(data.y_test), size=size, replace=False))
+    most = MAX_THUMBNAILS if sample else LADDER_THUMBNAILS
+    index = np.union1d(wrong[:most], rng.choice(len(data.y_test), size=size, replace=False))
     index = index.astype(np.int32)
     return {"index": index, "images": data.x_test[index]}
 

@@ -83,3 +83,12 @@ def test_latency_and_throughput_measure_the_callable():
     images = np.zeros((4, 32, 32, 3), np.uint8)
     assert 9 <= evaluate.latency_ms_per_image(slow, images[0], repeats=3) < 100
     assert evaluate.throughput_images_per_s(slow, images, batch_size=8, repeats=2) < 8 / 0.009
+
+
+def test_mistakes_first_puts_the_pairs_confusions_first_in_test_order():
+    names = ["airplane", "cat", "dog", "frog"]
+    y_true = np.array([1, 0, 2, 3, 1, 2, 0])
+    y_pred = np.array([2, 3, 2, 1, 1, 1, 0])  # wrong: 0 (cat->dog), 1, 3, 5 (dog->cat)
+    assert evaluate.mistakes_first(y_true, y_pred, names).tolist() == [0, 5, 1, 3]
+    assert evaluate.mistakes_first(y_true, y_pred, ["a", "b", "c", "d"]).tolist() == [0, 1, 3, 5]
+    assert evaluate.mistakes_first(y_true, y_true, names).size == 0

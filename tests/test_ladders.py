@@ -1,16 +1,17 @@
 """Ladders: declared rungs, the ladder command, the study read back, and the Ladder page."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_dashboard import open_page
 
-from cifar_core import artifacts, report
+from cifar_core import artifacts, evaluate, report
 from cifar_core.cli import main
 from cifar_core.config import same_config
-from cifar_core.ladders import LADDERS, get_ladder, ladder_table, mcnemar
+from cifar_core.ladders import LADDERS, get_ladder, ladder_table, mcnemar, trim_thumbnails
 from cifar_core.ladders.model import parse_rungs
 from cifar_core.models import create_model
 
@@ -95,6 +96,31 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
     assert f"{row['test']:.1%}" in lines[3] and f"{row['gain'] * 100:+.1f} pts" in lines[3]
     assert report.results_frame(ladder_root).empty  # rungs are not zoo runs
     assert artifacts.runs_without_map(ladder_root) == []  # `embed --all` leaves them lean
+
+
+def test_a_finished_rung_keeps_only_its_first_mistakes_pictures_as_a_rung_trained_now_would(
+    ladder_root, tmp_path
+):
+    from cifar_core.train import LADDER_THUMBNAILS
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(ladder_root, root)
+    run_id = get_ladder("seed004").run_id(1)
+    before = artifacts.read_run(root, run_id)
+    truth, predicted = before.predictions["y_true"], before.predictions["y_pred"]
+    wrong = evaluate.mistakes_first(truth, predicted, before.class_names)
+    kept = before.thumbnails["index"]
+    assert sorted(kept) == sorted(wrong[:LADDER_THUMBNAILS])  # as trained
+    stamp = (before.path / artifacts.THUMBNAILS).stat().st_mtime_ns
+    assert trim_thumbnails(root, run_id, LADDER_THUMBNAILS) == 0
+    assert (before.path / artifacts.THUMBNAILS).stat().st_mtime_ns == stamp  # nothing to drop: untouched
+    assert len(kept) > 2, "the tiny model should make a few mistakes"
+    assert trim_thumbnails(root, run_id, 2) == len(kept) - 2
+    after = artifacts.read_run(root, run_id)
+    assert sorted(after.thumbnails["index"]) == sorted(wrong[:2])
+    where = {int(i): k for k, i in enumerate(kept)}
+    for image, i in zip(after.thumbnails["images"], after.thumbnails["index"]):
+        assert np.array_equal(image, before.thumbnails["images"][where[int(i)]])  # the same JPEG bytes
 
 
 def test_mcnemar_counts_the_images_each_side_gets_right_on_the_shared_ones():

@@ -23,7 +23,7 @@ from cifar_core.artifacts.analysis import (
     write_data_facts,
     write_embedding,
 )
-from cifar_core.artifacts.codecs import compact_keras_file, thumbnail_bytes
+from cifar_core.artifacts.codecs import compact_keras_file, keep_thumbnails, thumbnail_bytes
 from cifar_core.artifacts.runs import (
     CONFUSION,
     EVALUATIONS,
@@ -81,6 +81,7 @@ __all__ = [
     "artifacts_root",
     "check_run_id",
     "compact_keras_file",
+    "keep_thumbnails",
     "data_folder",
     "data_record",
     "list_runs",

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cifar_core.artifacts.schema import read_npz
 from cifar_core.errors import ArtifactError
 from cifar_core.fileio import atomic_write, npz_bytes
 
@@ -95,3 +96,26 @@ def decode_thumbnails(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
     if len({i.shape for i in images}) > 1:
         raise ArtifactError(f"{path}: thumbnails of different sizes")
     return np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)
+
+
+def keep_thumbnails(path: Path, keep: np.ndarray) -> int:
+    """Rewrite the thumbnails.npz at ``path`` with only the test images in ``keep`` (their
+    JPEG bytes copied as they are) and return how many were dropped; nothing is written
+    when none is."""
+    arrays = read_npz(path)
+    decode_thumbnails(path, arrays)  # a corrupt file fails here, untouched
+    index, jpeg, offsets = arrays["index"], arrays["jpeg"].tobytes(), arrays["offsets"]
+    kept = np.flatnonzero(np.isin(index, keep))
+    if len(kept) == len(index):
+        return 0
+    blobs = [jpeg[offsets[i] : offsets[i + 1]] for i in kept]
+    new_offsets = np.cumsum([0, *map(len, blobs)]).astype(np.int64)
+    atomic_write(
+        path,
+        npz_bytes(
+            index=index[kept].astype(np.int32),
+            jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
+            offsets=new_offsets,
+        ),
+    )
+    return len(index) - len(kept)

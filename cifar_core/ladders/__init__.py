@@ -93,6 +93,16 @@ def add_arguments(parser, add_common) -> None:
     add_common(p)
 
 
+def trim_thumbnails(root, run_id: str, most: int) -> int:
+    """Keep the first ``most`` mistakes' thumbnails of a finished rung (what a rung trained
+    now stores); returns how many were dropped."""
+    from cifar_core import artifacts, evaluate
+
+    run = artifacts.read_run(root, run_id)
+    wrong = evaluate.mistakes_first(run.predictions["y_true"], run.predictions["y_pred"], run.class_names)
+    return artifacts.keep_thumbnails(run.path / artifacts.THUMBNAILS, wrong[:most])
+
+
 def main(args) -> int:
     from cifar_core import artifacts
 
@@ -119,7 +129,7 @@ def main(args) -> int:
             print(f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}: {state}: {ladder.rungs[i].change}")
         return 0
     from cifar_core.data import load_cifar10
-    from cifar_core.train import same_config, train_model
+    from cifar_core.train import LADDER_THUMBNAILS, same_config, train_model
 
     data = load_cifar10(args.data_dir)
     for i in chosen:
@@ -127,6 +137,8 @@ def main(args) -> int:
         if artifacts.run_exists(root, run_id):
             same = same_config(artifacts.read_manifest(root, run_id)["config"], configs[i])
             note = "" if same else " (trained with another config: delete its folder to retrain it)"
+            dropped = trim_thumbnails(root, run_id, LADDER_THUMBNAILS)
+            note += f" ({dropped} thumbnails dropped: a rung keeps {LADDER_THUMBNAILS})" if dropped else ""
             print(f"[{i + 1}/{len(ladder.rungs)}] {run_id}: finished, kept{note}")
             continue
         print(f"[{i + 1}/{len(ladder.rungs)}] {run_id}: {ladder.rungs[i].change}", flush=True)
