@@ -67,6 +67,11 @@ def thumbnail_bytes(index: np.ndarray, images: np.ndarray) -> bytes:
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=95, subsampling=0)
         blobs.append(buffer.getvalue())
+    return _pack(index, blobs)
+
+
+def _pack(index: np.ndarray, blobs: list[bytes]) -> bytes:
+    """thumbnails.npz bytes for ``index`` and one JPEG blob per index."""
     offsets = np.cumsum([0, *map(len, blobs)]).astype(np.int64)
     jpeg = np.frombuffer(b"".join(blobs), dtype=np.uint8)
     return npz_bytes(index=np.asarray(index, dtype=np.int32), jpeg=jpeg, offsets=offsets)
@@ -109,13 +114,5 @@ def keep_thumbnails(path: Path, keep: np.ndarray) -> int:
     if len(kept) == len(index):
         return 0
     blobs = [jpeg[offsets[i] : offsets[i + 1]] for i in kept]
-    new_offsets = np.cumsum([0, *map(len, blobs)]).astype(np.int64)
-    atomic_write(
-        path,
-        npz_bytes(
-            index=index[kept].astype(np.int32),
-            jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
-            offsets=new_offsets,
-        ),
-    )
+    atomic_write(path, _pack(index[kept], blobs))
     return len(index) - len(kept)
