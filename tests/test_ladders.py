@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from test_dashboard import open_page
 from cifar_core import artifacts, evaluate, report
 from cifar_core.cli import main
 from cifar_core.config import same_config
-from cifar_core.ladders import LADDERS, get_ladder, ladder_table, mcnemar, trim_thumbnails
+from cifar_core.ladders import LADDERS, get_ladder, idle_reason, ladder_table, mcnemar, trim_thumbnails
 from cifar_core.ladders.model import parse_rungs
 from cifar_core.models import create_model
 
@@ -132,6 +133,32 @@ def test_mcnemar_counts_the_images_each_side_gets_right_on_the_shared_ones():
     assert mcnemar(before, before)[2] == 1.0
     with pytest.raises(ValueError, match="no test image"):
         mcnemar(before, pd.Series([True], index=["other"]))
+
+
+def fake_rung(changes, y_pred, epochs_run=10, best_epoch=10, lrs=(1e-3,) * 10):
+    config = {"epochs": 10, "plateau_patience": 3}
+    return SimpleNamespace(
+        manifest={"ladder": {"changes": changes}, "config": config},
+        metrics={"epochs_run": epochs_run, "best_epoch": best_epoch},
+        predictions={"y_pred": np.asarray(y_pred)},
+        history=pd.DataFrame({"learning_rate": lrs[:epochs_run]}),
+    )
+
+
+def test_a_callback_rung_that_never_acted_says_why_it_equals_the_rung_before():
+    before = fake_rung({"translate": 3}, [0, 1, 2])
+    stopping = {"early_stopping_patience": 5, "restore_best": True}
+    reason = idle_reason(fake_rung(stopping, [0, 1, 2]), before)
+    assert "all 10 epochs ran" in reason and "best validation epoch was the last" in reason
+    assert "never cut" in idle_reason(fake_rung({"lr_schedule": "plateau"}, [0, 1, 2]), before)
+    # It acted (stopped early / cut the rate), changed predictions, or is not a callback: no reason.
+    assert idle_reason(fake_rung(stopping, [0, 1, 2], epochs_run=7, best_epoch=2), before) is None
+    assert (
+        idle_reason(fake_rung({"lr_schedule": "plateau"}, [0, 1, 2], lrs=(1e-3,) * 5 + (5e-4,) * 5), before)
+        is None
+    )
+    assert idle_reason(fake_rung(stopping, [0, 1, 1]), before) is None
+    assert idle_reason(fake_rung({"model_args.dropout": 0.3}, [0, 1, 2]), before) is None
 
 
 def test_the_ladder_page_shows_rungs_against_the_write_up_and_a_rungs_details(monkeypatch, ladder_root):

@@ -14,7 +14,14 @@ from __future__ import annotations
 from cifar_core.errors import ConfigError
 from cifar_core.ladders.declared import LADDERS
 from cifar_core.ladders.model import Ladder, Rung, parse_rungs
-from cifar_core.ladders.study import confusion_change, correct_on_test, ladder_table, mcnemar, rung_runs
+from cifar_core.ladders.study import (
+    confusion_change,
+    correct_on_test,
+    idle_reason,
+    ladder_table,
+    mcnemar,
+    rung_runs,
+)
 
 __all__ = [
     "LADDERS",
@@ -23,6 +30,7 @@ __all__ = [
     "confusion_change",
     "correct_on_test",
     "get_ladder",
+    "idle_reason",
     "ladder_table",
     "mcnemar",
     "rung_runs",
@@ -68,7 +76,12 @@ def markdown_table(ladder: Ladder, runs) -> str:
         gain = "" if row.gain != row.gain else f"{row.gain * 100:+.1f} pts (p={row.p_value:.2g})"
         cost = f"{row.epochs:.0f} | {row.minutes:.1f}"
         lines.append(f"| {row.rung} | {row.change} | {here} | {reported} | {gain} | {cost} |")
-    return "\n".join(lines)
+    idle = [
+        f"- Rung {r.rung} equals rung {r.rung - 1}: {r.idle}."
+        for r in table.itertuples()
+        if isinstance(r.idle, str)
+    ]
+    return "\n".join(lines + ([""] + idle if idle else []))
 
 
 def add_arguments(parser, add_common) -> None:

@@ -42,9 +42,41 @@ def mcnemar(before: pd.Series, after: pd.Series) -> tuple[int, int, float]:
     return test["only_b_right"], test["only_a_right"], test["p_value"]
 
 
+# A change to these fields acts through a callback, which may never act in a short run.
+CALLBACK_FIELDS = frozenset(
+    {"early_stopping_patience", "restore_best", "lr_schedule", "plateau_patience", "plateau_factor"}
+)
+
+
+def idle_reason(run, previous) -> str | None:
+    """Why a rung predicted every test image exactly as the rung before it, when its change is
+    a callback that never acted in this run (early stopping ran every epoch, the best epoch
+    was the last, the plateau never came); None when the rungs differ or no such reason."""
+    changes = (run.manifest.get("ladder") or {}).get("changes") or {}
+    if not changes or not set(changes) <= CALLBACK_FIELDS:
+        return None
+    if not np.array_equal(run.predictions["y_pred"], previous.predictions["y_pred"]):
+        return None
+    config, m = run.manifest["config"], run.metrics
+    reasons = []
+    if changes.get("early_stopping_patience") and m["epochs_run"] >= config["epochs"]:
+        reasons.append(f"early stopping never stopped it: all {config['epochs']} epochs ran")
+    if changes.get("restore_best") and m.get("best_epoch") == m["epochs_run"]:
+        reasons.append(
+            "its best validation epoch was the last, so restoring the best weights changed nothing"
+        )
+    if changes.get("lr_schedule") == "plateau" and run.history["learning_rate"].nunique() == 1:
+        reasons.append(
+            f"validation loss never stalled for {config['plateau_patience']} epochs, "
+            "so the learning rate was never cut"
+        )
+    return "; ".join(reasons) or None
+
+
 def ladder_table(ladder: Ladder, runs) -> pd.DataFrame:
     """One row per rung: the change, this run's train / validation / test accuracy, the
     train-test gap, the test gain over the previous trained rung and McNemar's p for it,
+    why a callback rung scored exactly as the one before (``idle``, idle_reason),
     epochs and minutes, and the write-up's figures (``reported_*``)."""
     found = rung_runs(ladder, runs)
     rows, previous = [], None
@@ -72,11 +104,12 @@ def ladder_table(ladder: Ladder, runs) -> pd.DataFrame:
                     gained=gained,
                     lost=lost,
                     p_value=p,
+                    idle=idle_reason(run, previous),
                 )
             previous = run
         rows.append(row)
     columns = ["rung", "slug", "change", "run_id", "train", "val", "test", "gap", "gain", "p_value"]
-    columns += ["gained", "lost", "macro_f1", "epochs", "minutes", "params"]
+    columns += ["gained", "lost", "idle", "macro_f1", "epochs", "minutes", "params"]
     columns += ["reported_train", "reported_val", "reported_test"]
     return pd.DataFrame(rows).reindex(columns=columns)
 

@@ -178,6 +178,8 @@ else:
             "minutes": st.column_config.NumberColumn(format="%.1f"),
         },
     )
+    for row in table[table["idle"].notna()].itertuples():
+        st.info(f"Rung {row.rung} predicts every test image as rung {row.rung - 1} does: {row.idle}.")
     off = table[(table["test"] - table["reported_test"]).abs() >= 0.03]
     for row in off.itertuples():
         st.warning(
