@@ -197,3 +197,12 @@ def test_the_tuning_page_shows_every_trial_what_mattered_and_the_best(monkeypatc
 def test_the_tuning_page_without_studies_says_how_to_run_one(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path, "tuning")
     assert not at.exception and any("python -m cifar_core tune --model" in i.value for i in at.info)
+
+
+def test_stored_importances_read_back_largest_first_and_a_corrupt_file_is_recomputed(tmp_path):
+    (tmp_path / studies.STUDIES / "s").mkdir(parents=True)
+    studies.write_importances(tmp_path, "s", 5, {"batch_size": 0.6, "augment.translate": 0.1, "lr": 0.3})
+    found = studies.read_importances(tmp_path, "s", 5)
+    assert list(found) == ["batch_size", "lr", "augment.translate"]
+    studies.write_importances(tmp_path, "s", 5, {"lr": "high"})
+    assert studies.read_importances(tmp_path, "s", 5) is None  # tune --show recomputes from the journal

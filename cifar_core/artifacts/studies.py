@@ -75,11 +75,14 @@ def write_importances(root: Path, name: str, complete_trials: int, importances: 
 
 
 def read_importances(root: Path, name: str, complete_trials: int) -> dict | None:
-    """The stored importances if they were computed from ``complete_trials`` trials."""
+    """The stored importances, largest first, if they were computed from ``complete_trials``
+    trials (None otherwise, or when the file is not a map of names to numbers)."""
     try:
         stored = json.loads((study_dir(root, name) / IMPORTANCES).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(stored, dict) or stored.pop("complete_trials", None) != complete_trials:
         return None
-    return stored
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in stored.values()):
+        return None
+    return dict(sorted(stored.items(), key=lambda kv: -kv[1]))  # the file's keys are sorted by name
