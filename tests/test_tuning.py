@@ -206,3 +206,21 @@ def test_stored_importances_read_back_largest_first_and_a_corrupt_file_is_recomp
     assert list(found) == ["batch_size", "lr", "augment.translate"]
     studies.write_importances(tmp_path, "s", 5, {"lr": "high"})
     assert studies.read_importances(tmp_path, "s", 5) is None  # tune --show recomputes from the journal
+
+
+def test_retrain_trains_the_presets_epochs_and_a_new_study_six_unless_told(monkeypatch, tmp_path):
+    from cifar_core import tuning
+    from cifar_core.cli import build_parser
+
+    seen = {}
+
+    def retrain(root, name, data, epochs, run_id):
+        seen["epochs"] = epochs
+        return root / "runs" / "r"
+
+    monkeypatch.setattr(tuning, "retrain_best", retrain)
+    monkeypatch.setattr("cifar_core.data.load_cifar10", lambda d: None)
+    args = build_parser().parse_args(["tune", "--retrain", "s", "--artifacts-dir", str(tmp_path)])
+    assert args.epochs is None and tuning.main(args) == 0
+    assert seen == {"epochs": None}  # retrain_best takes the preset's epochs (30 for cnn_bn)
+    assert tuning.TRIAL_EPOCHS == 6  # a new study's trials without --epochs

@@ -65,6 +65,9 @@ def read_study(root, name: str) -> dict:
     return {"name": name, "info": info, "trials": frame, "importances": found, "best": best}
 
 
+TRIAL_EPOCHS = 6  # `tune` without --epochs: a short trial, enough to rank settings
+
+
 def retrain_best(root, name: str, data, epochs: int | None = None, run_id: str | None = None):
     """Train the study's best values as an ordinary run on all of train (the preset's epochs
     unless ``epochs``): the one look at the test split. Its manifest names the study."""
@@ -85,7 +88,9 @@ def add_arguments(p, add_set, add_common) -> None:
     p.add_argument("--model", help="model to tune (see list-models); required for a new study")
     p.add_argument("--study", help="study name (default: <model>-tune)")
     p.add_argument("--trials", type=int, default=24, help="finished trials the study should reach")
-    p.add_argument("--epochs", type=int, default=6, help="epochs per trial (retrain: default the preset's)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs per trial (default 6; retrain: the preset's)"
+    )
     p.add_argument("--train-limit", type=int, default=None, help="trials train on at most this many images")
     p.add_argument("--val-size", type=int, default=None, help="validation images (default: as every run)")
     p.add_argument("--space", default=None, help="JSON file changing the model's search space")
@@ -133,6 +138,7 @@ def main(args) -> int:
     if args.model is None:
         args.model = studies.read_study_info(root, name)["model"]
     space = load_space(args.model, args.space)
+    args.epochs = TRIAL_EPOCHS if args.epochs is None else args.epochs
     options = {"train_limit": args.train_limit, "val_size": args.val_size}
     options.update(settings=args.settings, seed=args.seed)
     data = load_cifar10(args.data_dir)
