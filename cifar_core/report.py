@@ -114,6 +114,7 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
             "run": run.run_id,
             "model": run.model,
             "family": run.manifest["family"],
+            "study": (run.manifest.get("study") or {}).get("study"),  # retrained best of a study
             "params": m["params"],
             "test_acc": test["accuracy"],
             "macro_f1": test["macro_f1"],
@@ -155,7 +156,9 @@ def render(root=None, markdown: bool = False) -> str:
     frame = results_frame(root)
     if frame.empty:
         return "no runs yet: python -m cifar_core train --model fast --data-dir DIR"
+    tuned = frame["study"].notna()
     shown = frame[list(README_COLUMNS)].assign(
+        model=frame["model"].where(~tuned, frame["model"] + " (tuned: " + frame["study"].astype(str) + ")"),
         params=frame["params"].map("{:,}".format),
         test_acc=frame["test_acc"].map("{:.2%}".format),
         macro_f1=frame["macro_f1"].map("{:.3f}".format),
