@@ -36,6 +36,7 @@ README_END = "<!-- end of results -->"
 LABELS = {
     "run": "Run",
     "model": "Model",
+    "label": "Model",
     "family": "Family",
     "params": "Params",
     "test_acc": "Test acc",
@@ -113,6 +114,7 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
         row = {
             "run": run.run_id,
             "model": run.model,
+            "label": run.label,
             "family": run.manifest["family"],
             "study": (run.manifest.get("study") or {}).get("study"),  # retrained best of a study
             "params": m["params"],
@@ -156,9 +158,8 @@ def render(root=None, markdown: bool = False) -> str:
     frame = results_frame(root)
     if frame.empty:
         return "no runs yet: python -m cifar_core train --model fast --data-dir DIR"
-    tuned = frame["study"].notna()
     shown = frame[list(README_COLUMNS)].assign(
-        model=frame["model"].where(~tuned, frame["model"] + " (tuned: " + frame["study"].astype(str) + ")"),
+        model=frame["label"],
         params=frame["params"].map("{:,}".format),
         test_acc=frame["test_acc"].map("{:.2%}".format),
         macro_f1=frame["macro_f1"].map("{:.3f}".format),

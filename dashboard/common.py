@@ -77,7 +77,7 @@ def load_runs(ladders: bool = False) -> tuple[list[Run], dict[str, str]]:
 
 
 def run_label(run: Run) -> str:
-    return f"{run.model} · {run.metrics['test']['accuracy']:.2%} · {run.run_id}"
+    return f"{run.label} · {run.metrics['test']['accuracy']:.2%} · {run.run_id}"
 
 
 def require_runs(minimum: int = 1) -> list[Run] | None:

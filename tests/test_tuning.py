@@ -106,7 +106,7 @@ def test_a_study_keeps_every_trial_resumes_an_interrupted_one_and_retrains_its_b
     assert run.manifest["study"]["study"] == name and run.manifest["study"]["trial"] == found["best"]["trial"]
     assert run.manifest["config"]["learning_rate"] == pytest.approx(found["best"]["params"]["learning_rate"])
     assert run.manifest["config"]["train_limit"] is None  # retrained on all of train
-    assert f"cnn_bn (tuned: {name})" in report.render(root, markdown=True)  # the README says so
+    assert run.label == "cnn_bn (tuned)" and "| cnn_bn (tuned) |" in report.render(root, markdown=True)
 
 
 def test_trials_never_read_the_test_split(image_folder, tmp_path):

@@ -86,6 +86,12 @@ class Run:
     def model(self) -> str:
         return self.manifest["model"]
 
+    @property
+    def label(self) -> str:
+        """How tables, charts and pages name the run: its model, marked "(tuned)" when it is a
+        study's retrained best (so it and the preset's run of that model stay apart)."""
+        return f"{self.model} (tuned)" if (self.manifest.get("study") or {}).get("study") else self.model
+
 
 def artifacts_root(explicit: str | os.PathLike | None = None) -> Path:
     """``explicit``, else ``$CIFAR_ARTIFACTS``, else ``artifacts/`` in the project."""

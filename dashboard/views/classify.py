@@ -31,13 +31,13 @@ def predict_all(runs, images: list[np.ndarray]) -> tuple[list[pd.DataFrame], lis
             st.warning(f"{run.run_id}: {error}")
             continue
         if predict is None:
-            loading.append(run.model)
+            loading.append(run.label)
             continue
         for row, result in zip(rows, classify(predict, images, run.class_names)):
             top, confidence = result["top"][0]
             row.append(
                 {
-                    "model": run.model,
+                    "model": run.label,
                     "prediction": top,
                     "confidence": confidence,
                     "ms": result["ms_per_image"],
@@ -65,17 +65,17 @@ def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> N
     images, captions = [], []
     predicted = dict(zip(table["model"], table["prediction"]))
     for run in runs:
-        if run.model not in predicted:
+        if run.label not in predicted:
             continue  # it could not be loaded (warned above)
-        wanted = predicted[run.model] if class_name == OWN_CLASS else class_name
+        wanted = predicted[run.label] if class_name == OWN_CLASS else class_name
         try:
             heat, how = common.heatmap_for(run, pixels, run.class_names.index(wanted))
         except (CifarError, ValueError) as error:
             images.append(None)
-            captions.append(f"{run.model}: no heatmap ({error})")
+            captions.append(f"{run.label}: no heatmap ({error})")
             continue
         images.append(overlay(pixels, heat))
-        captions.append(f"{run.model}: where it sees '{wanted}' · {how}")
+        captions.append(f"{run.label}: where it sees '{wanted}' · {how}")
     common.image_grid(images, captions, columns=min(5, max(len(images), 1)))
 
 

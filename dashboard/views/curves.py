@@ -21,7 +21,7 @@ if runs:
             for split, column in (("train", metric), ("validation", f"val_{metric}")):
                 rows.append(
                     pd.DataFrame(
-                        {"epoch": h["epoch"] + 1, "value": h[column], "run": run.model, "split": split}
+                        {"epoch": h["epoch"] + 1, "value": h[column], "run": run.label, "split": split}
                     )
                 )
         data = pd.concat(rows)

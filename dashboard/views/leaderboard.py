@@ -14,7 +14,7 @@ COSTS = {"Parameters": "params", "Inference ms/image": "ms_per_image", "Training
 
 # The table's columns, in order (the engine's runs table has a few more, e.g. write-ups).
 COLUMNS = [
-    "model",
+    "label",
     "family",
     "params",
     "test_acc",
@@ -101,14 +101,14 @@ def bar_charts(frame: pd.DataFrame) -> None:
         fig = px.bar(
             ranked,
             x=metric,
-            y="model",
+            y="label",
             color="family",
             orientation="h",
             title=title,
             text_auto=".3f",
             labels=report.LABELS,
             # one order for all families: colouring by family must not regroup the bars
-            category_orders={"model": ranked["model"].tolist()[::-1]},  # best on top
+            category_orders={"label": ranked["label"].tolist()[::-1]},  # best on top
         )
         column.plotly_chart(fig, width="stretch", key=f"lb_bar_{metric}")
 
@@ -127,11 +127,11 @@ def cost_scatter(frame: pd.DataFrame) -> None:
         x=x,
         y="test_acc",
         color="family",
-        hover_name="model",
+        hover_name="label",
         log_x=x == "params",
         title=f"Accuracy vs {cost_label.lower()}",
         labels=report.LABELS,
-        text="model",
+        text="label",
     )
     fig.update_traces(textposition="top center")
     fig.add_trace(
@@ -144,7 +144,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
         )
     )
     st.plotly_chart(fig, width="stretch", key="lb_scatter")
-    st.caption(f"On the frontier: {', '.join(r['model'] for r in frontier)}")
+    st.caption(f"On the frontier: {', '.join(r['label'] for r in frontier)}")
 
 
 st.title("Leaderboard")

@@ -100,7 +100,7 @@ def neighbours_view(run, arrays) -> None:
             st.caption(f"{title} (image not available here)")
     with right:
         st.write(
-            f"Its {len(order)} nearest test images in {run.model}'s feature space are labelled "
+            f"Its {len(order)} nearest test images in {run.label}'s feature space are labelled "
             + ", ".join(f"**{name}** ({count})" for name, count in vote)
         )
         grid(run, order)
@@ -139,7 +139,7 @@ if runs:
         fig, frame = scatter(run, arrays, pair if focus == "cat and dog" else names)
         wrong = int((frame["outcome"] == "wrong").sum())
         st.caption(
-            f"{len(frame)} test images ({wrong} wrong, marked x), {run.model}'s penultimate-layer "
+            f"{len(frame)} test images ({wrong} wrong, marked x), {run.label}'s penultimate-layer "
             f"features: PCA to {arrays['pca'].shape[1]} dimensions ({float(arrays['explained']):.0%} of "
             f"the variance), then t-SNE (perplexity {float(arrays['perplexity']):.0f}, seed "
             f"{int(arrays['seed'])}). Drag a box (or pick the lasso in the chart's toolbar) to "

@@ -108,8 +108,8 @@ if runs:
                             heat, how = common.heatmap_for(run, pixels, run.class_names.index(name))
                         except CifarError as error:
                             images.append(None)
-                            captions.append(f"{run.model}: no heatmap ({error})")
+                            captions.append(f"{run.label}: no heatmap ({error})")
                             continue
                         images.append(overlay(np.asarray(pixels, dtype=np.uint8), heat))
-                        captions.append(f"{run.model} · {role}: '{name}' · {how}")
+                        captions.append(f"{run.label} · {role}: '{name}' · {how}")
                 common.image_grid(images, captions, columns=min(6, len(images)))
