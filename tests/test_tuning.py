@@ -225,3 +225,16 @@ def test_retrain_trains_the_presets_epochs_and_a_new_study_six_unless_told(monke
     assert args.epochs is None and tuning.main(args) == 0
     assert seen == {"epochs": None}  # retrain_best takes the preset's epochs (30 for cnn_bn)
     assert tuning.TRIAL_EPOCHS == 6  # a new study's trials without --epochs
+
+
+def test_jobs_2_trains_trials_in_two_worker_processes_sharing_the_journal(image_folder, tmp_path):
+    import os
+
+    root = tmp_path / "artifacts"
+    assert _tune(image_folder, root, "--trials", "2", "--jobs", "2") == 0
+    frame = trials_frame(open_study(root, "cnn_bn-tune"))
+    finished = frame[frame["state"].isin(["complete", "pruned"])]
+    # Each worker finishes the trial it is in when the study reaches 2: at most one extra.
+    assert 2 <= len(finished) <= 3 and not (frame["state"] == "running").any()
+    pids = {t.user_attrs["pid"] for t in open_study(root, "cnn_bn-tune").trials}
+    assert len(pids) == 2 and os.getpid() not in pids  # two workers, not this process
