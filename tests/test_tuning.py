@@ -87,7 +87,9 @@ def test_a_study_keeps_every_trial_resumes_an_interrupted_one_and_retrains_its_b
     assert _tune(image_folder, root, "--trials", "3", "--epochs", "3") == 2
     assert "searched another epochs" in capsys.readouterr().err
 
+    journal = studies.journal_path(root, name).read_bytes()
     found = read_study(root, name)
+    assert studies.journal_path(root, name).read_bytes() == journal  # reading writes nothing
     assert found["best"]["val_accuracy"] == frame["val_accuracy"].max()
     complete = frame.loc[frame["state"] == "complete", "val_accuracy"]
     if complete.nunique() > 1:
@@ -238,3 +240,15 @@ def test_jobs_2_trains_trials_in_two_worker_processes_sharing_the_journal(image_
     assert 2 <= len(finished) <= 3 and not (frame["state"] == "running").any()
     pids = {t.user_attrs["pid"] for t in open_study(root, "cnn_bn-tune").trials}
     assert len(pids) == 2 and os.getpid() not in pids  # two workers, not this process
+
+
+def test_reading_a_study_without_a_readable_journal_is_a_clear_error(tmp_path):
+    from cifar_core.errors import ArtifactError
+    from cifar_core.tuning import load_study
+
+    (tmp_path / studies.STUDIES / "s").mkdir(parents=True)
+    with pytest.raises(ArtifactError, match="no journal file"):
+        load_study(tmp_path, "s")
+    studies.journal_path(tmp_path, "s").write_text("not a journal\n")
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        load_study(tmp_path, "s")

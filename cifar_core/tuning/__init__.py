@@ -24,6 +24,7 @@ from cifar_core.tuning.space import DEFAULT_SPACE, load_space, settings, space_f
 from cifar_core.tuning.study import (
     finished_count,
     importances,
+    load_study,
     open_study,
     recover_interrupted,
     trial_config,
@@ -35,6 +36,7 @@ __all__ = [
     "finished_count",
     "importances",
     "load_space",
+    "load_study",
     "open_study",
     "read_study",
     "recover_interrupted",
@@ -53,7 +55,7 @@ def read_study(root, name: str) -> dict:
     from cifar_core.artifacts import studies
 
     info = studies.read_study_info(root, name)
-    study = open_study(root, name, seed=info.get("seed", 0))
+    study = load_study(root, name)  # reading appends nothing to the journal
     frame = trials_frame(study)
     complete = int((frame["state"] == "complete").sum()) if len(frame) else 0
     best = None

@@ -30,7 +30,7 @@ import pandas as pd
 
 from cifar_core.artifacts import studies
 from cifar_core.config import TrainConfig
-from cifar_core.errors import ConfigError
+from cifar_core.errors import ArtifactError, ConfigError
 from cifar_core.tuning.space import settings, suggest
 
 PRUNER = {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
@@ -60,6 +60,20 @@ def open_study(root: Path, name: str, seed: int = 0):
         direction="maximize",
         load_if_exists=True,
     )
+
+
+def load_study(root: Path, name: str):
+    """The stored study ``name`` for reading (the dashboard, ``--show``, ``--retrain``): unlike
+    ``open_study`` it appends nothing to the journal. ArtifactError if it has none."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not studies.journal_path(root, name).is_file():
+        raise ArtifactError(f"study {name!r} has no journal file: start it with `tune --model ...`")
+    try:
+        return optuna.load_study(study_name=name, storage=_storage(root, name))
+    except (KeyError, ValueError) as error:  # journal without this study, or not a journal
+        raise ArtifactError(f"study {name!r}: its journal cannot be read ({error})") from error
 
 
 def trial_config(info: dict, values: dict) -> TrainConfig:
