@@ -57,7 +57,7 @@ def page(server):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         # The server may be loading the models in the background while the other worker
         # runs its tests: 2 vCPUs shared three ways. Navigation gets the same 2 min as waits.
-        context.set_default_navigation_timeout(120_000)
+        context.set_default_navigation_timeout(240_000)  # 2 vCPUs shared with the other test worker
         yield context.new_page()
         browser.close()
 
@@ -179,7 +179,7 @@ def test_a_box_on_the_map_shows_the_images_inside_and_the_data_page_ranks_labels
     page.get_by_role("heading", name="The data").first.wait_for(timeout=60_000)
     _wait_idle(page)
     page.get_by_text("Possible label errors").first.click()
-    page.get_by_text("Confident learning (cleanlab)").first.wait_for(timeout=120_000)
+    page.get_by_text("Confident learning (cleanlab)").first.wait_for(timeout=240_000)
     _wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "data-label-errors.png"), full_page=True)
