@@ -116,7 +116,7 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
             "model": run.model,
             "label": run.label,
             "family": run.manifest["family"],
-            "study": (run.manifest.get("study") or {}).get("study"),  # retrained best of a study
+            "study": run.study,  # retrained best of a study
             "params": m["params"],
             "test_acc": test["accuracy"],
             "macro_f1": test["macro_f1"],

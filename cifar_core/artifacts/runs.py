@@ -87,10 +87,15 @@ class Run:
         return self.manifest["model"]
 
     @property
+    def study(self) -> str | None:
+        """The hyper-parameter study whose best trial this run retrains, if any."""
+        return (self.manifest.get("study") or {}).get("study")
+
+    @property
     def label(self) -> str:
         """How tables, charts and pages name the run: its model, marked "(tuned)" when it is a
         study's retrained best (so it and the preset's run of that model stay apart)."""
-        return f"{self.model} (tuned)" if (self.manifest.get("study") or {}).get("study") else self.model
+        return f"{self.model} (tuned)" if self.study else self.model
 
 
 def artifacts_root(explicit: str | os.PathLike | None = None) -> Path:

@@ -154,7 +154,7 @@ if found["best"]:
         )
     )
     runs, _ = common.load_runs()
-    retrained = [r for r in runs if (r.manifest.get("study") or {}).get("study") == name]
+    retrained = [r for r in runs if r.study == name]
     if retrained:
         for run in retrained:
             trial = run.manifest["study"]["trial"]
