@@ -163,6 +163,22 @@ def test_label_issues_surface_the_flipped_labels_first(method):
     assert len(issues) < 60  # a ranking of suspects, not of every uncertain image
 
 
+def test_label_issues_start_no_worker_process(monkeypatch):
+    # The dashboard calls this inside a threaded server with TensorFlow loaded, where a
+    # fork can deadlock (cleanlab forks a Pool per core unless told n_jobs=1).
+    import multiprocessing
+
+    import cleanlab.filter  # noqa: F401  (imported before Pool is replaced)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("label_issues started a multiprocessing.Pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    runs, flipped = fake_runs()
+    issues = datafacts.label_issues(runs)
+    assert set(flipped) <= set(issues["index"])
+
+
 def test_accuracy_without_marked_images_and_mistakes_per_class():
     runs, flipped = fake_runs()
     table = datafacts.accuracy_without(runs, flipped)
