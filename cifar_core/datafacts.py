@@ -127,9 +127,7 @@ def label_issues(runs, method: str = "cleanlab") -> pd.DataFrame:
         # from whatever process calls it. In the dashboard that is a threaded server with
         # TensorFlow loaded, and a fork there can deadlock the children and leave the page
         # waiting for ever (it did, twice, in CI). Ten classes take milliseconds in one process.
-        flagged = find_label_issues(
-            y, probs, return_indices_ranked_by="self_confidence", n_jobs=1
-        )
+        flagged = find_label_issues(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     elif method == "unanimous":
         preds = np.stack([r.predictions["y_pred"] for r in runs])
         same = (preds == preds[0]).all(axis=0) & (preds[0] != y)
