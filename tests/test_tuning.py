@@ -252,3 +252,27 @@ def test_reading_a_study_without_a_readable_journal_is_a_clear_error(tmp_path):
     studies.journal_path(tmp_path, "s").write_text("not a journal\n")
     with pytest.raises(ArtifactError, match="cannot be read"):
         load_study(tmp_path, "s")
+
+
+def test_the_recorded_seed_draws_the_same_trials_and_two_workers_draw_different_ones(tmp_path, monkeypatch):
+    from cifar_core.tuning import study as runner
+
+    space = space_for("cnn_bn")
+
+    def objective_for(root, name, info, space, data, verbose=2):
+        return lambda trial: float(suggest(trial, space)["learning_rate"])  # no training
+
+    monkeypatch.setattr(runner, "objective_for", objective_for)
+    info = {"seed": 7, "space": space}
+
+    def drawn(name, worker=0):
+        runner.run_trials(tmp_path, name, info, None, trials=3, worker=worker)
+        return [t.params for t in open_study(tmp_path, name).trials]
+
+    first = drawn("a")
+    assert len(first) == 3
+    assert drawn("b") == first  # same recorded seed, same trials
+    plain = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=7), direction="maximize")
+    plain.optimize(objective_for(None, None, None, space, None), n_trials=3)
+    assert [t.params for t in plain.trials] == first  # the seed study.json records, not another
+    assert drawn("c", worker=1)[0] != first[0]  # a second worker does not repeat the first

@@ -101,7 +101,7 @@ def add_arguments(p, add_set, add_common) -> None:
     p.add_argument("--show", metavar="STUDY", help="print a study's trials, importances and best values")
     p.add_argument("--retrain", metavar="STUDY", help="train a study's best values as an ordinary run")
     p.add_argument("--run-id", default=None, help="retrain: the run id (default: from the config)")
-    p.add_argument("--worker", action="store_true", help=SUPPRESS)
+    p.add_argument("--worker", type=int, default=None, help=SUPPRESS)  # its index
     add_set(p, "fixed config overrides for every trial (as train --set), repeatable")
     add_common(p)
 
@@ -147,12 +147,12 @@ def main(args) -> int:
     info = runner.describe(args.model, space, args.epochs, data, root, **options)
     trial_config(info, {})  # a bad --set or model fails here, before anything is written
     info = runner.prepare(root, name, info)
-    if args.jobs > 1 and not args.worker:
+    if args.jobs > 1 and args.worker is None:
         code = _spawn(args, name, root)  # each worker stops when the study has enough trials
         if code:
             return code
     else:
-        runner.run_trials(root, name, info, data, args.trials)
+        runner.run_trials(root, name, info, data, args.trials, worker=args.worker or 0)
     study = open_study(root, name)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     studies.write_importances(root, name, complete, importances(study))
@@ -172,8 +172,8 @@ def _spawn(args, name: str, root) -> int:
         argv += ["--set", setting]
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     workers = [
-        subprocess.Popen([sys.executable, "-m", "cifar_core", *argv, "--worker"], env=env)
-        for _ in range(args.jobs)
+        subprocess.Popen([sys.executable, "-m", "cifar_core", *argv, "--worker", str(k)], env=env)
+        for k in range(args.jobs)
     ]
     codes = [w.wait() for w in workers]
     return max(codes)

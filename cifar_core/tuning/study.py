@@ -226,13 +226,17 @@ def finished_count(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def run_trials(root: Path, name: str, info: dict, data, trials: int, verbose: int = 2) -> None:
+def run_trials(
+    root: Path, name: str, info: dict, data, trials: int, verbose: int = 2, worker: int = 0
+) -> None:
     """Train trials in this process until the study has ``trials`` finished ones (other
-    processes may be adding to it at the same time)."""
+    processes may be adding to it at the same time). The sampler's seed is the study's
+    seed (recorded in study.json) plus the worker's index, so one process draws the same
+    trials as the recorded seed says and two workers do not draw the same ones."""
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    study = open_study(root, name, seed=info.get("seed", 0) + os.getpid() % 1000)
+    study = open_study(root, name, seed=info.get("seed", 0) + worker)
     recover_interrupted(study)
     if finished_count(study) >= trials:
         return
