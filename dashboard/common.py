@@ -77,7 +77,9 @@ def load_runs(ladders: bool = False) -> tuple[list[Run], dict[str, str]]:
 
 
 def run_label(run: Run) -> str:
-    return f"{run.label} · {run.metrics['test']['accuracy']:.2%} · {run.run_id}"
+    """The run in a picker: its label, test accuracy and run id (once)."""
+    accuracy = f"{run.metrics['test']['accuracy']:.2%}"
+    return f"{run.label} · {accuracy}" if run.label_shared else f"{run.label} · {accuracy} · {run.run_id}"
 
 
 def require_runs(minimum: int = 1) -> list[Run] | None:

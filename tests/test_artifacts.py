@@ -226,3 +226,23 @@ def test_damaged_jpeg_thumbnails_are_named_in_the_error(tmp_path, jpeg, offsets,
     with pytest.raises(ArtifactError, match=message) as caught:
         artifacts.read_run(tmp_path, "r1")
     assert str(path) in str(caught.value)
+
+
+def test_runs_of_one_model_get_distinct_labels_and_a_ladder_rung_does_not_rename_a_zoo_run(tmp_path):
+    _write(tmp_path, "m-first")
+    _write(tmp_path, "m-second")
+    values = run_values()
+    values["manifest"] = {**values["manifest"], "model": "solo"}
+    artifacts.write_run(tmp_path, "solo-1", save_model=_fake_model, **values)
+    values["manifest"] = {**values["manifest"], "ladder": {"ladder": "l", "rung": "r"}}
+    artifacts.write_run(tmp_path, "solo-rung", save_model=_fake_model, **values)
+    runs, bad = artifacts.load_runs(tmp_path)
+    labels = {run.run_id: run.label for run in runs}
+    assert not bad
+    assert labels == {
+        "m-first": "m [m-first]",
+        "m-second": "m [m-second]",
+        "solo-1": "solo",
+        "solo-rung": "solo",
+    }
+    assert artifacts.read_run(tmp_path, "m-first").label == "m"  # alone, a run is its model

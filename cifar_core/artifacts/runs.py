@@ -15,6 +15,7 @@ import re
 import shutil
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ class Run:
     thumbnails: dict[str, np.ndarray]
     # name -> the result of ``evaluate --name NAME`` on other data (evaluations/NAME.json)
     evaluations: dict[str, dict] = field(default_factory=dict)
+    # set by load_runs when another run of the same kind (zoo or ladder) has the same label
+    label_shared: bool = False
 
     @property
     def model_path(self) -> Path:
@@ -94,8 +97,11 @@ class Run:
     @property
     def label(self) -> str:
         """How tables, charts and pages name the run: its model, marked "(tuned)" when it is a
-        study's retrained best (so it and the preset's run of that model stay apart)."""
-        return f"{self.model} (tuned)" if self.study else self.model
+        study's retrained best (so it and the preset's run of that model stay apart), and
+        followed by its run id when ``load_runs`` found another run with the same name (two
+        runs of one model: pages key tables, legends and heatmaps by this label)."""
+        label = f"{self.model} (tuned)" if self.study else self.model
+        return f"{label} [{self.run_id}]" if self.label_shared else label
 
 
 def artifacts_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -167,6 +173,9 @@ def load_runs(root: Path) -> tuple[list[Run], dict[str, str]]:
             good.append(read_run(root, run_id))
         except ArtifactError as error:
             bad[run_id] = str(error)
+    names = Counter((is_ladder_run(run), run.label) for run in good)
+    for run in good:
+        run.label_shared = names[(is_ladder_run(run), run.label)] > 1
     return good, bad
 
 
