@@ -169,7 +169,7 @@ def _synthetic_study(root, name="cnn_bn-tune"):
                 state=state,
                 value=None if i % 4 == 0 else max(curve),
                 intermediate_values=dict(enumerate(curve)),
-                user_attrs={"val_curve": curve, "time_s": 60.0},
+                user_attrs={"val_curve": curve, "time_s": 60.0, **({"baseline": "preset"} if i == 1 else {})},
             )
         )
     return name
@@ -185,6 +185,7 @@ def test_the_tuning_page_shows_every_trial_what_mattered_and_the_best(monkeypatc
     assert not at.exception and not at.error
     specs = [str(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(specs) == 3 and "parcoords" in specs[0] and "best so far" in specs[2]
+    assert "the preset's values (trial 1)" in specs[2]  # the baseline trial, as a line
     assert len(at.dataframe[0].value) == 8 and at.get("download_button")
     assert any(f"tune --retrain {name}" in c.value for c in at.caption)  # not retrained yet
     # A run whose manifest names the study is shown as its retrained best.
@@ -276,3 +277,44 @@ def test_the_recorded_seed_draws_the_same_trials_and_two_workers_draw_different_
     plain.optimize(objective_for(None, None, None, space, None), n_trials=3)
     assert [t.params for t in plain.trials] == first  # the seed study.json records, not another
     assert drawn("c", worker=1)[0] != first[0]  # a second worker does not repeat the first
+
+
+def test_baseline_queues_the_presets_own_values_as_the_first_trial_once(
+    image_folder, tmp_path, monkeypatch, capsys
+):
+    from cifar_core.tuning import recover_interrupted
+    from cifar_core.tuning import study as runner
+
+    def objective_for(root, name, info, space, data, verbose=2):
+        return lambda trial: float(suggest(trial, space)["learning_rate"])  # no training
+
+    monkeypatch.setattr(runner, "objective_for", objective_for)
+    root = tmp_path / "artifacts"
+    argv = ["tune", "--model", "cnn_bn", "--epochs", "1", "--val-size", "50", "--baseline"]
+    argv += ["--data-dir", str(image_folder), "--artifacts-dir", str(root)]
+    assert main([*argv, "--trials", "2"]) == 0
+    assert "baseline: trial 0 trains the preset's values" in capsys.readouterr().out
+    frame = trials_frame(open_study(root, "cnn_bn-tune"))
+    preset = TrainConfig.from_preset("cnn_bn", [])
+    first = frame.iloc[0]
+    assert first["baseline"] and not frame.iloc[1]["baseline"]
+    assert first["param:learning_rate"] == preset.learning_rate
+    assert first["param:batch_size"] == preset.batch_size
+    assert first["param:augment.translate"] == preset.augment.translate
+    assert frame.iloc[1]["param:learning_rate"] != preset.learning_rate  # then the sampler's own
+
+    assert main([*argv, "--trials", "3"]) == 0  # resuming queues no second baseline
+    assert "has trials already" in capsys.readouterr().out
+    frame = trials_frame(open_study(root, "cnn_bn-tune"))
+    assert len(frame) == 3 and frame["baseline"].sum() == 1
+
+    # a baseline trial killed mid-way is queued again still marked as the baseline
+    study = open_study(root, "cnn_bn-tune")
+    killed = study.ask(fixed_distributions={})
+    killed.set_user_attr("baseline", "preset")
+    killed.set_user_attr("pid", 2**22 + 12345)  # no such process
+    killed.set_user_attr("host", __import__("socket").gethostname())
+    suggest(killed, {"learning_rate": {"log": [1e-3, 5e-3]}})
+    assert recover_interrupted(study) == [killed.number]
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs.get("baseline") for t in waiting] == ["preset"]

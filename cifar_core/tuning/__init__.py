@@ -20,7 +20,15 @@ import sys
 from argparse import SUPPRESS
 
 from cifar_core.errors import ConfigError
-from cifar_core.tuning.space import DEFAULT_SPACE, load_space, settings, space_for, suggest
+from cifar_core.tuning.space import (
+    DEFAULT_SPACE,
+    config_values,
+    load_space,
+    settings,
+    space_for,
+    suggest,
+    trial_params,
+)
 from cifar_core.tuning.study import (
     finished_count,
     importances,
@@ -98,6 +106,11 @@ def add_arguments(p, add_set, add_common) -> None:
     p.add_argument("--space", default=None, help="JSON file changing the model's search space")
     p.add_argument("--jobs", type=int, default=1, help="trial processes on this machine (one thread each)")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="a new study's first trial trains the preset's own values, as a yardstick",
+    )
     p.add_argument("--show", metavar="STUDY", help="print a study's trials, importances and best values")
     p.add_argument("--retrain", metavar="STUDY", help="train a study's best values as an ordinary run")
     p.add_argument("--run-id", default=None, help="retrain: the run id (default: from the config)")
@@ -147,6 +160,8 @@ def main(args) -> int:
     info = runner.describe(args.model, space, args.epochs, data, root, **options)
     trial_config(info, {})  # a bad --set or model fails here, before anything is written
     info = runner.prepare(root, name, info)
+    if args.baseline and args.worker is None:
+        _enqueue_baseline(root, name, info)
     if args.jobs > 1 and args.worker is None:
         code = _spawn(args, name, root)  # each worker stops when the study has enough trials
         if code:
@@ -158,6 +173,24 @@ def main(args) -> int:
     studies.write_importances(root, name, complete, importances(study))
     print(f"study {name}: {finished_count(study)} finished trials; see `tune --show {name}`")
     return 0
+
+
+def _enqueue_baseline(root, name: str, info: dict) -> None:
+    """Queue the preset's own values (with the study's fixed settings) as the next trial of
+    a study that has none yet, marked ``baseline`` in the trial table; the sampler does the
+    rest. A value outside the space is trained as it is, and said."""
+    study = open_study(root, name)
+    if study.get_trials(deepcopy=False):
+        print(f"study {name} has trials already: --baseline only queues a new study's first trial")
+        return
+    values = config_values(trial_config(info, {}), info["space"])
+    for key, value in values.items():
+        kind, bounds = next(iter(info["space"][key].items()))
+        inside = value in bounds if kind == "choices" else bounds[0] <= value <= bounds[1]
+        if not inside:
+            print(f"baseline: the preset's {key}={value} lies outside the space {info['space'][key]}")
+    study.enqueue_trial(trial_params(values), user_attrs={"baseline": "preset"})
+    print(f"baseline: trial 0 trains the preset's values: {' '.join(settings(values))}")
 
 
 def _spawn(args, name: str, root) -> int:

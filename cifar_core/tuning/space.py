@@ -107,3 +107,33 @@ def suggest(trial, space: dict[str, dict]) -> dict[str, Any]:
 def settings(values: dict[str, Any]) -> list[str]:
     """``--set`` strings for a trial's values (how a config and a run's manifest take them)."""
     return [f"{key}={json.dumps(value)}" for key, value in values.items()]
+
+
+def config_values(config, space: dict[str, dict]) -> dict[str, Any]:
+    """What ``config`` itself sets for each key of ``space`` (a model argument the preset
+    leaves alone: its builder's default), e.g. the preset's values as a trial's. ConfigError
+    for a key the config and the builder give no value for."""
+    from cifar_core.models import get_spec
+
+    fields = config.to_dict()
+    defaults = inspect.signature(get_spec(config.model).builder).parameters
+    values = {}
+    for key in space:
+        head, _, sub = key.partition(".")
+        if not sub:
+            values[key] = fields[head]
+        elif sub in (fields.get(head) or {}):
+            values[key] = fields[head][sub]
+        elif (
+            head == "model_args" and sub in defaults and defaults[sub].default is not inspect.Parameter.empty
+        ):
+            values[key] = defaults[sub].default
+        else:
+            raise ConfigError(f"the preset of {config.model} sets no {key}: give it with --set")
+    return values
+
+
+def trial_params(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as Optuna stores a trial's parameters (a list choice as its JSON text), the
+    form ``enqueue_trial`` takes: the inverse of ``suggest``."""
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in values.items()}

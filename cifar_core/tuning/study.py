@@ -110,7 +110,8 @@ def recover_interrupted(study) -> list[int]:
         study.tell(trial.number, state=TrialState.FAIL)
         failed.append(trial.number)
         if trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"resumes": trial.number})
+            kept = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
+            study.enqueue_trial(trial.params, user_attrs={"resumes": trial.number, **kept})
     return failed
 
 
@@ -262,6 +263,7 @@ def trials_frame(study) -> pd.DataFrame:
                 "time_s": t.user_attrs.get("time_s", np.nan),
                 "val_curve": curve,
                 "resumes": t.user_attrs.get("resumes"),
+                "baseline": t.user_attrs.get("baseline") == "preset",  # the preset's own values
             }
         )
     return pd.DataFrame(rows)

@@ -77,6 +77,13 @@ def best_so_far(trials: pd.DataFrame) -> go.Figure:
             line={"shape": "hv", "color": "#440154"},
         )
     )
+    baseline = trials[trials.get("baseline", False) & (trials["state"] == "complete")]
+    if len(baseline):  # `tune --baseline`: the preset's own values, the yardstick to beat
+        fig.add_hline(
+            y=float(baseline["val_accuracy"].iloc[0]),
+            line={"dash": "dot", "color": "#e07b00"},
+            annotation_text=f"the preset's values (trial {int(baseline['trial'].iloc[0])})",
+        )
     fig.update_layout(
         xaxis_title="trial", yaxis={"title": "validation accuracy", "tickformat": ".0%"}, height=360
     )
@@ -142,7 +149,7 @@ st.dataframe(
     table,
     hide_index=True,
     width="stretch",
-    column_config={"val_accuracy": st.column_config.NumberColumn(format="%.2f%%")},
+    column_config={"val_accuracy": st.column_config.NumberColumn(format="percent")},  # 0.73 -> 73.00%
 )
 st.download_button("Download the trials (CSV)", table.to_csv(index=False), f"{name}-trials.csv", "text/csv")
 if found["best"]:
