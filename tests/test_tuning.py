@@ -318,3 +318,44 @@ def test_baseline_queues_the_presets_own_values_as_the_first_trial_once(
     assert recover_interrupted(study) == [killed.number]
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs.get("baseline") for t in waiting] == ["preset"]
+
+
+def test_every_models_space_holds_its_presets_own_values():
+    # The default space is centred on the preset: an SGD preset at learning rate 0.2
+    # (resnet20) or 1.5 (fast) is searched around that, not around AdamW's 2e-3.
+    from cifar_core.models import list_models
+    from cifar_core.tuning.space import config_values, outside
+
+    for model in list_models():
+        preset = TrainConfig.from_preset(model, [])
+        space = space_for(model)
+        # a log range cannot hold 0: a preset without weight decay is searched from 1e-5
+        expected = ["weight_decay"] if preset.weight_decay == 0 else []
+        assert outside(config_values(preset, space), space) == expected, model
+    resnet = space_for("resnet20")["learning_rate"]["log"]
+    assert resnet[0] < 0.2 < resnet[1] and resnet[0] > 6e-3
+
+
+def test_values_outside_a_space_are_moved_to_its_nearest_end():
+    from cifar_core.tuning.space import clamp, outside, trial_params
+
+    space = {
+        "weight_decay": {"log": [1e-5, 1e-3]},
+        "batch_size": {"choices": [64, 128, 256]},
+        "augment.translate": {"int": [0, 4]},
+        "model_args.widths": {"choices": [[16, 32], [32, 64]]},
+    }
+    values = {"weight_decay": 0.0, "batch_size": 100, "augment.translate": 6, "model_args.widths": [8, 8]}
+    assert outside(values, space) == list(values)
+    moved = clamp(values, space)
+    assert moved == {
+        "weight_decay": 1e-5,
+        "batch_size": 128,
+        "augment.translate": 4,
+        "model_args.widths": [16, 32],
+    }
+    assert outside(moved, space) == []
+    # and Optuna takes them as a trial's values (it refuses 0 on a log range)
+    study = optuna.create_study()
+    study.enqueue_trial(trial_params(moved))
+    assert suggest(study.ask(), space) == moved

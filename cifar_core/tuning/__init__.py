@@ -22,8 +22,10 @@ from argparse import SUPPRESS
 from cifar_core.errors import ConfigError
 from cifar_core.tuning.space import (
     DEFAULT_SPACE,
+    clamp,
     config_values,
     load_space,
+    outside,
     settings,
     space_for,
     suggest,
@@ -178,17 +180,19 @@ def main(args) -> int:
 def _enqueue_baseline(root, name: str, info: dict) -> None:
     """Queue the preset's own values (with the study's fixed settings) as the next trial of
     a study that has none yet, marked ``baseline`` in the trial table; the sampler does the
-    rest. A value outside the space is trained as it is, and said."""
+    rest. A value outside the space is moved to its nearest end, and said."""
     study = open_study(root, name)
     if study.get_trials(deepcopy=False):
         print(f"study {name} has trials already: --baseline only queues a new study's first trial")
         return
     values = config_values(trial_config(info, {}), info["space"])
-    for key, value in values.items():
-        kind, bounds = next(iter(info["space"][key].items()))
-        inside = value in bounds if kind == "choices" else bounds[0] <= value <= bounds[1]
-        if not inside:
-            print(f"baseline: the preset's {key}={value} lies outside the space {info['space'][key]}")
+    inside = clamp(values, info["space"])
+    for key in outside(values, info["space"]):
+        print(
+            f"baseline: the preset's {key}={values[key]} lies outside the space "
+            f"{info['space'][key]}: the baseline trial uses {inside[key]}"
+        )
+    values = inside
     study.enqueue_trial(trial_params(values), user_attrs={"baseline": "preset"})
     print(f"baseline: trial 0 trains the preset's values: {' '.join(settings(values))}")
 

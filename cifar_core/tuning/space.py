@@ -24,28 +24,46 @@ from cifar_core.errors import ConfigError
 
 KINDS = ("log", "range", "int", "choices")
 
-# For a model that declares none: what every from-scratch preset can vary.
+# For a model that declares none: what every from-scratch preset can vary, around the
+# preset's own values (``default_space``): an SGD preset at learning rate 0.2 and an AdamW
+# one at 2e-3 need different ranges.
 DEFAULT_SPACE = {
-    "learning_rate": {"log": [3e-4, 6e-3]},
-    "weight_decay": {"log": [1e-5, 1e-3]},
-    "batch_size": {"choices": [64, 128, 256]},
+    "learning_rate": {"log": [0.1, 3.0]},  # times the preset's
+    "weight_decay": {"log": [0.1, 10.0]},  # times the preset's; 1e-5 to 1e-3 where it has none
+    "batch_size": {"choices": [0.5, 1, 2]},  # times the preset's
     "label_smoothing": {"range": [0.0, 0.2]},
     "augment.translate": {"int": [0, 4]},
 }
+NO_WEIGHT_DECAY = [1e-5, 1e-3]
+
+
+def default_space(model: str) -> dict[str, dict]:
+    """``DEFAULT_SPACE`` around the model's preset (plus dropout, 0 to 0.6, where its builder
+    takes a ``dropout`` argument): every preset value lies inside its range."""
+    from cifar_core.config import TrainConfig
+    from cifar_core.models import get_spec
+
+    preset = TrainConfig.from_preset(model, [])
+    lr, decay, batch = preset.learning_rate, preset.weight_decay, preset.batch_size
+    space = {k: dict(v) for k, v in DEFAULT_SPACE.items()}
+    space["learning_rate"] = {"log": [float(f"{lr * f:.3g}") for f in DEFAULT_SPACE["learning_rate"]["log"]]}
+    scaled = [float(f"{decay * f:.3g}") for f in DEFAULT_SPACE["weight_decay"]["log"]]
+    space["weight_decay"] = {"log": scaled if decay > 0 else list(NO_WEIGHT_DECAY)}
+    batches = [max(8, int(batch * f)) for f in DEFAULT_SPACE["batch_size"]["choices"]]
+    space["batch_size"] = {"choices": sorted(set(batches))}
+    if "dropout" in inspect.signature(get_spec(model).builder).parameters:
+        space["model_args.dropout"] = {"range": [0.0, 0.6]}
+    return space
 
 
 def space_for(model: str) -> dict[str, dict]:
-    """The model's declared space, else the default one (plus dropout where its builder
-    takes a ``dropout`` argument)."""
+    """The model's declared space, else the default one around its preset."""
     from cifar_core.models import get_spec
 
     spec = get_spec(model)
     if spec.search_space is not None:
         return {k: dict(v) for k, v in spec.search_space.items()}
-    space = {k: dict(v) for k, v in DEFAULT_SPACE.items()}
-    if "dropout" in inspect.signature(spec.builder).parameters:
-        space["model_args.dropout"] = {"range": [0.0, 0.6]}
-    return space
+    return default_space(model)
 
 
 def check_space(space: dict[str, Any]) -> dict[str, dict]:
@@ -137,3 +155,30 @@ def trial_params(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` as Optuna stores a trial's parameters (a list choice as its JSON text), the
     form ``enqueue_trial`` takes: the inverse of ``suggest``."""
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in values.items()}
+
+
+def outside(values: dict[str, Any], space: dict[str, dict]) -> list[str]:
+    """The keys of ``values`` that lie outside their range in ``space``."""
+    keys = []
+    for key, value in values.items():
+        kind, bounds = next(iter(space[key].items()))
+        if not (value in bounds if kind == "choices" else bounds[0] <= value <= bounds[1]):
+            keys.append(key)
+    return keys
+
+
+def clamp(values: dict[str, Any], space: dict[str, dict]) -> dict[str, Any]:
+    """``values`` moved into their ranges (the nearest end; for choices the nearest number,
+    else the first choice): Optuna refuses a trial's value outside its distribution, and a
+    log range cannot hold 0 (a preset without weight decay)."""
+    moved = dict(values)
+    for key in outside(values, space):
+        kind, bounds = next(iter(space[key].items()))
+        value = values[key]
+        if kind != "choices":
+            moved[key] = min(max(value, bounds[0]), bounds[1])
+        elif isinstance(value, (int, float)) and all(isinstance(c, (int, float)) for c in bounds):
+            moved[key] = min(bounds, key=lambda c: abs(c - value))
+        else:
+            moved[key] = bounds[0]
+    return moved
