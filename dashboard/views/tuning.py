@@ -149,7 +149,14 @@ st.dataframe(
     table,
     hide_index=True,
     width="stretch",
-    column_config={"val_accuracy": st.column_config.NumberColumn(format="percent")},  # 0.73 -> 73.00%
+    column_config={
+        "val_accuracy": st.column_config.NumberColumn(format="percent"),  # 0.73 -> 73.00%
+        **{  # learning rate and weight decay span decades: 2.11e-03, not 0.0021
+            key: st.column_config.NumberColumn(format="%.2e")
+            for key, spec in info["space"].items()
+            if "log" in spec
+        },
+    },
 )
 st.download_button("Download the trials (CSV)", table.to_csv(index=False), f"{name}-trials.csv", "text/csv")
 if found["best"]:
