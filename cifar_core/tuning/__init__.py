@@ -21,9 +21,9 @@ from argparse import SUPPRESS
 
 from cifar_core.errors import ConfigError
 from cifar_core.tuning.space import (
-    DEFAULT_SPACE,
     clamp,
     config_values,
+    default_space,
     load_space,
     outside,
     settings,
@@ -42,7 +42,7 @@ from cifar_core.tuning.study import (
 )
 
 __all__ = [
-    "DEFAULT_SPACE",
+    "default_space",
     "finished_count",
     "importances",
     "load_space",
@@ -185,14 +185,13 @@ def _enqueue_baseline(root, name: str, info: dict) -> None:
     if study.get_trials(deepcopy=False):
         print(f"study {name} has trials already: --baseline only queues a new study's first trial")
         return
-    values = config_values(trial_config(info, {}), info["space"])
-    inside = clamp(values, info["space"])
-    for key in outside(values, info["space"]):
+    preset = config_values(trial_config(info, {}), info["space"])
+    values = clamp(preset, info["space"])
+    for key in outside(preset, info["space"]):
         print(
-            f"baseline: the preset's {key}={values[key]} lies outside the space "
-            f"{info['space'][key]}: the baseline trial uses {inside[key]}"
+            f"baseline: the preset's {key}={preset[key]} lies outside the space "
+            f"{info['space'][key]}: the baseline trial uses {values[key]}"
         )
-    values = inside
     study.enqueue_trial(trial_params(values), user_attrs={"baseline": "preset"})
     print(f"baseline: trial 0 trains the preset's values: {' '.join(settings(values))}")
 

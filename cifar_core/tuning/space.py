@@ -24,36 +24,35 @@ from cifar_core.errors import ConfigError
 
 KINDS = ("log", "range", "int", "choices")
 
-# For a model that declares none: what every from-scratch preset can vary, around the
-# preset's own values (``default_space``): an SGD preset at learning rate 0.2 and an AdamW
-# one at 2e-3 need different ranges.
-DEFAULT_SPACE = {
-    "learning_rate": {"log": [0.1, 3.0]},  # times the preset's
-    "weight_decay": {"log": [0.1, 10.0]},  # times the preset's; 1e-5 to 1e-3 where it has none
-    "batch_size": {"choices": [0.5, 1, 2]},  # times the preset's
-    "label_smoothing": {"range": [0.0, 0.2]},
-    "augment.translate": {"int": [0, 4]},
-}
-NO_WEIGHT_DECAY = [1e-5, 1e-3]
+# For a model that declares none, ``default_space`` searches around its preset's values
+# (an SGD preset at learning rate 0.2 and an AdamW one at 2e-3 need different ranges):
+LR_FACTORS = (0.1, 3.0)  # log-uniform, times the preset's learning rate
+DECAY_FACTORS = (0.1, 10.0)  # log-uniform, times the preset's weight decay
+NO_WEIGHT_DECAY = [1e-5, 1e-3]  # where the preset has none (a log range cannot hold 0)
+BATCH_FACTORS = (0.5, 1, 2)  # choices, times the preset's batch size
+FIXED_RANGES = {"label_smoothing": {"range": [0.0, 0.2]}, "augment.translate": {"int": [0, 4]}}
+DROPOUT_RANGE = {"range": [0.0, 0.6]}  # where the builder takes a ``dropout`` argument
 
 
 def default_space(model: str) -> dict[str, dict]:
-    """``DEFAULT_SPACE`` around the model's preset (plus dropout, 0 to 0.6, where its builder
-    takes a ``dropout`` argument): every preset value lies inside its range."""
+    """The search space around the model's preset: every preset value lies inside its range
+    (but weight decay 0, which a log range cannot hold)."""
     from cifar_core.config import TrainConfig
     from cifar_core.models import get_spec
 
     preset = TrainConfig.from_preset(model, [])
     lr, decay, batch = preset.learning_rate, preset.weight_decay, preset.batch_size
-    space = {k: dict(v) for k, v in DEFAULT_SPACE.items()}
-    space["learning_rate"] = {"log": [float(f"{lr * f:.3g}") for f in DEFAULT_SPACE["learning_rate"]["log"]]}
-    scaled = [float(f"{decay * f:.3g}") for f in DEFAULT_SPACE["weight_decay"]["log"]]
-    space["weight_decay"] = {"log": scaled if decay > 0 else list(NO_WEIGHT_DECAY)}
-    batches = [max(8, int(batch * f)) for f in DEFAULT_SPACE["batch_size"]["choices"]]
-    space["batch_size"] = {"choices": sorted(set(batches))}
+    space = {
+        "learning_rate": {"log": [float(f"{lr * f:.3g}") for f in LR_FACTORS]},
+        "weight_decay": {
+            "log": [float(f"{decay * f:.3g}") for f in DECAY_FACTORS] if decay > 0 else NO_WEIGHT_DECAY
+        },
+        "batch_size": {"choices": sorted({max(8, int(batch * f)) for f in BATCH_FACTORS})},
+        **FIXED_RANGES,
+    }
     if "dropout" in inspect.signature(get_spec(model).builder).parameters:
-        space["model_args.dropout"] = {"range": [0.0, 0.6]}
-    return space
+        space["model_args.dropout"] = DROPOUT_RANGE
+    return {k: {kind: list(v) for kind, v in spec.items()} for k, spec in space.items()}  # copies
 
 
 def space_for(model: str) -> dict[str, dict]:

@@ -77,7 +77,7 @@ def best_so_far(trials: pd.DataFrame) -> go.Figure:
             line={"shape": "hv", "color": "#440154"},
         )
     )
-    baseline = trials[trials.get("baseline", False) & (trials["state"] == "complete")]
+    baseline = trials[trials["baseline"] & (trials["state"] == "complete")]
     if len(baseline):  # `tune --baseline`: the preset's own values, the yardstick to beat
         fig.add_hline(
             y=float(baseline["val_accuracy"].iloc[0]),
