@@ -222,16 +222,6 @@ class TrainConfig:
         values = self.to_dict()
         return {k: v for k, v in values.items() if k == "model" or _plain(v) != _plain(defaults[k])}
 
-    def phase(self, phase: int) -> "TrainConfig":
-        """The config as phase ``phase`` sees it (phase 2: its own augmentation, batch size)."""
-        if phase != 2:
-            return self
-        return dataclasses.replace(
-            self,
-            augment=self.fine_tune_augment or self.augment,
-            batch_size=self.fine_tune_batch_size or self.batch_size,
-        )
-
     def fingerprint(self) -> str:
         """Short hash of the config: the same command gives the same run id."""
         blob = json.dumps(self.non_default(), sort_keys=True).encode()

@@ -11,74 +11,33 @@ cached as .npz under the cache dir (``CIFAR_CACHE_DIR``, default ``~/.cache/cifa
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cifar_core.dataset import CIFAR10_CLASSES, Cifar10Data, arrays_checksum, validate_arrays
 from cifar_core.errors import DataError
+from cifar_core.folders import load_image_folder
 
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 KERAS_ARCHIVE_NAME = "cifar-10-batches-py-target_archive"  # what keras.datasets.cifar10 looks for
 MAX_VAL_SIZE = 5000  # the automatic validation split: 10% of train, at most this many
 VAL_FRACTION = 0.1
 
-__all__ = ["CIFAR10_CLASSES", "Cifar10Data", "DataError", "load_cifar10", "split_train_val"]
-
-
-@dataclass
-class Cifar10Data:
-    """Decoded CIFAR-10: uint8 images (N, 32, 32, 3), int64 labels, and where they came from."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    source: str  # human-readable description of the source
-    checksum: str  # sha256 over the decoded arrays: identical pixels -> identical checksum
-    test_ids: np.ndarray = field(default=None)  # type: ignore[assignment]  # per test image: file or index
-    kind: str = "arrays"  # keras | tarball | batches | image_folder | arrays (built in code)
-    root: Path | None = None  # the file or folder read (None: keras.datasets or in memory)
-
-    def __post_init__(self) -> None:
-        if self.test_ids is None:
-            self.test_ids = np.array([f"test:{i}" for i in range(len(self.y_test))])
-        validate_arrays(self.x_train, self.y_train, len(self.class_names), "train")
-        validate_arrays(self.x_test, self.y_test, len(self.class_names), "test")
-
-
-def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, where: str) -> None:
-    """Raise DataError unless x is uint8 (N, 32, 32, 3) and y holds N labels in range."""
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-        raise DataError(f"{where}: images must be uint8 (N, 32, 32, 3), got {x.dtype} {x.shape}")
-    if y.shape != (len(x),):
-        raise DataError(f"{where}: {len(x)} images but labels of shape {y.shape}")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise DataError(f"{where}: labels out of range 0..{num_classes - 1} (min {y.min()}, max {y.max()})")
-
-
-def arrays_checksum(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(str(array.shape).encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+__all__ = [
+    "CIFAR10_CLASSES",
+    "Cifar10Data",
+    "DataError",
+    "Splits",
+    "arrays_checksum",
+    "load_cifar10",
+    "run_splits",
+    "split_train_val",
+    "validate_arrays",
+]
 
 
 def default_cache_dir() -> Path:
@@ -115,8 +74,6 @@ def load_cifar10(source: str | os.PathLike | None = None, cache_dir: Path | None
     if (path / "cifar-10-batches-py").is_dir():
         return _load_batches_dir(path / "cifar-10-batches-py")
     if (path / "train").is_dir() or (path / "test").is_dir():
-        from cifar_core.folders import load_image_folder
-
         return load_image_folder(path, cache_dir or default_cache_dir())
     raise DataError(
         f"{path}: expected train/<class>/ and test/<class>/ image folders, "
@@ -259,12 +216,22 @@ def split_train_val(
     return x_tr, y_tr, x_val, y_val
 
 
-def run_splits(data: Cifar10Data, val_size: int | None, seed: int, train_limit: int | None):
-    """(x_train, y_train, x_val, y_val) as a run with these settings trains on them: the
-    seeded stratified split, then the train subset (every caller makes them this way)."""
+@dataclass
+class Splits:
+    """The images a run trains and validates on (its test images are the data's own)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def run_splits(data: Cifar10Data, val_size: int | None, seed: int, train_limit: int | None) -> Splits:
+    """The splits a run with these settings trains on: the seeded stratified split, then
+    the train subset (every caller makes them this way)."""
     x_tr, y_tr, x_val, y_val = split_train_val(data.x_train, data.y_train, val_size, seed, data.class_names)
     x_tr, y_tr = subsample(x_tr, y_tr, train_limit, seed)
-    return x_tr, y_tr, x_val, y_val
+    return Splits(x_tr, y_tr, x_val, y_val)
 
 
 def subsample(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int):

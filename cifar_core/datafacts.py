@@ -1,15 +1,9 @@
-"""What a run's data looked like, and which test labels look wrong to the models.
+"""What a run's data looked like, written with the run when it is trained.
 
     facts = datafacts.describe(data, splits)          # stored as the run's data_facts.json
-    table = datafacts.wrong_per_class(runs)           # test images each model gets wrong, per class
-    issues = datafacts.label_issues(runs)             # ranked suspects (confident learning)
-    table = datafacts.accuracy_without(runs, marked)  # every model's accuracy without them
+    picks = datafacts.samples_per_class(y, available, 10, 8)   # a few images of each class
 
-Label errors: the test predictions of every model are out-of-sample (no model trained on
-the test split), so their average is the "pred_probs" confident learning needs (Northcutt,
-Jiang and Chuang 2021; Northcutt, Athalye and Mueller 2021 found CIFAR-10's test-set label
-errors this way). ``cleanlab.filter.find_label_issues`` flags the images, ranked by the
-averaged probability of the given label (self-confidence), lowest first.
+What all runs together say about the test set (label errors) is ``crossrun``.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 SAMPLED_FILES = 400  # files per split whose header is read for the size and mode facts
 
@@ -32,8 +25,8 @@ def describe(data, splits) -> dict[str, Any]:
         name: np.bincount(np.asarray(y, dtype=np.int64), minlength=k).tolist()
         for name, y in (("train", splits.y_train), ("val", splits.y_val), ("test", data.y_test))
     }
-    # float64 accumulators: a float32 sum over 46 million pixels stops growing near 2**32
-    # (numpy sums along a strided axis without pairwise summation), which made every mean 93.2.
+    # float64 accumulators: a float32 sum over millions of pixels loses precision (numpy
+    # sums along a strided axis without pairwise summation).
     x = np.asarray(splits.x_train).reshape(-1, 3)
     mean = x.mean(0, dtype=np.float64)
     std = np.sqrt(
@@ -92,81 +85,3 @@ def samples_per_class(
         pool = available[y[available] == c]
         out.append(np.sort(rng.choice(pool, min(per_class, len(pool)), replace=False)) if len(pool) else pool)
     return out
-
-
-def wrong_per_class(runs) -> pd.DataFrame:
-    """(run, class) -> test images the run gets wrong; one row per run, one column per class."""
-    rows = {}
-    for run in runs:
-        y, p = run.predictions["y_true"], run.predictions["y_pred"]
-        wrong = np.bincount(y[p != y], minlength=len(run.class_names))
-        rows[run.run_id] = dict(zip(run.class_names, wrong.tolist()))
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def ensemble_probs(runs) -> np.ndarray:
-    """The runs' test probabilities averaged (the runs must share one test set)."""
-    return np.mean([r.predictions["probs"] for r in runs], axis=0).astype(np.float32)
-
-
-def label_issues(runs, method: str = "cleanlab") -> pd.DataFrame:
-    """Test images whose label the models' averaged probabilities contradict, most suspect
-    first: index, given label, the class the models prefer, the averaged probability of
-    each, and how many runs predict another class than the label (all: ``every_model``).
-
-    method "cleanlab": confident learning (cleanlab.filter.find_label_issues, ranked by
-    self-confidence); "unanimous": every run predicts the same other class (no cleanlab)."""
-    y = np.asarray(runs[0].predictions["y_true"], dtype=np.int64)
-    names = runs[0].class_names
-    probs = ensemble_probs(runs)
-    disagree = np.sum([r.predictions["y_pred"] != y for r in runs], axis=0)
-    if method == "cleanlab":
-        from cleanlab.filter import find_label_issues
-
-        # n_jobs=1: by default cleanlab forks a multiprocessing.Pool (one process per core)
-        # from whatever process calls it. In the dashboard that is a threaded server with
-        # TensorFlow loaded, and a fork there can deadlock the children and leave the page
-        # waiting for ever (it did, twice, in CI). Ten classes take milliseconds in one process.
-        flagged = find_label_issues(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
-    elif method == "unanimous":
-        preds = np.stack([r.predictions["y_pred"] for r in runs])
-        same = (preds == preds[0]).all(axis=0) & (preds[0] != y)
-        flagged = np.flatnonzero(same)
-        flagged = flagged[np.argsort(probs[flagged, y[flagged]], kind="stable")]
-    else:
-        raise ValueError(f"unknown method {method!r}: cleanlab or unanimous")
-    flagged = np.asarray(flagged, dtype=np.int64)
-    other = probs.copy()
-    other[np.arange(len(y)), y] = -1
-    suggested = other.argmax(1)
-    return pd.DataFrame(
-        {
-            "index": flagged,
-            "label": [names[c] for c in y[flagged]],
-            "models_say": [names[c] for c in suggested[flagged]],
-            "p_label": probs[flagged, y[flagged]],
-            "p_models": probs[flagged, suggested[flagged]],
-            "runs_disagreeing": disagree[flagged],
-            "every_model": disagree[flagged] == len(runs),
-        }
-    )
-
-
-def accuracy_without(runs, excluded) -> pd.DataFrame:
-    """Each run's test accuracy on all images and without the ``excluded`` indices."""
-    excluded = np.asarray(sorted(set(int(i) for i in excluded)), dtype=np.int64)
-    rows = []
-    for run in runs:
-        right = run.predictions["y_pred"] == run.predictions["y_true"]
-        keep = np.ones(len(right), bool)
-        keep[excluded] = False
-        rows.append(
-            {
-                "run": run.run_id,
-                "model": run.model,
-                "accuracy": float(right.mean()),
-                "without_marked": float(right[keep].mean()) if keep.any() else float("nan"),
-                "marked_wrong_by_model": int((~right[excluded]).sum()),
-            }
-        )
-    return pd.DataFrame(rows)

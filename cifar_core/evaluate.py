@@ -111,6 +111,14 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
     )
 
 
+def confusion_change(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``after`` minus ``before`` (confusion matrices, rows true, columns predicted), and
+    per cell whether that change is better: more on the diagonal, fewer off it
+    (returns (change, improvement) with improvement = change on the diagonal, -change off it)."""
+    change = np.asarray(after, dtype=np.int64) - np.asarray(before, dtype=np.int64)
+    return change, np.where(np.eye(len(change), dtype=bool), change, -change)
+
+
 def mistakes_first(
     y_true: np.ndarray, y_pred: np.ndarray, class_names, pair: tuple[str, str] = ("cat", "dog")
 ) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Two-phase transfer learning: head on a frozen backbone, then the backbone's top fine-tuned.
 
 Phase 1 trains the head only; phase 2 unfreezes the top ``fine_tune_layers`` layers of the
-backbone (BatchNorm stays frozen, so in inference mode) at a 10-100x lower learning rate.
+backbone (BatchNorm stays frozen, so in inference mode) at ``fine_tune_lr_factor`` times the
+learning rate (``phases.plan`` says which phase does what).
 
 On a CPU the frozen part dominates the cost, and when augmentation is at most a flip its
 output never changes, so it is computed once per image (and its mirror) and cached:
@@ -12,10 +13,9 @@ output never changes, so it is computed once per image (and its mirror) and cach
 ``lower`` ends where phase 2's unfrozen layers begin. The trained layers are the model's
 own layer objects, so training the small graph trains the model that is saved.
 
-Activations cached without augmentation beyond a flip are seen again every epoch, and a
-fine-tuned top overfits them (session 1: 98.8% train, 85.4% test accuracy). A phase 2
+Cached activations are the same every epoch, and a fine-tuned top overfits them; a phase 2
 with its own translating augmentation (``fine_tune_augment``) therefore trains on pixels,
-and phase 1 then caches the whole frozen backbone instead (fitting.cache_cuts).
+and phase 1 then caches the whole frozen backbone instead (``phases.plan``).
 """
 
 from __future__ import annotations
@@ -42,18 +42,18 @@ class SplitModel:
     split_layer: str  # the last backbone layer of the frozen front ("" = input)
 
 
-def is_transfer(model: keras.Model) -> bool:
-    return any(layer.name == BACKBONE for layer in model.layers)
-
-
-def set_phase(model: keras.Model, phase: int, fine_tune_layers: int) -> list[str]:
-    """Make the phase's layers trainable; return the names of trainable layers with weights."""
+def apply_phase(model: keras.Model, unfrozen: int | None) -> list[str]:
+    """Make a phase's layers trainable (``Phase.unfrozen``: None leaves every layer as built,
+    else the backbone's top ``unfrozen`` layers train, BatchNorm aside, 0 = frozen); return
+    the names of the trainable layers with weights."""
+    if unfrozen is None:
+        return [layer.name for layer in model.layers if layer.trainable_weights]
     base = model.get_layer(BACKBONE)
-    if phase == 1 or fine_tune_layers <= 0:
+    if unfrozen <= 0:
         base.trainable = False
     else:
         base.trainable = True
-        first = max(len(base.layers) - fine_tune_layers, 0)
+        first = max(len(base.layers) - unfrozen, 0)
         for index, layer in enumerate(base.layers):
             layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
     return [
@@ -66,12 +66,6 @@ def set_phase(model: keras.Model, phase: int, fine_tune_layers: int) -> list[str
 def _ancestors_trainable(model: keras.Model, layer) -> bool:
     base = model.get_layer(BACKBONE)
     return base.trainable or layer not in base.layers
-
-
-def can_cache(config) -> bool:
-    """Caching is exact only when the frozen part always sees the same pixels (flip aside)."""
-    a = config.augment
-    return bool(config.cache_features) and a.translate == 0 and a.rotation == 0 and a.zoom == 0
 
 
 def split(model: keras.Model, fine_tune_layers: int) -> SplitModel:

@@ -1,23 +1,28 @@
-"""Fitting one model, in one or two phases, resumably. train.py orchestrates; this fits.
+"""Fitting one model through its phase plan, resumably: the one fit set-up every caller uses.
 
-Scratch models have one phase. Transfer models have phase 1 (head on the frozen backbone)
-and, when ``fine_tune_epochs`` > 0, phase 2 (top backbone layers unfrozen at a lower
-learning rate), recorded in one history with a ``phase`` column. Everything that lets a
-killed run resume lives in the run's work folder:
+    splits = run_splits(data, config.val_size, config.seed, config.train_limit)
+    with fit_in(work_folder, config, data, splits) as result:   # lock, check, seed, precision, fit
+        result.model, result.phases, result.work                # record what you need, then leave
+
+``train.train_model`` records a run from it, a tuning trial reads its history. The plan
+(``phases.plan``) says what each phase trains; everything that lets a killed fit resume
+lives in its work folder (names in ``artifacts/work.py``):
 
     backup_dir(work, phase)       BackupAndRestore checkpoints (last finished epoch)
     best_weights(work, phase)     best validation epoch of the phase
     phase_marker / phase_weights  a finished phase
     activation_cache(...)         cached frozen-front activations (transfer, see finetune.py)
     history_file(work)            every epoch, every phase
-(the names are in ``artifacts/work.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,27 +33,81 @@ import tensorflow as tf
 
 from cifar_core import finetune, runtime
 from cifar_core.artifacts import work as files
-from cifar_core.config import TrainConfig
-from cifar_core.errors import ConfigError
+from cifar_core.config import TrainConfig, same_config
+from cifar_core.data import Cifar10Data, Splits
+from cifar_core.errors import ArtifactError, ConfigError, WeightsError
 from cifar_core.fileio import write_json
-from cifar_core.models import create_model, get_spec
+from cifar_core.models import count_trainable, create_model, get_spec
+from cifar_core.phases import Phase, PhaseRecord, plan
 from cifar_core.pipeline import make_array_dataset, make_dataset
 from cifar_core.schedules import FreezeAfter, Lookahead, make_optimizer, steps_per_epoch
 
 
 @dataclass
-class Splits:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-
-
-@dataclass
 class FitResult:
     model: keras.Model
-    fit_time_s: float  # training epochs plus, for cached transfer runs, the caching pass
-    phases: list[dict]  # per phase: epochs, learning rate, trainable layers, time
+    phases: list[PhaseRecord]
+    work: Path  # the locked work folder: checkpoints and history.csv until the caller leaves
+    precision: str  # the dtype policy it trained under
+    resumed: bool  # started from an earlier process's checkpoints
+
+    @property
+    def fit_time_s(self) -> float:
+        """Training epochs plus, for cached transfer runs, the caching pass."""
+        return float(sum(p.total_s for p in self.phases))
+
+
+@contextlib.contextmanager
+def fit_in(
+    folder: Path,
+    config: TrainConfig,
+    data: Cifar10Data,
+    splits: Splits,
+    strategy=None,
+    verbose: int = 0,
+    callbacks: list | None = None,
+) -> Iterator[FitResult]:
+    """Fit ``config`` in the work folder ``folder`` (locked while the caller holds the
+    result), resuming what an earlier process left there.
+
+    Refuses a folder whose checkpoints belong to another config or data, seeds every
+    generator with ``config.seed``, trains under the precision ``config.precision`` resolves
+    to; ``callbacks`` are added to every phase's own. A fit that fails before its first
+    epoch for want of weights leaves no folder behind.
+
+    Raises:
+        RunLockedError: another process holds the folder.
+        ArtifactError: the folder holds another config's checkpoints.
+    """
+    strategy = strategy or runtime.make_strategy("default")
+    with files.lock_folder(folder) as work:
+        check_same_config(work, config, data.checksum)
+        keras.utils.set_random_seed(config.seed)
+        resumed = files.history_file(work).exists()
+        policy = runtime.resolve_precision(config.precision, config.model)
+        try:
+            with runtime.dtype_policy(policy):
+                model, records = fit(
+                    config, splits, strategy, work, len(data.class_names), verbose, callbacks
+                )
+        except WeightsError:
+            if not resumed:  # failed before training: leave nothing behind
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        yield FitResult(model, records, work, policy, resumed)
+
+
+def check_same_config(work: Path, config: TrainConfig, checksum: str) -> None:
+    """Refuse to resume a checkpoint that was made with another config or data."""
+    saved = files.config_file(work)
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if previous.get("data_checksum") != checksum or not same_config(previous.get("config", {}), config):
+            raise ArtifactError(
+                f"{saved}: unfinished run with a different config or data; delete {work} to start over"
+            )
+    else:
+        write_json(saved, {"config": config.to_dict(), "data_checksum": checksum})
 
 
 class EpochInfo(keras.callbacks.Callback):
@@ -76,30 +135,23 @@ def read_history(path: Path) -> pd.DataFrame:
     return frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
-def _callbacks(
-    config: TrainConfig,
-    work: Path,
-    phase: int,
-    learning_rate: float,
-    verbose: int,
-    total_steps: int = 0,
-    extra: list | None = None,
-):
+def _callbacks(phase: Phase, work: Path, verbose: int, total_steps: int = 0, extra: list | None = None):
+    config = phase.config
     history = read_history(files.history_file(work))
     if len(history):
-        history = history[history["phase"] == phase]
+        history = history[history["phase"] == phase.number]
     best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
     callbacks = [
         # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
         *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
         *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
-        EpochInfo(phase),
+        EpochInfo(phase.number),
         keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
     ]
     if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
-                str(files.best_weights(work, phase)),
+                str(files.best_weights(work, phase.number)),
                 monitor="val_accuracy",
                 mode="max",
                 save_best_only=True,
@@ -107,32 +159,28 @@ def _callbacks(
                 initial_value_threshold=best,
             )
         )
-    if config.early_stopping_patience > 0:
+    if config.early_stopping_patience > 0:  # best weights come from the checkpoint, which survives a restart
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=config.early_stopping_patience,
-                verbose=verbose,
+                monitor="val_accuracy", mode="max", patience=config.early_stopping_patience, verbose=verbose
             )
-        )  # best weights come from the checkpoint, which survives a restart
+        )
     if config.lr_schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss",
                 factor=config.plateau_factor,
                 patience=config.plateau_patience,
-                min_lr=learning_rate / 1000,
+                min_lr=config.learning_rate / 1000,
                 verbose=verbose,
             )
         )
     callbacks += list(extra or [])  # e.g. a tuning trial's pruning report, after the history row
     # Last, so an epoch's history row and best weights are on disk before its checkpoint
-    # says it is done: a kill in between repeats the epoch (its row is deduplicated) instead
-    # of losing it.
+    # says it is done: a kill in between repeats the epoch (its row is deduplicated).
     callbacks.append(
         keras.callbacks.BackupAndRestore(
-            str(files.backup_dir(work, phase)), delete_checkpoint=False, double_checkpoint=True
+            str(files.backup_dir(work, phase.number)), delete_checkpoint=False, double_checkpoint=True
         )
     )
     return callbacks
@@ -148,35 +196,25 @@ def build_model(config: TrainConfig, strategy, x_init: np.ndarray, load_weights:
     return model
 
 
-def compile_for(model: keras.Model, config: TrainConfig, strategy, steps: int, epochs: int, lr: float):
-    """Compile with a fresh optimizer whose schedule spans ``epochs`` at peak ``lr``."""
-    phase_config = dataclasses.replace(config, learning_rate=lr, epochs=epochs)
+def compile_for(model: keras.Model, phase: Phase, strategy, steps: int) -> None:
+    """Compile with a fresh optimizer whose schedule spans the phase's epochs at its peak LR."""
     with strategy.scope():
         model.compile(
-            optimizer=make_optimizer(phase_config, steps),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            optimizer=make_optimizer(phase.config, steps),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=phase.config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         runtime.patch_multiworker_build(model)
 
 
-def build_compiled(config: TrainConfig, strategy, steps: int, x_init: np.ndarray) -> keras.Model:
-    """A model ready for ``fit`` with the config's optimizer (used by the benchmark)."""
-    model = build_model(config, strategy, x_init)
-    compile_for(model, config, strategy, steps, config.epochs, config.learning_rate)
-    return model
+def backbone_layers(model: keras.Model) -> int:
+    """A transfer model's backbone depth (0 for a model without one)."""
+    names = {layer.name for layer in model.layers}
+    return len(model.get_layer(finetune.BACKBONE).layers) if finetune.BACKBONE in names else 0
 
 
-def plan_phases(config: TrainConfig, transfer: bool) -> list[tuple[int, int, float]]:
-    """(phase, epochs, learning rate) for each phase to run."""
-    phases = [(1, config.epochs, config.learning_rate)]
-    if transfer and config.fine_tune_epochs > 0:
-        phases.append((2, config.fine_tune_epochs, config.learning_rate * config.fine_tune_lr_factor))
-    return phases
-
-
-def _datasets(config, splits, num_classes, cache):
+def _datasets(config: TrainConfig, splits: Splits, num_classes: int, cache: dict | None):
     """(train dataset, val dataset, steps per epoch): images, or cached activations."""
     steps = steps_per_epoch(len(splits.y_train), config.batch_size)
     if cache is None:
@@ -203,46 +241,33 @@ def _datasets(config, splits, num_classes, cache):
     return train, val, steps
 
 
-def cache_cuts(config: TrainConfig, transfer: bool, backbone_layers: int = 0) -> dict[int, int | None]:
-    """Per phase, where its cached activations are cut (a ``fine_tune_layers`` value), or
-    None when the phase trains on pixels.
+@dataclass
+class _Cache:
+    """The frozen front's activations that phases train on, and where it was cut."""
 
-    A phase can train on a cache when its augmentation is at most a flip. When phase 2 can
-    too, both share one cache cut below phase 2's unfrozen layers; when phase 2 augments
-    more (translations: it trains on pixels), or unfreezes the whole backbone (nothing
-    left to cache), phase 1 caches the whole frozen backbone.
-    """
-    phases = [p for p, _, _ in plan_phases(config, transfer)]
-    ok = {p: transfer and finetune.can_cache(config.phase(p)) for p in phases}
-    if not ok.get(1):
-        return {p: None for p in phases}
-    shared = 2 in phases and ok[2] and config.fine_tune_layers < backbone_layers
-    cut = config.fine_tune_layers if shared else 0
-    return {p: (cut if p == 1 or shared else None) for p in phases}
+    arrays: dict[str, np.ndarray]
+    cut: int
+    split_layer: str
+    time_s: float  # the caching pass, charged once to the phase that ran it
 
 
-def _build_cache(model, config, splits, work: Path, cut: int, verbose: int) -> tuple[dict, float, str]:
+def _build_cache(model, phase: Phase, splits: Splits, work: Path, verbose: int) -> _Cache:
     """Run the frozen front once over train (and its mirror) and val; reuse across restarts."""
     start = time.perf_counter()
+    cut = phase.cache_cut
     parts = finetune.split(model, cut)
-    cache = {
-        "train": finetune.cached_activations(
-            parts.frozen, splits.x_train, files.activation_cache(work, cut, "train"), verbose
-        ),
-    }
+
+    def cached(x, part, flip=False):
+        return finetune.cached_activations(
+            parts.frozen, x, files.activation_cache(work, cut, part), verbose, flip
+        )
+
+    arrays = {"train": cached(splits.x_train, "train")}
     if len(splits.y_val):
-        cache["val"] = finetune.cached_activations(
-            parts.frozen, splits.x_val, files.activation_cache(work, cut, "val"), verbose
-        )
-    if config.augment.flip:
-        cache["train_flipped"] = finetune.cached_activations(
-            parts.frozen,
-            splits.x_train,
-            files.activation_cache(work, cut, "train-flipped"),
-            verbose,
-            flip=True,
-        )
-    return cache, time.perf_counter() - start, parts.split_layer
+        arrays["val"] = cached(splits.x_val, "val")
+    if phase.config.augment.flip:
+        arrays["train_flipped"] = cached(splits.x_train, "train-flipped", flip=True)
+    return _Cache(arrays, cut, parts.split_layer, time.perf_counter() - start)
 
 
 def fit(
@@ -253,77 +278,73 @@ def fit(
     num_classes: int,
     verbose: int,
     callbacks: list | None = None,
-) -> FitResult:
-    """Fit every phase not yet finished in ``work`` and return the model with its final
-    weights; ``callbacks`` are added to every phase's own."""
+) -> tuple[keras.Model, list[PhaseRecord]]:
+    """Fit every phase not yet finished in ``work``; returns the model with its final
+    weights and a record per phase. Callers go through ``fit_in``, which sets up the rest."""
     model = build_model(config, strategy, splits.x_train)
     missing = sorted(set(config.freeze_after) - {layer.name for layer in model.layers})
     if missing:
         raise ConfigError(
             f"freeze_after names layers that {config.model} does not have: {', '.join(missing)}"
         )
-    transfer = finetune.is_transfer(model)
-    cuts = cache_cuts(config, transfer, len(model.get_layer(finetune.BACKBONE).layers) if transfer else 0)
-    cache, cache_cut, cache_time, split_layer = None, None, 0.0, ""
-    phases_done: list[dict] = []
+    cache: _Cache | None = None
+    records: list[PhaseRecord] = []
     start_epoch = 0
-    for phase, epochs, lr in plan_phases(config, transfer):
-        marker = files.phase_marker(work, phase)
+    for phase in plan(config, backbone_layers(model)):
+        marker = files.phase_marker(work, phase.number)
         if marker.exists():  # finished before a restart
-            info = json.loads(marker.read_text())
-            model.load_weights(files.phase_weights(work, phase))
-            phases_done.append(info)
-            start_epoch = info["end_epoch"]
-            continue
-        pconfig = config.phase(phase)
-        trainable = (
-            finetune.set_phase(model, phase, config.fine_tune_layers)
-            if transfer
-            else [layer.name for layer in model.layers if layer.trainable_weights]
-        )
-        cut = cuts[phase]
-        if cut is None:
-            cache, cache_cut, split_layer = None, None, ""  # pixels: free the activations
-        elif cache is None or cache_cut != cut:
-            cache, cache_time, split_layer = _build_cache(model, pconfig, splits, work, cut, verbose)
-            cache_cut = cut
-        # A fresh graph per phase (sharing the model's layers): Keras keeps resume state on it.
-        target = finetune.split(model, cut).trained if cache is not None else model
-        train_ds, val_ds, steps = _datasets(pconfig, splits, num_classes, cache)
-        compile_for(target, pconfig, strategy, steps, epochs, lr)
-        target.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=start_epoch,
-            epochs=start_epoch + epochs,
-            steps_per_epoch=steps,
-            callbacks=_callbacks(pconfig, work, phase, lr, verbose, steps * epochs, callbacks),
-            verbose=verbose,
-            shuffle=False,
-        )
-        best = files.best_weights(work, phase)
-        if config.restore_best and best.exists():
-            target.load_weights(best)
-        history = read_history(files.history_file(work))
-        this = history[history["phase"] == phase]
-        info = {
-            "phase": phase,
-            "start_epoch": start_epoch,
-            "end_epoch": start_epoch + len(this),
-            "learning_rate": lr,
-            "batch_size": pconfig.batch_size,
-            "augment": dataclasses.asdict(pconfig.augment),
-            "trainable_layers": trainable,
-            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-            "time_s": float(this["epoch_time_s"].sum()),
-            "cached_activations": cache is not None,
-            "split_after_layer": split_layer,
-            "cache_time_s": cache_time,  # the caching pass, counted once (in the phase that ran it)
-        }
-        cache_time = 0.0
-        model.save_weights(files.phase_weights(work, phase))
-        write_json(marker, info)
-        phases_done.append(info)
-        start_epoch = info["end_epoch"]
-    fit_time = sum((p.get("time_s") or 0) + p.get("cache_time_s", 0) for p in phases_done)
-    return FitResult(model, float(fit_time), phases_done)
+            record = PhaseRecord.from_dict(json.loads(marker.read_text()))
+            model.load_weights(files.phase_weights(work, phase.number))
+        else:
+            if phase.cache_cut is None:
+                cache = None  # pixels: free the activations
+            elif cache is None or cache.cut != phase.cache_cut:
+                cache = _build_cache(model, phase, splits, work, verbose)
+            record = _fit_phase(
+                model, phase, splits, strategy, work, num_classes, verbose, cache, start_epoch, callbacks
+            )
+            if cache is not None:
+                cache.time_s = 0.0  # counted once
+            model.save_weights(files.phase_weights(work, phase.number))
+            write_json(marker, record.to_dict())
+        records.append(record)
+        start_epoch = record.end_epoch
+    return model, records
+
+
+def _fit_phase(model, phase, splits, strategy, work, num_classes, verbose, cache, start_epoch, extra):
+    """Train one phase from ``start_epoch``; its record (time, trainable params, epochs)."""
+    trainable = finetune.apply_phase(model, phase.unfrozen)
+    # A fresh graph per phase (sharing the model's layers): Keras keeps resume state on it.
+    target = finetune.split(model, cache.cut).trained if cache is not None else model
+    train_ds, val_ds, steps = _datasets(phase.config, splits, num_classes, cache.arrays if cache else None)
+    compile_for(target, phase, strategy, steps)
+    target.fit(
+        train_ds,
+        validation_data=val_ds,
+        initial_epoch=start_epoch,
+        epochs=start_epoch + phase.epochs,
+        steps_per_epoch=steps,
+        callbacks=_callbacks(phase, work, verbose, steps * phase.epochs, extra),
+        verbose=verbose,
+        shuffle=False,
+    )
+    best = files.best_weights(work, phase.number)
+    if phase.config.restore_best and best.exists():
+        target.load_weights(best)
+    history = read_history(files.history_file(work))
+    this = history[history["phase"] == phase.number]
+    return PhaseRecord(
+        phase=phase.number,
+        start_epoch=start_epoch,
+        end_epoch=start_epoch + len(this),
+        learning_rate=phase.learning_rate,
+        batch_size=phase.config.batch_size,
+        augment=dataclasses.asdict(phase.config.augment),
+        trainable_layers=trainable,
+        trainable_params=count_trainable(model),
+        time_s=float(this["epoch_time_s"].sum()),
+        cached_activations=cache is not None,
+        split_after_layer=cache.split_layer if cache else "",
+        cache_time_s=cache.time_s if cache else 0.0,
+    )

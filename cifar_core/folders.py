@@ -1,9 +1,8 @@
-"""Image folders: ``train/<class>/*`` + ``test/<class>/*`` data sets, labelled folders to
-evaluate on, and a run's test images, all decoded by ``images.decode_image``.
+"""Image folders: ``train/<class>/*`` + ``test/<class>/*`` data sets and labelled folders to
+evaluate on, all decoded by ``images.decode_image``.
 
     data = load_image_folder(Path("../shared/data/cifar10-jpeg"), cache_dir)
     x, y, ids = load_labelled_folder("my_photos/", run.class_names)   # <class>/* or test/<class>/*
-    images = test_images(run, [3, 17])   # from the run's data folder, else its thumbnails
 
 A data set is decoded once and cached as .npz, keyed by a fingerprint of the file listing
 (names, sizes, modification times) and the decoder's format version, so the second load
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import images
-from cifar_core.data import CIFAR10_CLASSES, Cifar10Data, arrays_checksum
+from cifar_core.dataset import CIFAR10_CLASSES, Cifar10Data, arrays_checksum
 from cifar_core.errors import DataError, ImageError
 from cifar_core.fileio import atomic_write, npz_bytes
 
@@ -189,36 +188,3 @@ def load_labelled_folder(folder: str | os.PathLike, class_names: tuple[str, ...]
     if converted:
         warnings.warn(f"{base}: converted {converted} images that were not 32x32 RGB", stacklevel=2)
     return x, y, np.array([p.relative_to(root).as_posix() for p, _ in files])
-
-
-def test_images(run, indices) -> list[np.ndarray | None]:
-    """A run's test images by index, as the models see them: decoded from the run's data
-    folder when it is on this machine, else the thumbnails the run stored; None where
-    neither has the image."""
-    from cifar_core import artifacts
-
-    folder = artifacts.data_folder(run)
-    lookup = {int(i): k for k, i in enumerate(run.thumbnails["index"])}
-    out = []
-    for index in np.asarray(indices, dtype=int).reshape(-1):
-        image = None
-        if folder is not None:
-            path = (folder / str(run.predictions["test_ids"][index])).resolve()
-            if path.is_file() and folder in path.parents:
-                try:
-                    image = images.decode_image(path, max_bytes=images.MAX_FILE_BYTES)
-                except ImageError:
-                    image = None
-        if image is None and int(index) in lookup:
-            image = run.thumbnails["images"][lookup[int(index)]]
-        out.append(image)
-    return out
-
-
-def available_test_indices(run) -> np.ndarray:
-    """Test images that can be shown here: all if the data is on this machine, else thumbnails."""
-    from cifar_core import artifacts
-
-    if artifacts.data_folder(run) is not None:
-        return np.arange(len(run.predictions["y_true"]))
-    return np.asarray(run.thumbnails["index"], dtype=int)

@@ -176,14 +176,6 @@ def render(root=None, markdown: bool = False) -> str:
     return "\n".join([header, rule, *lines])
 
 
-def as_module_command(argv: list[str]) -> list[str]:
-    """``.../cifar_core/__main__.py ARGS`` (what sys.argv holds under ``python -m``) as the
-    user typed it: ``python -m cifar_core ARGS``; anything else unchanged."""
-    if argv and Path(argv[0]).parts[-2:] == ("cifar_core", "__main__.py"):
-        return ["python", "-m", "cifar_core", *argv[1:]]
-    return list(argv)
-
-
 def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
     """(run id, the command that made it, the code's git commit) per zoo run, without the
     machine-specific --artifacts-dir (a ladder's rungs are made by ``ladder run``)."""

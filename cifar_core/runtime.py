@@ -282,6 +282,24 @@ def environment() -> dict[str, Any]:
     }
 
 
+def as_module_command(argv: list[str]) -> list[str]:
+    """``.../cifar_core/__main__.py ARGS`` (what sys.argv holds under ``python -m``) as the
+    user typed it: ``python -m cifar_core ARGS``; anything else unchanged."""
+    if argv and Path(argv[0]).parts[-2:] == ("cifar_core", "__main__.py"):
+        return ["python", "-m", "cifar_core", *argv[1:]]
+    return list(argv)
+
+
+def command_line(argv: list[str] | None = None) -> str | None:
+    """How this process was started, as a user would type it (``python -m cifar_core ...``)."""
+    import shlex
+
+    argv = sys.argv if argv is None else argv
+    if not argv or not argv[0]:
+        return None
+    return shlex.join(as_module_command(argv))
+
+
 def hardware_label(env: dict[str, Any]) -> str:
     """Short text for tables: 'CPU x2 (AMD EPYC, AVX2)' or 'GPU x1'."""
     if env.get("gpus"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_core import artifacts, folders
+from cifar_core import artifacts
 from cifar_core.artifacts import Run
 from cifar_core.inference import Predictor, PredictorPool
 
@@ -192,12 +192,12 @@ def heatmap_for(run: Run, pixels: np.ndarray, class_id: int | None = None) -> tu
 
 def available_test_indices(run: Run) -> np.ndarray:
     """Test images that can be shown here: all if the data is on this machine, else thumbnails."""
-    return folders.available_test_indices(run)
+    return artifacts.available_test_indices(run)
 
 
 def test_images(run: Run, indices) -> list[np.ndarray | None]:
     """32x32 test images by index, decoded by the engine (None where not available here)."""
-    return folders.test_images(run, indices)
+    return artifacts.test_images(run, indices)
 
 
 def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
@@ -212,6 +212,54 @@ def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
                     st.caption(f"(image not available) {caption}")
                 else:
                     st.image(image, caption=caption, width="stretch")
+
+
+def heatmap_grid(pixels: np.ndarray, wanted: list[tuple[Run, str, str]], columns: int) -> None:
+    """For each (run, class name, caption) in ``wanted``: the run's heatmap for that class
+    over ``pixels``, in a grid of at most ``columns``; a run that cannot explain says why."""
+    from cifar_core.errors import CifarError
+    from cifar_core.saliency import overlay
+
+    images, captions = [], []
+    for run, class_name, caption in wanted:
+        try:
+            heat, how = heatmap_for(run, pixels, run.class_names.index(class_name))
+        except (CifarError, ValueError) as error:
+            images.append(None)
+            captions.append(f"{run.label}: no heatmap ({error})")
+            continue
+        images.append(overlay(np.asarray(pixels, dtype=np.uint8), heat))
+        captions.append(f"{caption} · {how}")
+    image_grid(images, captions, columns=min(columns, max(len(images), 1)))
+
+
+def confusion_change_figure(before: Run, after: Run, title: str):
+    """``after``'s confusion matrix minus ``before``'s, each cell's count change written in
+    it and coloured by what it means: blue where ``after`` is better (more right on the
+    diagonal, fewer of a mistake off it), red where it is worse; the legend says so."""
+    import plotly.graph_objects as go
+
+    from cifar_core.evaluate import confusion_change
+
+    change, better = confusion_change(before.confusion, after.confusion)
+    names = list(after.class_names)
+    limit = max(int(np.abs(change).max()), 1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=better,
+            x=names,
+            y=names,
+            text=[[f"{v:+d}" if v else "0" for v in row] for row in change],
+            texttemplate="%{text}",
+            colorscale="RdBu",
+            zmin=-limit,
+            zmax=limit,
+            colorbar={"title": {"text": "blue: better<br>red: worse"}},
+            hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig
 
 
 def _mtime(path: Path) -> int | None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import write_image_folder
 
-from cifar_core import artifacts, datafacts, embeddings
+from cifar_core import artifacts, crossrun, datafacts, embeddings
 from cifar_core.cli import main
 from cifar_core.errors import ArtifactError
 
@@ -155,7 +155,7 @@ def fake_runs(n_runs: int = 3, n: int = 400, k: int = 4, seed: int = 0, flipped=
 @pytest.mark.parametrize("method", ["cleanlab", "unanimous"])
 def test_label_issues_surface_the_flipped_labels_first(method):
     runs, flipped = fake_runs()
-    issues = datafacts.label_issues(runs, method=method)
+    issues = crossrun.label_issues(runs, method=method)
     top = set(issues["index"].head(len(flipped)))
     assert top == set(flipped)
     row = issues.set_index("index").loc[flipped[0]]
@@ -175,13 +175,13 @@ def test_label_issues_start_no_worker_process(monkeypatch):
 
     monkeypatch.setattr(multiprocessing, "Pool", no_pool)
     runs, flipped = fake_runs()
-    issues = datafacts.label_issues(runs)
+    issues = crossrun.label_issues(runs)
     assert set(flipped) <= set(issues["index"])
 
 
 def test_accuracy_without_marked_images_and_mistakes_per_class():
     runs, flipped = fake_runs()
-    table = datafacts.accuracy_without(runs, flipped)
+    table = crossrun.accuracy_without(runs, flipped)
     right = runs[0].predictions["y_pred"] == runs[0].predictions["y_true"]
     keep = np.ones(len(right), bool)
     keep[list(flipped)] = False
@@ -189,7 +189,7 @@ def test_accuracy_without_marked_images_and_mistakes_per_class():
     assert table.loc[0, "without_marked"] == pytest.approx(right[keep].mean())
     assert table.loc[0, "without_marked"] > table.loc[0, "accuracy"]  # they were all "wrong"
     assert (table["marked_wrong_by_model"] == 3).all()
-    wrong = datafacts.wrong_per_class(runs)
+    wrong = crossrun.wrong_per_class(runs)
     assert wrong.loc["r0"].sum() == (~right).sum() and list(wrong.columns) == runs[0].class_names
     picks = datafacts.samples_per_class(runs[0].predictions["y_true"], np.arange(0, 400, 2), 4, 5)
     assert [len(p) for p in picks] == [5] * 4

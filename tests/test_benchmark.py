@@ -7,6 +7,7 @@ import json
 
 from cifar_core import benchmark
 from cifar_core.cli import main
+from cifar_core.commands.benchmark import table
 
 
 def test_a_transfer_model_gets_a_phase_two_row_with_its_own_trainable_params():
@@ -19,8 +20,8 @@ def test_a_transfer_model_gets_a_phase_two_row_with_its_own_trainable_params():
     assert one["trainable_params"] < two["trainable_params"] < result["params"]
     assert two["batch_size"] == 64 and one["batch_size"] == 256
     assert result["latency_ms_batch1"] > 0 and result["peak_memory_mb"] > 0
-    table = benchmark._table([result], ["float32"])
-    assert "efficientnet_lite0 @32" in table and "  phase 2" in table
+    shown = table([result], ["float32"])
+    assert "efficientnet_lite0 @32" in shown and "  phase 2" in shown
 
 
 def test_the_command_measures_each_model_in_its_own_process(capsys):

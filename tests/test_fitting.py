@@ -1,11 +1,11 @@
-"""Where each phase of a fit gets its inputs: cached activations or pixels."""
+"""The phase plan: what each phase trains and where it gets its inputs (cache or pixels)."""
 
 from __future__ import annotations
 
 import pytest
 
 from cifar_core.config import TrainConfig, same_config
-from cifar_core.fitting import cache_cuts
+from cifar_core.phases import PhaseRecord, plan
 
 BACKBONE_LAYERS = 120
 
@@ -34,21 +34,36 @@ def _config(**overrides) -> TrainConfig:
     ],
 )
 def test_each_phase_caches_only_what_its_augmentation_leaves_unchanged(overrides, expected):
-    assert cache_cuts(_config(**overrides), True, BACKBONE_LAYERS) == expected
+    cuts = {phase.number: phase.cache_cut for phase in plan(_config(**overrides), BACKBONE_LAYERS)}
+    assert cuts == expected
 
 
-def test_scratch_models_always_train_on_pixels():
-    assert cache_cuts(TrainConfig.from_preset("baseline_cnn"), False) == {1: None}
+def test_scratch_models_have_one_phase_on_pixels_with_every_layer_trained():
+    config = TrainConfig.from_preset("baseline_cnn")
+    (phase,) = plan(config)
+    assert (phase.number, phase.cache_cut, phase.unfrozen) == (1, None, None)
+    assert phase.config is config and phase.epochs == config.epochs
 
 
-def test_phase_two_has_its_own_augmentation_and_batch_size():
+def test_phase_two_has_its_own_epochs_learning_rate_augmentation_batch_size_and_top():
     config = _config(fine_tune_augment={"flip": True, "translate": 4}, fine_tune_batch_size=48)
-    assert config.phase(1) is config
-    two = config.phase(2)
-    assert (two.augment.translate, two.batch_size) == (4, 48)
+    one, two = plan(config, BACKBONE_LAYERS)
+    assert one.config is config and one.unfrozen == 0  # the head on a frozen backbone
+    assert (two.config.augment.translate, two.config.batch_size) == (4, 48)
+    assert two.epochs == config.fine_tune_epochs and two.unfrozen == config.fine_tune_layers
+    assert two.learning_rate == pytest.approx(config.learning_rate * config.fine_tune_lr_factor)
     assert (config.augment.translate, config.batch_size) == (0, config.batch_size)
-    plain = TrainConfig.from_preset("efficientnet_lite0_frozen")
-    assert plain.phase(2).augment == plain.augment and plain.phase(2).batch_size == plain.batch_size
+    plain = TrainConfig.from_preset("efficientnet_lite0", fine_tune_augment=None, fine_tune_batch_size=0)
+    two = plan(plain)[1].config
+    assert two.augment == plain.augment and two.batch_size == plain.batch_size
+    assert len(plan(TrainConfig.from_preset("efficientnet_lite0_frozen"))) == 1  # no fine-tuning
+
+
+def test_a_phase_record_reads_back_what_an_older_version_stored():
+    record = PhaseRecord.from_dict({"phase": 2, "time_s": 30.0, "trainable_params": 7, "no_longer": 1})
+    assert (record.phase, record.trainable_params, record.cache_time_s, record.total_s) == (2, 7, 0.0, 30.0)
+    record.cache_time_s = 5.0
+    assert record.total_s == 35.0 and PhaseRecord.from_dict(record.to_dict()) == record
 
 
 def test_run_ids_hash_only_what_differs_from_the_defaults():

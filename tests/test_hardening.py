@@ -67,8 +67,6 @@ def test_a_model_with_code_in_the_artifacts_is_refused_and_the_rest_still_predic
 def test_test_ids_cannot_make_the_dashboard_read_outside_the_data_folder(tmp_path):
     from PIL import Image
 
-    from cifar_core import folders
-
     data = tmp_path / "data"
     (data / "test" / "cat").mkdir(parents=True)
     secret = tmp_path / "secret.png"
@@ -80,7 +78,7 @@ def test_test_ids_cannot_make_the_dashboard_read_outside_the_data_folder(tmp_pat
     values["thumbnails"] = {"index": np.array([1]), "images": np.zeros((1, 32, 32, 3), np.uint8)}
     artifacts.write_run(tmp_path / "art", "r", save_model=fake_model, **values)
     run = artifacts.read_run(tmp_path / "art", "r")
-    inside, outside, absolute = folders.test_images(run, np.array([0, 1, 2]))
+    inside, outside, absolute = artifacts.test_images(run, np.array([0, 1, 2]))
     assert inside[0, 0, 2] > 200  # the blue image inside the folder
     assert outside.max() == 0  # the stored thumbnail, not ../secret.png (red)
     assert absolute is None

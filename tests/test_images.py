@@ -81,7 +81,7 @@ def test_one_file_gives_the_same_pixels_through_every_path(tmp_path, monkeypatch
     artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
     run = artifacts.read_run(tmp_path / "art", "r1")
     assert artifacts.data_folder(run) == folder.resolve()
-    (shown,) = folders.test_images(run, [0])
+    (shown,) = artifacts.test_images(run, [0])
     np.testing.assert_array_equal(shown, expected)
 
 
@@ -92,8 +92,8 @@ def test_test_images_fall_back_to_thumbnails_when_the_data_is_elsewhere(tmp_path
     artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
     run = artifacts.read_run(tmp_path / "art", "r1")
     assert artifacts.data_folder(run) is None
-    assert folders.available_test_indices(run).tolist() == [2]
-    first, third = folders.test_images(run, [0, 2])
+    assert artifacts.available_test_indices(run).tolist() == [2]
+    first, third = artifacts.test_images(run, [0, 2])
     assert first is None and abs(int(third.mean()) - 200) <= 2
 
 
@@ -115,8 +115,8 @@ def test_a_non_32px_test_folder_still_gives_32px_test_images(tmp_path, size):
     )
     artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
     run = artifacts.read_run(tmp_path / "art", "r1")
-    shown = folders.test_images(run, [0, 1, 2, 3])
+    shown = artifacts.test_images(run, [0, 1, 2, 3])
     assert all(image.shape == (32, 32, 3) for image in shown)
     assert json.loads((run.path / artifacts.MANIFEST).read_text())["data"]["root"] == "set"  # relative
     shutil.rmtree(folder)
-    assert folders.test_images(run, [0]) == [None]  # gone, and no thumbnail of it
+    assert artifacts.test_images(run, [0]) == [None]  # gone, and no thumbnail of it

@@ -102,7 +102,7 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
 def test_a_finished_rung_keeps_only_its_first_mistakes_pictures_as_a_rung_trained_now_would(
     ladder_root, tmp_path
 ):
-    from cifar_core.train import LADDER_THUMBNAILS
+    from cifar_core.record import LEAN_THUMBNAILS as LADDER_THUMBNAILS
 
     root = tmp_path / "artifacts"
     shutil.copytree(ladder_root, root)

@@ -27,6 +27,7 @@ from cifar_core.models.efficientnet_lite import (
 )
 from cifar_core.models.torch_pth import LEGACY_MAGIC, PthError, read_state_dict
 from cifar_core.models.transfer import ImageNetPreprocess
+from cifar_core.phases import plan
 from cifar_core.train import train_model
 
 TRANSFER = list_models("transfer")
@@ -49,11 +50,11 @@ def test_transfer_models_build_and_freeze_the_right_layers_per_phase(name):
     assert model.get_layer("resize").output.shape[1] == spec.input_size
     base = model.get_layer("backbone")
 
-    phase1 = finetune.set_phase(model, 1, config.fine_tune_layers)
+    phase1 = finetune.apply_phase(model, 0)
     assert phase1 and all(n not in {layer.name for layer in base.layers} for n in phase1)
     assert not base.trainable
 
-    phase2 = finetune.set_phase(model, 2, config.fine_tune_layers)
+    phase2 = finetune.apply_phase(model, config.fine_tune_layers)
     if config.fine_tune_layers == 0:  # a frozen-only model: nothing in the backbone ever trains
         assert config.fine_tune_epochs == 0 and phase2 == phase1
         keras.backend.clear_session()
@@ -344,7 +345,7 @@ def test_the_fine_tuned_lite0_preset_unfreezes_from_block_5():
     model = create_model("efficientnet_lite0", **config.model_kwargs())
     base = model.get_layer("backbone")
     assert base.layers[-config.fine_tune_layers].name == "block5_expand_conv"
-    assert config.phase(2).augment.translate > 0  # phase 2 trains on pixels, not on a cache
+    assert plan(config)[1].config.augment.translate > 0  # phase 2 trains on pixels, not on a cache
 
 
 def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only(tmp_path, tiny_data):

@@ -225,7 +225,7 @@ def test_retrain_trains_the_presets_epochs_and_a_new_study_six_unless_told(monke
     monkeypatch.setattr(tuning, "retrain_best", retrain)
     monkeypatch.setattr("cifar_core.data.load_cifar10", lambda d: None)
     args = build_parser().parse_args(["tune", "--retrain", "s", "--artifacts-dir", str(tmp_path)])
-    assert args.epochs is None and tuning.main(args) == 0
+    assert args.epochs is None and args.handler(args) == 0
     assert seen == {"epochs": None}  # retrain_best takes the preset's epochs (30 for cnn_bn)
     assert tuning.TRIAL_EPOCHS == 6  # a new study's trials without --epochs
 

@@ -5,8 +5,8 @@
     ids = list_runs(root)                   # complete runs only
 
 Modules, by concern:
-- ``runs``: run folders (``runs/<id>/``): ids, listing, atomic writing, reading, evaluations,
-  where a run's data is;
+- ``runs``: run folders (``runs/<id>/``): ids, listing, atomic writing, reading, evaluations;
+- ``testdata``: where a run's data is, and its test images (from there, else its thumbnails);
 - ``schema``: the run format (version 2) and the validating readers;
 - ``codecs``: the float16 model file and the JPEG thumbnails;
 - ``work``: the work folder of a run in training (checkpoints, caches) and its lock;
@@ -40,14 +40,11 @@ from cifar_core.artifacts.runs import (
     Run,
     artifacts_root,
     check_run_id,
-    data_folder,
-    data_record,
     is_ladder_run,
     list_runs,
     load_runs,
     read_manifest,
     read_run,
-    relative_path,
     run_dir,
     run_exists,
     runs_signature,
@@ -55,6 +52,13 @@ from cifar_core.artifacts.runs import (
     write_run,
 )
 from cifar_core.artifacts.schema import SCHEMA_VERSION
+from cifar_core.artifacts.testdata import (
+    available_test_indices,
+    data_folder,
+    data_record,
+    relative_path,
+    test_images,
+)
 from cifar_core.artifacts.work import training_lock, work_dir
 from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
@@ -79,6 +83,7 @@ __all__ = [
     "RunExistsError",
     "RunLockedError",
     "artifacts_root",
+    "available_test_indices",
     "check_run_id",
     "compact_keras_file",
     "keep_thumbnails",
@@ -96,6 +101,7 @@ __all__ = [
     "run_exists",
     "runs_signature",
     "runs_without_map",
+    "test_images",
     "thumbnail_bytes",
     "training_lock",
     "work_dir",

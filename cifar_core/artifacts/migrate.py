@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cifar_core.artifacts import codecs, runs, schema
+from cifar_core.artifacts import codecs, runs, schema, testdata
 from cifar_core.errors import ArtifactError
 from cifar_core.evaluate import confusion as confusion_counts
 from cifar_core.fileio import atomic_write, write_json
@@ -105,14 +105,14 @@ def _convert(path: Path, root: Path) -> None:
     if n_all is not None and config.get("val_size") == auto_val_size(n_all) == data["n_val"]:
         config["val_size"] = None
     if manifest.get("command"):
-        from cifar_core.report import as_module_command
+        from cifar_core.runtime import command_line
 
-        manifest["command"] = shlex.join(as_module_command(shlex.split(manifest["command"])))
+        manifest["command"] = command_line(shlex.split(manifest["command"]))
+    from cifar_core.phases import PhaseRecord
+
+    phases = [PhaseRecord.from_dict(p) for p in manifest["phases"]]
     metrics["trainable_params"] = max(
-        [
-            int(metrics.get("trainable_params", 0)),
-            *(int(p.get("trainable_params", 0)) for p in manifest["phases"]),
-        ]
+        [int(metrics.get("trainable_params", 0)), *(p.trainable_params for p in phases)]
     )
     manifest["schema_version"] = schema.SCHEMA_VERSION
     history = pd.read_csv(path / runs.HISTORY)
@@ -127,7 +127,7 @@ def _structured_source(source: str, root: Path) -> dict:
         folder = Path(source[len(IMAGE_FOLDER_PREFIX) :])
         return {
             "kind": "image_folder",
-            "root": runs.relative_path(folder, root),
+            "root": testdata.relative_path(folder, root),
             "source": f"{IMAGE_FOLDER_PREFIX}{folder.name}",
         }
     if source == "keras.datasets.cifar10":
@@ -137,7 +137,7 @@ def _structured_source(source: str, root: Path) -> dict:
         kind = "tarball" if where.suffix == ".gz" else "batches"
         return {
             "kind": kind,
-            "root": runs.relative_path(where, root),
+            "root": testdata.relative_path(where, root),
             "source": f"cifar-10-python ({where.name})",
         }
     return {"kind": "arrays", "root": None, "source": source or "unknown"}

@@ -192,44 +192,6 @@ def read_manifest(root: Path, run_id: str) -> dict[str, Any]:
     return manifest
 
 
-# --- where the data of a run is -------------------------------------------------------
-
-
-def project_dir(root: Path) -> Path:
-    """What relative data paths in manifests are relative to: the folder holding ``root``."""
-    return Path(root).resolve().parent
-
-
-def relative_path(path: str | os.PathLike, root: Path) -> str:
-    """``path`` relative to the project folder when they share more than ``/``, else absolute."""
-    path, base = Path(path).resolve(), project_dir(root)
-    if os.path.commonpath([path, base]) == path.anchor:
-        return path.as_posix()
-    return Path(os.path.relpath(path, base)).as_posix()
-
-
-def data_record(data, root: Path, n_train: int, n_val: int) -> dict[str, Any]:
-    """The manifest's ``data``: kind, root (relative where it can be), source, checksum, sizes."""
-    return {
-        "kind": data.kind,
-        "root": relative_path(data.root, root) if data.root is not None else None,
-        "source": data.source,
-        "checksum": data.checksum,
-        "n_train": int(n_train),
-        "n_val": int(n_val),
-        "n_test": int(len(data.y_test)),
-    }
-
-
-def data_folder(run: Run) -> Path | None:
-    """The run's image folder on this machine, if it was trained on one and it is here."""
-    data = run.manifest["data"]
-    if data["kind"] != "image_folder" or not data.get("root"):
-        return None
-    folder = (project_dir(run.path.parent.parent) / data["root"]).resolve()
-    return folder if folder.is_dir() else None
-
-
 # --- writing -------------------------------------------------------------------------------
 
 

@@ -74,16 +74,21 @@ def clear(work: Path) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+def training_lock(root: Path, run_id: str):
+    """``lock_folder`` on the work folder of run ``run_id``."""
+    return lock_folder(work_dir(root, run_id))
+
+
 @contextlib.contextmanager
-def training_lock(root: Path, run_id: str) -> Iterator[Path]:
-    """Hold an exclusive lock on ``work/<run_id>/`` for as long as a trainer uses it.
+def lock_folder(folder: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the work folder ``folder`` for as long as a trainer uses it.
 
     The OS drops the lock when the process dies (even by SIGKILL), so a killed run can be
-    resumed at once, while a second live trainer of the same run id fails clearly.
+    resumed at once, while a second live trainer of the same folder fails clearly.
     """
     import fcntl
 
-    folder = work_dir(root, run_id)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK, "a+")
     try:
@@ -91,7 +96,7 @@ def training_lock(root: Path, run_id: str) -> Iterator[Path]:
     except BlockingIOError:
         handle.close()
         raise RunLockedError(
-            f"run {run_id!r} is being trained by another process right now ({folder / LOCK})"
+            f"{folder.name!r} is being trained by another process right now ({folder / LOCK})"
         ) from None
     try:
         handle.seek(0)

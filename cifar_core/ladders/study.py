@@ -112,8 +112,3 @@ def ladder_table(ladder: Ladder, runs) -> pd.DataFrame:
     columns += ["gained", "lost", "idle", "macro_f1", "epochs", "minutes", "params"]
     columns += ["reported_train", "reported_val", "reported_test"]
     return pd.DataFrame(rows).reindex(columns=columns)
-
-
-def confusion_change(run, previous) -> np.ndarray:
-    """This rung's confusion matrix minus the previous rung's (rows true, columns predicted)."""
-    return np.asarray(run.confusion, dtype=np.int64) - np.asarray(previous.confusion, dtype=np.int64)

@@ -7,9 +7,10 @@ from cifar_core.models import fast, scratch, transfer  # noqa: F401  (registers 
 from cifar_core.models.registry import (
     ModelSpec,
     UnknownModelError,
+    count_trainable,
     create_model,
     get_spec,
     list_models,
 )
 
-__all__ = ["ModelSpec", "UnknownModelError", "create_model", "get_spec", "list_models"]
+__all__ = ["ModelSpec", "UnknownModelError", "count_trainable", "create_model", "get_spec", "list_models"]

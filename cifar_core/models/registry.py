@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
+import numpy as np
 
 from cifar_core.errors import UnknownModelError
 
@@ -33,6 +34,11 @@ class ModelSpec:
     # What ``tune`` searches: ``--set`` key -> {"log": [lo, hi]} | {"range": [lo, hi]} |
     # {"int": [lo, hi]} | {"choices": [...]} (None: cifar_core.tuning's default space).
     search_space: dict[str, dict] | None = None
+
+    @property
+    def is_transfer(self) -> bool:
+        """A pretrained backbone with a head, trained in phases (``phases.plan``)."""
+        return self.family == "transfer"
 
 
 def register_model(
@@ -92,3 +98,8 @@ def flat_layers(model: keras.Model):
             yield from flat_layers(layer)
         else:
             yield layer
+
+
+def count_trainable(model: keras.Model) -> int:
+    """Parameters that training updates (the model's trainable weights, as they are set now)."""
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))

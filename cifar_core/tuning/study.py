@@ -1,10 +1,10 @@
 """Run and read a hyper-parameter study with Optuna.
 
-Optuna, not KerasTuner: a trial here is an ordinary ``TrainConfig`` (the model's preset plus
-``--set`` values) trained by the engine's own ``fitting.fit`` (its data pipeline, schedules,
-checkpoints and resume), and Optuna's define-by-run trials ask for values without owning the
-model or the training loop. KerasTuner wants a ``HyperModel`` that builds and compiles the
-model itself and runs its own ``fit``, a second way to train.
+Optuna, not KerasTuner: a trial here is an ordinary ``TrainConfig`` (the model's preset
+plus ``--set`` values) trained through the engine's own fit set-up, ``fitting.fit_in`` (its
+data pipeline, schedules, checkpoints and resume), and Optuna's define-by-run trials ask
+for values without owning the model or the training loop. KerasTuner wants a ``HyperModel``
+that builds and compiles the model itself and runs its own ``fit``, a second way to train.
 
 - Sampler: TPE (seeded); pruner: median, on the validation accuracy reported after every
   epoch (a trial below the median of earlier trials at the same epoch stops there).
@@ -21,7 +21,6 @@ import datetime as dt
 import os
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import pandas as pd
 from cifar_core.artifacts import studies
 from cifar_core.config import TrainConfig
 from cifar_core.errors import ArtifactError, ConfigError
-from cifar_core.tuning.space import settings, suggest
+from cifar_core.tuning.space import clamp, config_values, outside, settings, suggest, trial_params
 
 PRUNER = {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
 
@@ -145,34 +144,30 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
     import keras
     import optuna
 
-    from cifar_core import fitting, runtime
     from cifar_core.artifacts import work as files
     from cifar_core.data import run_splits
+    from cifar_core.fitting import fit_in, read_history
 
     first = trial_config(info, {})
-    splits = fitting.Splits(*run_splits(data, first.val_size, first.seed, first.train_limit))
-    strategy = runtime.make_strategy("default")
+    splits = run_splits(data, first.val_size, first.seed, first.train_limit)
 
     def objective(trial) -> float:
         values = suggest(trial, space)
         config = trial_config(info, values)
-        work = studies.trial_work_dir(root, name, config.fingerprint())
-        work.mkdir(parents=True, exist_ok=True)
         trial.set_user_attr("settings", settings(values))
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         print(f"trial {trial.number}: {' '.join(settings(values))}", flush=True)
-        keras.utils.set_random_seed(config.seed)
-        report = report_callback(trial, files.history_file(work))
+        folder = studies.trial_work_dir(root, name, config.fingerprint())
+        report = report_callback(trial, files.history_file(folder))
         start = time.perf_counter()
-        with runtime.dtype_policy(runtime.resolve_precision(config.precision, config.model)):
-            fitting.fit(config, splits, strategy, work, len(data.class_names), verbose, [report])
-        history = fitting.read_history(files.history_file(work))
+        with fit_in(folder, config, data, splits, verbose=verbose, callbacks=[report]) as result:
+            history = read_history(files.history_file(result.work))
+        shutil.rmtree(folder, ignore_errors=True)
         trial.set_user_attr("val_curve", [float(v) for v in history["val_accuracy"]])
         trial.set_user_attr("train_curve", [float(v) for v in history["accuracy"]])
         trial.set_user_attr("time_s", float(history["epoch_time_s"].sum()))
         trial.set_user_attr("wall_s", time.perf_counter() - start)
-        shutil.rmtree(work, ignore_errors=True)
         keras.backend.clear_session()
         if report.pruned:
             raise optuna.TrialPruned()
@@ -199,7 +194,7 @@ def describe(model: str, space: dict, epochs: int, data, root: Path, **options) 
         "data": {"source": data.source, "checksum": data.checksum, "kind": data.kind},
         "environment": runtime.environment(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m cifar_core", *sys.argv[1:]]) if sys.argv else None,
+        "command": runtime.command_line(),
     }
 
 
@@ -284,3 +279,21 @@ def importances(study) -> dict[str, float]:
     except RuntimeError:  # "zero total variance": every complete trial scored the same
         return {}
     return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
+def enqueue_baseline(root: Path, name: str, info: dict) -> list[str]:
+    """Queue the preset's own values (with the study's fixed settings) as the next trial of
+    a study that has none yet, marked ``baseline`` in the trial table; the sampler does the
+    rest. A value outside the space is moved to its nearest end. Returns what was done."""
+    study = open_study(root, name)
+    if study.get_trials(deepcopy=False):
+        return [f"study {name} has trials already: --baseline only queues a new study's first trial"]
+    preset = config_values(trial_config(info, {}), info["space"])
+    values = clamp(preset, info["space"])
+    said = [
+        f"baseline: the preset's {key}={preset[key]} lies outside the space "
+        f"{info['space'][key]}: the baseline trial uses {values[key]}"
+        for key in outside(preset, info["space"])
+    ]
+    study.enqueue_trial(trial_params(values), user_attrs={"baseline": "preset"})
+    return [*said, f"baseline: trial 0 trains the preset's values: {' '.join(settings(values))}"]

@@ -6,18 +6,16 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from cifar_core import crossrun
+
 st.title("Agreement across models")
 runs = common.require_runs()
 if runs:
     runs = common.same_test_set(runs)
     correct = common.correct_matrix(runs)  # (models, images)
     y = runs[0].predictions["y_true"]
-    k = len(runs[0].class_names)
-    votes = np.stack(
-        [np.bincount(col, minlength=k) for col in np.stack([r.predictions["y_pred"] for r in runs]).T]
-    )
-    majority = votes.argmax(1)
-    mean_probs = np.mean([r.predictions["probs"] for r in runs], axis=0)
+    majority = crossrun.majority_vote(runs)
+    mean_probs = crossrun.ensemble_probs(runs)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Models compared", len(runs))
     c2.metric("Majority vote accuracy", f"{(majority == y).mean():.2%}")

@@ -8,10 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core.errors import CifarError, ImageError, ModelLoadError
+from cifar_core.errors import ImageError, ModelLoadError
 from cifar_core.images import open_image, to_pixels
 from cifar_core.inference import classify
-from cifar_core.saliency import overlay
 
 OWN_CLASS = "each model's own top class"
 
@@ -62,21 +61,14 @@ def loading_progress(paths) -> None:
 
 def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> None:
     """Each model's heatmap over the 32x32 view, for its top class or for ``class_name``."""
-    images, captions = [], []
     predicted = dict(zip(table["model"], table["prediction"]))
+    wanted = []
     for run in runs:
         if run.label not in predicted:
             continue  # it could not be loaded (warned above)
-        wanted = predicted[run.label] if class_name == OWN_CLASS else class_name
-        try:
-            heat, how = common.heatmap_for(run, pixels, run.class_names.index(wanted))
-        except (CifarError, ValueError) as error:
-            images.append(None)
-            captions.append(f"{run.label}: no heatmap ({error})")
-            continue
-        images.append(overlay(pixels, heat))
-        captions.append(f"{run.label}: where it sees '{wanted}' · {how}")
-    common.image_grid(images, captions, columns=min(5, max(len(images), 1)))
+        name = predicted[run.label] if class_name == OWN_CLASS else class_name
+        wanted.append((run, name, f"{run.label}: where it sees '{name}'"))
+    common.heatmap_grid(pixels, wanted, columns=5)
 
 
 def show(

@@ -18,7 +18,7 @@ def differing(mask: np.ndarray, right, wrong, a, b, y: np.ndarray) -> None:
         "Images shown", [16, 48, 96, 200], value=16, key="cmp_shown", help="Surest wrong answers first"
     )
     st.caption(
-        f"{len(idx)} test images {right.manifest['model']} gets right and {wrong.manifest['model']} "
+        f"{len(idx)} test images {right.label} gets right and {wrong.label} "
         f"gets wrong; the first {min(shown, len(idx))}, most confident mistakes first."
     )
     names = a.class_names
@@ -46,7 +46,7 @@ def reliability(a, b, y: np.ndarray) -> None:
                 x=curve["confidence"],
                 y=curve["accuracy"],
                 mode="lines+markers",
-                name=f"{name}: {run.manifest['model']} (ECE {run.metrics['test']['ece']:.3f})",
+                name=f"{name}: {run.label} (ECE {run.metrics['test']['ece']:.3f})",
             )
         )
     fig.update_layout(title="Reliability diagram", xaxis_title="confidence", yaxis_title="accuracy")

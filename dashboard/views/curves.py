@@ -41,7 +41,7 @@ if runs:
                 fig.add_vline(
                     x=boundary + 0.5,
                     line_dash="dot",
-                    annotation_text=f"{run.manifest['model']}: fine-tuning starts",
+                    annotation_text=f"{run.label}: fine-tuning starts",
                 )
         st.plotly_chart(fig, width="stretch", key="curves_main")
 
@@ -50,7 +50,7 @@ if runs:
                 {
                     "epoch": labels[lab].history["epoch"] + 1,
                     "learning_rate": labels[lab].history["learning_rate"],
-                    "run": labels[lab].manifest["model"],
+                    "run": labels[lab].label,
                 }
             )
             for lab in chosen
@@ -73,6 +73,4 @@ if runs:
                     drops = h.index[h["learning_rate"] < 0.8 * h["learning_rate"].shift(1)]
                     if len(drops):
                         epochs = ", ".join(str(int(h.loc[i, "epoch"]) + 1) for i in drops)
-                        st.caption(
-                            f"{labels[label].manifest['model']}: learning rate cut after epoch(s) {epochs}"
-                        )
+                        st.caption(f"{labels[label].label}: learning rate cut after epoch(s) {epochs}")

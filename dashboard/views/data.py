@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cifar_core import artifacts, datafacts
+from cifar_core import artifacts, crossrun, datafacts
 from cifar_core.errors import CifarError
 
 PER_CLASS = 8  # sample images per class
@@ -15,7 +15,7 @@ SUSPECTS = 24  # label-error candidates shown
 
 @st.cache_data(show_spinner="Looking for label errors (confident learning)…", max_entries=8)
 def _issues(signature: tuple, _runs) -> pd.DataFrame:
-    return datafacts.label_issues(_runs)
+    return crossrun.label_issues(_runs)
 
 
 def overview(run, facts) -> None:
@@ -80,7 +80,7 @@ def overview(run, facts) -> None:
 
 def wrong_view(runs) -> None:
     st.subheader("Test images each model gets wrong, per class")
-    table = datafacts.wrong_per_class(runs)
+    table = crossrun.wrong_per_class(runs)
     fig = px.imshow(table, text_auto=True, aspect="auto", color_continuous_scale="Reds")
     fig.update_layout(xaxis_title="true class", yaxis_title="run")
     st.plotly_chart(fig, width="stretch", key="data_wrong")
@@ -127,7 +127,7 @@ def label_errors(runs) -> None:
                     marked.discard(index)
     if marked:
         st.write(f"**Accuracy without the {len(marked)} marked image(s)** (this session only)")
-        table = datafacts.accuracy_without(runs, marked)
+        table = crossrun.accuracy_without(runs, marked)
         st.dataframe(
             table.style.format({"accuracy": "{:.2%}", "without_marked": "{:.2%}"}),
             width="stretch",

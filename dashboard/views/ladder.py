@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core.ladders import LADDERS, confusion_change, ladder_table, rung_runs
+from cifar_core.ladders import LADDERS, ladder_table, rung_runs
 
 SPLITS = {"train": "#636efa", "val": "#00cc96", "test": "#ef553b"}
 NOISE = 0.05  # McNemar p at or above this: the change reads as noise
@@ -32,8 +32,11 @@ def step_chart(table: pd.DataFrame):
                 name=f"{split} (this run)",
                 mode="lines+markers",
                 line={"shape": "hv", "color": colour},
-                customdata=table[["change"]].assign(gain=table.apply(gain_label, axis=1)),
-                hovertemplate="%{customdata[0]}<br>" + split + " %{y:.1%}<br>%{customdata[1]}<extra></extra>",
+                # customdata[0]: the rung's index, what a click selects (common.selected_points)
+                customdata=table[["change"]]
+                .assign(gain=table.apply(gain_label, axis=1))
+                .assign(index=table["rung"].astype(int) - 1)[["index", "change", "gain"]],
+                hovertemplate="%{customdata[1]}<br>" + split + " %{y:.1%}<br>%{customdata[2]}<extra></extra>",
             )
         )
         reported = table[f"reported_{split}"]
@@ -108,22 +111,10 @@ def rung_details(found: dict, table: pd.DataFrame, index: int) -> None:
     if previous is None:
         right.info("The first trained rung: nothing to compare its confusion matrix with.")
         return
-    names = run.class_names
-    diff = confusion_change(run, found[previous])
-    limit = max(1, abs(diff).max())
-    fig = px.imshow(
-        diff,
-        x=names,
-        y=names,
-        color_continuous_scale="RdBu_r",
-        zmin=-limit,
-        zmax=limit,
-        text_auto=True,
-        labels={"x": "predicted", "y": "true", "color": "change"},
-        title=f"Confusion matrix change from rung {previous + 1}",
+    fig = common.confusion_change_figure(
+        found[previous], run, f"Confusion matrix change from rung {previous + 1}"
     )
     right.plotly_chart(fig, width="stretch", key="ladder_confusion")
-    right.caption("Diagonal up (red) = more right; off the diagonal, red = more of that mistake.")
 
 
 st.title("Ladders: one change at a time")
@@ -187,8 +178,7 @@ else:
             f"this run {row.test:.1%}."
         )
     st.plotly_chart(gap_chart(table), width="stretch", key="ladder_gap")
-    points = (event.selection.get("points") if event and event.selection else None) or []
-    clicked = points[0].get("point_index") if points else None
+    clicked = next(iter(common.selected_points(event)), None)
     trained_rungs = [int(r) - 1 for r in table.dropna(subset=["run_id"])["rung"]]
     picked = st.selectbox(
         "Rung",

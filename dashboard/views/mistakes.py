@@ -6,9 +6,6 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from cifar_core.errors import CifarError
-from cifar_core.saliency import overlay
-
 st.title("Mistakes")
 runs = common.require_runs()
 if runs:
@@ -27,15 +24,14 @@ if runs:
     order = c3.radio(
         "Order", ["most confident first", "least confident first"], horizontal=True, key="mk_order"
     )
-    # 16 per run up front: every image is one request and one element for the browser, and
-    # three runs of 32 plus the shared ones made a first visit take over a second here.
+    # 16 per run up front: every image is one request and one element for the browser.
     max_shown = c4.select_slider("Images per run", [16, 32, 64, 128, 256], value=16, key="mk_shown")
     t, p = names.index(true_class), names.index(pred_class)
 
     counts = pd.DataFrame(
         [
             {
-                "model": r.manifest["model"],
+                "run": r.label,
                 "confusion": f"{a} → {b}",
                 "images": int(r.confusion[names.index(a), names.index(b)]),
             }
@@ -47,7 +43,7 @@ if runs:
     if len(counts):
         fig = px.bar(
             counts,
-            x="model",
+            x="run",
             y="images",
             color="confusion",
             barmode="group",
@@ -64,7 +60,7 @@ if runs:
         hits = np.flatnonzero((y == t) & (run.predictions["y_pred"] == p))
         wrong_sets.append(set(hits.tolist()))
         hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
-        st.subheader(f"{run.manifest['model']}: {len(hits)} {true_class} images predicted as {pred_class}")
+        st.subheader(f"{run.label}: {len(hits)} {true_class} images predicted as {pred_class}")
         shown = hits[:max_shown]
         shown_any.extend(i for i in shown.tolist() if i not in shown_any)
         captions = [f"#{i} · {pred_class} {probs[i, p]:.0%} · {true_class} {probs[i, t]:.0%}" for i in shown]
@@ -99,17 +95,10 @@ if runs:
             if pixels is None:
                 st.info("This test image is not available here (data source missing, no thumbnail).")
             else:
-                images, captions = [], []
+                wanted = []
                 for label in chosen:
                     run = labels[label]
                     said = run.class_names[int(run.predictions["y_pred"][pick])]
                     for name, role in ((true_class, "true"), (said, "said")):
-                        try:
-                            heat, how = common.heatmap_for(run, pixels, run.class_names.index(name))
-                        except CifarError as error:
-                            images.append(None)
-                            captions.append(f"{run.label}: no heatmap ({error})")
-                            continue
-                        images.append(overlay(np.asarray(pixels, dtype=np.uint8), heat))
-                        captions.append(f"{run.label} · {role}: '{name}' · {how}")
-                common.image_grid(images, captions, columns=min(6, len(images)))
+                        wanted.append((run, name, f"{run.label} · {role}: '{name}'"))
+                common.heatmap_grid(pixels, wanted, columns=6)

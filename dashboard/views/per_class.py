@@ -23,7 +23,7 @@ if runs:
         text_auto=".2f" if normalise != "counts" else True,
         color_continuous_scale="Blues",
         labels={"x": "predicted", "y": "true", "color": normalise},
-        title=f"Confusion matrix: {run.manifest['model']}",
+        title=f"Confusion matrix: {run.label}",
     )
     st.plotly_chart(fig, width="stretch", key="pc_confusion")
 
@@ -31,9 +31,9 @@ if runs:
     metric = st.selectbox("Metric", ["f1", "precision", "recall"], key="pc_metric")
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:4], key="pc_runs")
     if chosen:
-        rows = [labels[lab].per_class.assign(model=labels[lab].manifest["model"]) for lab in chosen]
+        rows = [labels[lab].per_class.assign(run=labels[lab].label) for lab in chosen]
         fig = px.bar(
-            pd.concat(rows), x="class", y=metric, color="model", barmode="group", title=f"{metric} per class"
+            pd.concat(rows), x="class", y=metric, color="run", barmode="group", title=f"{metric} per class"
         )
         st.plotly_chart(fig, width="stretch", key="pc_bars")
 
@@ -44,17 +44,5 @@ if runs:
     else:
         a = labels[st.selectbox("Run A", comparable, index=0, key="pc_a")]
         b = labels[st.selectbox("Run B", comparable, index=1, key="pc_b")]
-        diff = b.confusion.astype(int) - a.confusion.astype(int)
-        limit = max(int(np.abs(diff).max()), 1)
-        fig = px.imshow(
-            diff,
-            x=names,
-            y=names,
-            text_auto=True,
-            color_continuous_scale="RdBu",
-            zmin=-limit,
-            zmax=limit,
-            labels={"x": "predicted", "y": "true", "color": "B - A"},
-            title="B minus A: on the diagonal, blue is better; off it, red is better",
-        )
+        fig = common.confusion_change_figure(a, b, f"B minus A: {b.label} against {a.label}")
         st.plotly_chart(fig, width="stretch", key="pc_diff")

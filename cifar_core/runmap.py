@@ -1,7 +1,7 @@
-"""The analysis a run gets after training: its map of the test set and its data facts.
+"""A run's map of the test set (features, PCA, t-SNE) and its data facts, made after training.
 
-    analyse(root, run_id, model, data, splits)       # at the end of training (train.py)
-    analyse_existing(root, run_id, data_dir)         # later: python -m cifar_core embed RUN
+    map_run(root, run_id, model, data, splits)        # at the end of training (record.py)
+    map_existing_run(root, run_id, data_dir)          # later: python -m cifar_core embed RUN
 
 Both need the test images (and the train split for the facts), so they run where the data
 is; the dashboard only reads what they stored (artifacts.read_embedding, read_data_facts).
@@ -17,7 +17,7 @@ from cifar_core import artifacts, datafacts, embeddings
 from cifar_core.errors import DataError
 
 
-def analyse(
+def map_run(
     root: Path,
     run_id: str,
     model,
@@ -41,13 +41,12 @@ def analyse(
     return {"facts_s": facts_s, "embedding_s": time.perf_counter() - start - facts_s, "dims": feats.shape[1]}
 
 
-def analyse_existing(
+def map_existing_run(
     root: Path, run_id: str, data_dir=None, say: Callable = print, facts_only: bool = False
 ) -> dict:
-    """``analyse`` for a finished run: its data (``data_dir``, else the folder it was trained
+    """``map_run`` for a finished run: its data (``data_dir``, else the folder it was trained
     on if it is here) must be the run's own, checked by checksum."""
     from cifar_core.data import load_cifar10, run_splits
-    from cifar_core.fitting import Splits
     from cifar_core.inference import load_model
 
     run = artifacts.read_run(root, run_id)
@@ -64,28 +63,4 @@ def analyse_existing(
     config = run.manifest["config"]
     splits = run_splits(data, config["val_size"], config["seed"], config["train_limit"])
     model = None if facts_only else load_model(run.model_path)
-    return analyse(root, run.run_id, model, data, Splits(*splits), config["seed"], say, facts_only)
-
-
-def add_arguments(parser) -> None:
-    """``python -m cifar_core embed``'s own options."""
-    parser.add_argument("runs", nargs="*", help="run ids (default with --all: every run without a map)")
-    parser.add_argument("--all", action="store_true", help="every run that has no map yet")
-    parser.add_argument(
-        "--facts-only", action="store_true", help="only the data facts (no features, no t-SNE)"
-    )
-
-
-def main(args) -> int:
-    """``python -m cifar_core embed RUN... | --all [--facts-only] [--data-dir DIR]``."""
-    from cifar_core.errors import ConfigError
-
-    root = artifacts.artifacts_root(args.artifacts_dir)
-    if not args.runs and not args.all:
-        raise ConfigError("name the runs to map, or pass --all")
-    ids = args.runs or (artifacts.list_runs(root) if args.facts_only else artifacts.runs_without_map(root))
-    for run_id in ids:
-        took = analyse_existing(root, run_id, args.data_dir, facts_only=args.facts_only)
-        made = f"map of the test set from {took['dims']}-D features" if took["dims"] else "data facts"
-        print(f"{run_id}: {made} in {took['facts_s'] + took['embedding_s']:.0f} s")
-    return 0
+    return map_run(root, run.run_id, model, data, splits, config["seed"], say, facts_only)

@@ -1,0 +1,61 @@
+"""What the dashboard's Classify page gets from every committed zoo run: load, latency,
+throughput and heatmap time, through the same calls the page makes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def _zoo_runs(root) -> list:
+    from cifar_core import artifacts
+
+    runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
+    return [run for run in runs if not artifacts.is_ladder_run(run)]  # what the Classify page shows
+
+
+def inference_speed(root=None) -> list[dict]:
+    """Per committed zoo run, what the Classify page gets from it: seconds to load and warm
+    its ``Predictor`` (as the dashboard's background loader does), the median batch-1
+    latency of that same call and its batch-256 throughput."""
+    from cifar_core import evaluate
+    from cifar_core.inference import Predictor, load_model
+
+    images = np.random.default_rng(3).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
+    results = []
+    for run in _zoo_runs(root):
+        start = time.perf_counter()
+        predict = Predictor(load_model(run.model_path)).warm()
+        loaded = time.perf_counter() - start
+        results.append(
+            {
+                "run": run.run_id,
+                "load_s": loaded,
+                "latency_ms_batch1": evaluate.latency_ms_per_image(predict, images[:1]),
+                "images_per_s_batch256": evaluate.throughput_images_per_s(predict, images),
+            }
+        )
+    return results
+
+
+def saliency_speed(root=None, repeats: int = 3) -> dict:
+    """Seconds to compute one photo's heatmap for every run's model (its top class), after
+    a warm-up call (loading and tracing, also timed), as the Classify page's "Why?" does."""
+    from cifar_core import saliency
+    from cifar_core.inference import load_model
+
+    runs = _zoo_runs(root)
+    photo = np.random.default_rng(2).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    start = time.perf_counter()
+    explainers = [saliency.explainer(load_model(run.model_path)) for run in runs]
+    for explain in explainers:
+        saliency.heatmaps(explain, photo)
+    first = time.perf_counter() - start
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for explain in explainers:
+            saliency.heatmaps(explain, photo)
+        best = min(best, time.perf_counter() - start)
+    return {"models": len(runs), "first_s": first, "warm_s": float(best)}

@@ -1,0 +1,190 @@
+"""``benchmark``: training and inference speed and memory per model, each in its own
+process; ``--inference`` and ``--saliency`` time what the Classify page does with every
+committed run. Only compare figures from one invocation: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from cifar_core.commands.options import add_common, add_set
+
+
+def register(sub) -> None:
+    p = sub.add_parser("benchmark", help="training/inference speed and memory per model")
+    add_arguments(p)
+    add_common(p)
+    p.set_defaults(handler=main)
+
+
+def projection(
+    result: dict, epochs: int, precisions: list[str], n_train: int = 45_000, n_test: int = 5_000
+) -> str:
+    """The wall time of an ``epochs``-epoch run at the measured speed: training on the
+    default split of the shared data (45,000 images) plus six-view TTA on the test split."""
+    parts = []
+    for p in precisions:
+        train_min = epochs * n_train / result["train"][p]["images_per_s"] / 60
+        parts.append(f"{p.replace('mixed_', '')} {train_min:.1f} min")
+    tta_min = 6 * n_test / result["images_per_s_batch256"] / 60
+    return (
+        f"{result['model']}: {epochs} epochs of {n_train:,} images: training "
+        + ", ".join(parts)
+        + f"; + {tta_min:.1f} min for six-view TTA on {n_test:,} test images"
+    )
+
+
+def table(results: list[dict], precisions: list[str]) -> str:
+    head = f"{'model':<20}{'params':>11}"
+    for p in precisions:
+        head += f"{'train img/s ' + p.replace('mixed_', ''):>24}{'wait':>6}"
+    head += f"{'ms/img b1':>11}{'img/s b256':>12}{'peak MB':>9}"
+    lines = [head]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['model']:<20} failed: {r['error']}")
+            continue
+        name = r["model"] + (f" @{r['input_size']}" if r.get("input_size") else "")
+        line = f"{name:<20}{r['params']:>11,}"
+        for p in precisions:
+            t = r["train"][p]
+            line += f"{t['images_per_s']:>24.0f}{t['data_wait_share']:>6.0%}"
+        line += (
+            f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>12.0f}{r['peak_memory_mb']:>9.0f}"
+        )
+        lines.append(line)
+        if "train_phase2" in r:  # the fine-tuning phase, on pixels, top of the backbone unfrozen
+            t2 = r["train_phase2"]
+            line = f"{'  phase 2':<20}{t2[precisions[0]]['trainable_params']:>11,}"
+            for p in precisions:
+                line += f"{t2[p]['images_per_s']:>24.0f}{t2[p]['data_wait_share']:>6.0%}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    from argparse import SUPPRESS
+
+    p.add_argument("--models", help="comma-separated names (default: the reference zoo, as run --all)")
+    p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
+    p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
+    p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
+    p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
+    help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
+    p.add_argument("--saliency", action="store_true", help=help)
+    help = "only time every committed run's inference as the Classify page calls it (load, batch 1, 256)"
+    p.add_argument("--inference", action="store_true", help=help)
+    add_set(p, "config overrides for every model measured (as train --set), repeatable")
+    p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
+
+
+def main(args: argparse.Namespace) -> int:
+    from cifar_core.benchmark import measure
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    settings = list(args.settings or [])
+    if args.saliency:
+        return _saliency(args)
+    if args.inference:
+        return _inference(args)
+    if args.single:  # the child process of _models: one model, JSON on stdout
+        result = measure(args.single, args.steps, precisions, args.input_size, settings, args.profile)
+        print(json.dumps(result))
+        return 0
+    return _models(args, precisions, settings)
+
+
+def _saliency(args: argparse.Namespace) -> int:
+    from cifar_core.benchmark import saliency_speed
+
+    r = saliency_speed(args.artifacts_dir)
+    print(
+        f"heatmaps of one photo for all {r['models']} models: {r['warm_s']:.2f} s after warm-up "
+        f"(first call, with loading and tracing: {r['first_s']:.1f} s)"
+    )
+    return 0
+
+
+def _inference(args: argparse.Namespace) -> int:
+    from cifar_core.benchmark import inference_speed
+
+    rows = inference_speed(args.artifacts_dir)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'run':<36}{'load+trace s':>13}{'batch-1 ms':>11}{'img/s @256':>11}")
+    for r in rows:
+        speed = f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>11.0f}"
+        print(f"{r['run']:<36}{r['load_s']:>13.2f}{speed}")
+    total_ms = sum(r["latency_ms_batch1"] for r in rows)
+    print(
+        f"{len(rows)} models: batch-1 latencies sum to {total_ms:.1f} ms per photo; "
+        f"loading them all took {sum(r['load_s'] for r in rows):.1f} s"
+    )
+    return 0
+
+
+def _measure_apart(args: argparse.Namespace, name: str, precisions: list[str], settings: list[str]) -> dict:
+    """One model's figures from a child process of this command (its own peak memory)."""
+    cmd = [sys.executable, "-m", "cifar_core", "benchmark", "--single", name, "--steps", str(args.steps)]
+    cmd += ["--precisions", ",".join(precisions)]
+    cmd += ["--input-size", str(args.input_size)] if args.input_size else []
+    cmd += ["--profile"] if args.profile else []
+    cmd += [f"--set={setting}" for setting in settings]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": name, "error": tail[:200]}
+
+
+def _models(args: argparse.Namespace, precisions: list[str], settings: list[str]) -> int:
+    from cifar_core.benchmark import preset, time_to_accuracy
+    from cifar_core.models import get_spec, list_models
+
+    names = [n.strip() for n in args.models.split(",")] if args.models else list_models(zoo_only=True)
+    for name in names:
+        get_spec(name)
+        preset(name, settings)  # a bad --set fails here, before any measuring
+    results = []
+    for name in names:
+        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+        results.append(_measure_apart(args, name, precisions, settings))
+    if args.json:
+        print(json.dumps({"models": results, "fast_time_to_accuracy": time_to_accuracy(args.artifacts_dir)}))
+        return 0
+    print(table(results, precisions))
+    if settings:
+        print("settings: " + " ".join(settings))
+    for r in results:
+        if "error" not in r:
+            _details(r, args, precisions)
+    _time_to_accuracy(args.artifacts_dir)
+    return 0
+
+
+def _details(r: dict, args: argparse.Namespace, precisions: list[str]) -> None:
+    """A model's projected run time (``--epochs``) and per-layer profile (``--profile``)."""
+    if args.epochs:
+        print(projection(r, args.epochs, precisions))
+    for p in precisions if args.profile else []:
+        from cifar_core import stepprofile
+
+        t = r["train"][p]
+        print(f"\n{r['model']}, {p}, batch {t['batch_size']}: forward + backward per layer")
+        print(stepprofile.table(t["layers"], step_ms=1000 * t["batch_size"] / t["images_per_s"]))
+
+
+def _time_to_accuracy(root) -> None:
+    from cifar_core.benchmark import TARGETS, time_to_accuracy
+
+    for row in time_to_accuracy(root):
+        fmt = lambda s: "not reached" if s is None else f"{s / 60:.1f} min"  # noqa: E731
+        reached = ", ".join(f"{t:.0%} val after {fmt(row[f's_to_{round(t * 100)}'])}" for t in TARGETS)
+        print(f"fast run {row['run']}: {reached}")

@@ -1,0 +1,138 @@
+"""Commands on finished runs: ``evaluate``, ``predict``, ``embed``, ``report``, ``migrate``,
+and ``probe`` (linear probes of frozen features)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cifar_core.commands.options import add_common
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a saved run on a labelled image folder")
+    p.add_argument("--run", required=True, help="run id (see the artifacts/runs folder)")
+    p.add_argument("--data-dir", required=True, help="folder of <class>/ or test/<class>/ images")
+    p.add_argument("--name", help="evaluation name (default: the folder name)")
+    add_common(p, data=False)
+    p.set_defaults(handler=evaluate)
+
+    p = sub.add_parser("predict", help="top-3 classes for image files")
+    p.add_argument("--run", required=True, help="run id")
+    p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, gif, tiff)")
+    add_common(p, data=False)
+    p.set_defaults(handler=predict)
+
+    p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
+    p.add_argument("runs", nargs="*", help="run ids (default with --all: every run without a map)")
+    p.add_argument("--all", action="store_true", help="every run that has no map yet")
+    help = "only the data facts (no features, no t-SNE)"
+    p.add_argument("--facts-only", action="store_true", help=help)
+    add_common(p)
+    p.set_defaults(handler=embed)
+
+    p = sub.add_parser("probe", help="linear probes of frozen Lite0 features per size (validation only)")
+    p.add_argument("--sizes", default="128,160", help="comma-separated input sizes in px")
+    p.add_argument("--train", type=int, default=8000, help="train images for the probe")
+    p.add_argument("--val", type=int, default=3000, help="validation images (carved from train)")
+    add_common(p)
+    p.set_defaults(handler=probe)
+
+    p = sub.add_parser("migrate", help="convert runs of older versions to run format v2, once")
+    add_common(p, data=False)
+    p.set_defaults(handler=migrate)
+
+    p = sub.add_parser("report", help="results table of the runs")
+    p.add_argument("--markdown", action="store_true", help="Markdown table (for the README)")
+    p.add_argument("--readme", help="rewrite the generated blocks of this file (README.md)")
+    add_common(p, data=False)
+    p.set_defaults(handler=report)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from cifar_core.inference import evaluate_folder
+
+    run_id, result, path = evaluate_folder(args.artifacts_dir, args.run, args.data_dir, args.name)
+    print(
+        f"{run_id} on {args.data_dir} ({result['n_images']} images): accuracy {result['accuracy']:.2%}, "
+        f"macro F1 {result['macro_f1']:.3f}  -> {path}"
+    )
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from cifar_core import artifacts
+    from cifar_core.errors import ImageError
+    from cifar_core.images import MAX_FILE_BYTES, decode_image
+    from cifar_core.inference import Predictor, classify, load_model
+
+    run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
+    model = Predictor(load_model(run.model_path)).warm()
+    failures = 0
+    for file in args.images:
+        try:
+            pixels = decode_image(file, max_bytes=MAX_FILE_BYTES)
+        except ImageError as error:
+            print(f"{file}: error: {error}")
+            failures += 1
+            continue
+        result = classify(model, [pixels], run.class_names, top_k=3)[0]
+        tops = ", ".join(f"{name} {p:.1%}" for name, p in result["top"])
+        print(f"{file}: {tops}")
+    return 2 if failures else 0
+
+
+def embed(args: argparse.Namespace) -> int:
+    """``embed RUN... | --all [--facts-only] [--data-dir DIR]``: maps of finished runs."""
+    from cifar_core import artifacts
+    from cifar_core.errors import ConfigError
+    from cifar_core.runmap import map_existing_run
+
+    root = artifacts.artifacts_root(args.artifacts_dir)
+    if not args.runs and not args.all:
+        raise ConfigError("name the runs to map, or pass --all")
+    ids = args.runs or (artifacts.list_runs(root) if args.facts_only else artifacts.runs_without_map(root))
+    for run_id in ids:
+        took = map_existing_run(root, run_id, args.data_dir, facts_only=args.facts_only)
+        made = f"map of the test set from {took['dims']}-D features" if took["dims"] else "data facts"
+        print(f"{run_id}: {made} in {took['facts_s'] + took['embedding_s']:.0f} s")
+    return 0
+
+
+def probe(args: argparse.Namespace) -> int:
+    from cifar_core.data import load_cifar10
+    from cifar_core.probe import probe
+
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    rows = probe(load_cifar10(args.data_dir), sizes, args.train, args.val)
+    print("| size | images/s | features | dims | val accuracy |")
+    print("| ---: | ---: | --- | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['images_per_s']:.0f} | {r['features']} | {r['dims']} | "
+            f"{r['val_accuracy']:.2%} |"
+        )
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from cifar_core.artifacts import artifacts_root
+    from cifar_core.artifacts.migrate import migrate_all
+
+    root = artifacts_root(args.artifacts_dir)
+    results = migrate_all(root)
+    for run_id, outcome in results:
+        print(f"{run_id}: {outcome}")
+    if not results:
+        print(f"no runs in {root}")
+    return 2 if any(outcome.startswith("skipped") for _, outcome in results) else 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from cifar_core import report
+
+    if args.readme:
+        changed = report.update_readme(args.readme, args.artifacts_dir)
+        print(f"{args.readme}: generated blocks {'updated' if changed else 'already up to date'}")
+        return 0
+    print(report.render(args.artifacts_dir, markdown=args.markdown))
+    return 0
