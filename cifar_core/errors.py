@@ -11,6 +11,9 @@ They subclass ValueError too, for code that predates the base class.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 
 class CifarError(ValueError):
     """Bad input of any kind; ``str(error)`` is one line meant for the user."""
@@ -50,3 +53,15 @@ class UnknownModelError(CifarError):
 
 class WeightsError(CifarError):
     """Pretrained weights that are missing, unreadable or do not fit the model."""
+
+
+@contextlib.contextmanager
+def reraised_as(kind: type[CifarError], message: Callable[[Exception], str]) -> Iterator[None]:
+    """Inside the block, any exception but ``kind`` itself becomes ``kind(message(error))``:
+    a reader of untrusted bytes fails with one line for the user, never a traceback."""
+    try:
+        yield
+    except kind:
+        raise
+    except Exception as error:
+        raise kind(message(error)) from None

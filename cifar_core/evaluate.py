@@ -28,31 +28,32 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int = 3) -> float:
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
     """ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by size."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     ece = 0.0
-    for b in range(bins):
-        mask = which == b
+    for mask, confidence, correct in _confidence_bins(y_true, probs, bins):
         if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+            ece += mask.mean() * abs(correct.mean() - confidence.mean())
     return float(ece)
 
 
 def reliability_curve(y_true: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict[str, list]:
     """Per confidence bin: mean confidence, accuracy and count (for a reliability diagram)."""
+    out = {"confidence": [], "accuracy": [], "count": []}
+    for mask, confidence, correct in _confidence_bins(y_true, probs, bins):
+        out["count"].append(int(mask.sum()))
+        out["confidence"].append(float(confidence.mean()) if mask.any() else None)
+        out["accuracy"].append(float(correct.mean()) if mask.any() else None)
+    return out
+
+
+def _confidence_bins(y_true: np.ndarray, probs: np.ndarray, bins: int):
+    """Per equal-width bin of top-class confidence: (mask, its confidences, whether right)."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    out = {"confidence": [], "accuracy": [], "count": []}
     for b in range(bins):
         mask = which == b
-        out["count"].append(int(mask.sum()))
-        out["confidence"].append(float(confidence[mask].mean()) if mask.any() else None)
-        out["accuracy"].append(float(correct[mask].mean()) if mask.any() else None)
-    return out
+        yield mask, confidence[mask], correct[mask]
 
 
 def classification_metrics(

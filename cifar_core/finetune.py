@@ -68,10 +68,10 @@ def _ancestors_trainable(model: keras.Model, layer) -> bool:
     return base.trainable or layer not in base.layers
 
 
-def split(model: keras.Model, fine_tune_layers: int) -> SplitModel:
+def split(model: keras.Model, cut: int) -> SplitModel:
     """Split ``model`` at the first layer phase 2 unfreezes (or after the whole backbone)."""
     base = model.get_layer(BACKBONE)
-    first = len(base.layers) - max(fine_tune_layers, 0)
+    first = len(base.layers) - max(cut, 0)
     upper, cut = None, len(base.layers)
     if first < len(base.layers):
         # Move the cut earlier until the upper part depends on the cut tensor alone

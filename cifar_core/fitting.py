@@ -28,11 +28,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from cifar_core import finetune, runtime
 from cifar_core.artifacts import work as files
+from cifar_core.callbacks import phase_callbacks
 from cifar_core.config import TrainConfig, same_config
 from cifar_core.data import Cifar10Data, Splits
 from cifar_core.errors import ArtifactError, ConfigError, WeightsError
@@ -40,7 +40,7 @@ from cifar_core.fileio import write_json
 from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import Phase, PhaseRecord, plan
 from cifar_core.pipeline import make_array_dataset, make_dataset
-from cifar_core.schedules import FreezeAfter, Lookahead, make_optimizer, steps_per_epoch
+from cifar_core.schedules import make_optimizer, steps_per_epoch
 
 
 @dataclass
@@ -108,82 +108,6 @@ def check_same_config(work: Path, config: TrainConfig, checksum: str) -> None:
             )
     else:
         write_json(saved, {"config": config.to_dict(), "data_checksum": checksum})
-
-
-class EpochInfo(keras.callbacks.Callback):
-    """Adds the phase, learning rate and epoch wall time to the logs (before CSVLogger)."""
-
-    def __init__(self, phase: int):
-        super().__init__()
-        self.phase = phase
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["phase"] = self.phase
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            logs["epoch_time_s"] = time.perf_counter() - self._start
-
-
-def read_history(path: Path) -> pd.DataFrame:
-    """The per-epoch history so far (a resumed epoch counts once)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    frame = pd.read_csv(path)
-    return frame.drop_duplicates("epoch", keep="last").reset_index(drop=True)
-
-
-def _callbacks(phase: Phase, work: Path, verbose: int, total_steps: int = 0, extra: list | None = None):
-    config = phase.config
-    history = read_history(files.history_file(work))
-    if len(history):
-        history = history[history["phase"] == phase.number]
-    best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
-    callbacks = [
-        # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
-        *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
-        *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
-        EpochInfo(phase.number),
-        keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
-    ]
-    if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(files.best_weights(work, phase.number)),
-                monitor="val_accuracy",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=best,
-            )
-        )
-    if config.early_stopping_patience > 0:  # best weights come from the checkpoint, which survives a restart
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=config.early_stopping_patience, verbose=verbose
-            )
-        )
-    if config.lr_schedule == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=config.plateau_factor,
-                patience=config.plateau_patience,
-                min_lr=config.learning_rate / 1000,
-                verbose=verbose,
-            )
-        )
-    callbacks += list(extra or [])  # e.g. a tuning trial's pruning report, after the history row
-    # Last, so an epoch's history row and best weights are on disk before its checkpoint
-    # says it is done: a kill in between repeats the epoch (its row is deduplicated).
-    callbacks.append(
-        keras.callbacks.BackupAndRestore(
-            str(files.backup_dir(work, phase.number)), delete_checkpoint=False, double_checkpoint=True
-        )
-    )
-    return callbacks
 
 
 def build_model(config: TrainConfig, strategy, x_init: np.ndarray, load_weights: bool = True) -> keras.Model:
@@ -325,14 +249,14 @@ def _fit_phase(model, phase, splits, strategy, work, num_classes, verbose, cache
         initial_epoch=start_epoch,
         epochs=start_epoch + phase.epochs,
         steps_per_epoch=steps,
-        callbacks=_callbacks(phase, work, verbose, steps * phase.epochs, extra),
+        callbacks=phase_callbacks(phase, work, verbose, steps * phase.epochs, extra),
         verbose=verbose,
         shuffle=False,
     )
     best = files.best_weights(work, phase.number)
     if phase.config.restore_best and best.exists():
         target.load_weights(best)
-    history = read_history(files.history_file(work))
+    history = files.read_history(work)
     this = history[history["phase"] == phase.number]
     return PhaseRecord(
         phase=phase.number,

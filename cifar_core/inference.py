@@ -88,8 +88,8 @@ class PredictorPool:
     ``preload(paths)`` queues models (kept per path and modification time); ``get(path)``
     waits for a queued model, or queues it first, and re-raises its ``ModelLoadError``;
     ``ready(path)`` does not wait; ``progress(paths)`` says how many are ready. One loader
-    thread: on 2 vCPUs two at once were only 10% faster (19.1 s against 21.2 s for the nine
-    committed models), and the first queued is the first ready.
+    thread: loading is CPU-bound, so a second thread gains little, and the first queued
+    is the first ready.
     """
 
     def __init__(self):

@@ -19,7 +19,7 @@ import numpy as np
 from cifar_core import artifacts, evaluate, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, Splits
-from cifar_core.fitting import FitResult, read_history
+from cifar_core.fitting import FitResult
 from cifar_core.inference import Predictor, predict_probs
 from cifar_core.models import count_trainable, create_model, get_spec
 
@@ -128,7 +128,7 @@ def _history(result: FitResult, splits: Splits):
     val_ twin of every column, and the run keeps the two val_ columns a run has."""
     from cifar_core.artifacts import work as files
 
-    history = read_history(files.history_file(result.work))
+    history = files.read_history(result.work)
     if not len(splits.y_val):
         history = history.drop(columns=[c for c in history if c.startswith("val_")])
         history = history.assign(val_loss=np.nan, val_accuracy=np.nan)

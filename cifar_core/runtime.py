@@ -50,18 +50,16 @@ def gpus() -> list[str]:
 # Speeds are `python -m cifar_core benchmark` training images/s (float32, bfloat16).
 BF16_MAX_ACCURACY_LOSS = 0.003
 BF16_MEASURED: dict[str, dict[str, dict]] = {
-    # AMD EPYC Zen 4, 2 vCPUs, AVX512-BF16 (issue 14, benchmark on the shared JPEGs).
-    # Accuracy in bfloat16 not yet measured on this kind: auto keeps float32.
+    # AMD EPYC Zen 4, 2 vCPUs, AVX512-BF16 (benchmark on the shared JPEGs). Accuracy in
+    # bfloat16 not yet measured on this kind: auto keeps float32.
     "avx512_bf16": {
         "fast": {"images_per_s": (900, 1117), "accuracy_loss": None},
         "cnn_bn": {"images_per_s": (2460, 2729), "accuracy_loss": None},
         "resnet20": {"images_per_s": (863, 920), "accuracy_loss": None},
-        # bfloat16 made the transfer models almost 2x slower there (phase 2 / frozen head).
         "efficientnet_lite0": {"images_per_s": (236, 131), "accuracy_loss": None},
         "efficientnet_lite0_frozen": {"images_per_s": (333, 254), "accuracy_loss": None},
     },
-    # AMD EPYC Zen 3, 2 vCPUs, AVX2 only: bfloat16 is emulated, 3-12x slower for every
-    # model of the zoo (benchmark of 2026-11-24, stop 12's note). No entry can qualify.
+    # CPUs without AVX512-BF16 or AMX emulate bfloat16 (slower for every model): no entry.
 }
 
 

@@ -82,6 +82,17 @@ def run_label(run: Run) -> str:
     return f"{run.label} · {accuracy}" if run.label_shared else f"{run.label} · {accuracy} · {run.run_id}"
 
 
+def by_label(runs: list[Run]) -> dict[str, Run]:
+    """The runs keyed by their picker label (``run_label``), in order: what pickers offer."""
+    return {run_label(r): r for r in runs}
+
+
+def pick_run(runs: list[Run], prompt: str, key: str, index: int = 0) -> Run:
+    """One run chosen in a select box labelled ``prompt`` (``key``: its widget key)."""
+    labels = by_label(runs)
+    return labels[st.selectbox(prompt, list(labels), index=index, key=key)]
+
+
 def require_runs(minimum: int = 1) -> list[Run] | None:
     """The runs, or None after telling the user how to get (enough of) them."""
     runs, bad = load_runs()
@@ -208,10 +219,15 @@ def image_grid(images: list, captions: list[str], columns: int = 8) -> None:
             cols, images[start : start + columns], captions[start : start + columns]
         ):
             with col:
-                if image is None:
-                    st.caption(f"(image not available) {caption}")
-                else:
-                    st.image(image, caption=caption, width="stretch")
+                show_image(image, caption)
+
+
+def show_image(image, caption: str) -> None:
+    """One image with its caption, or the caption and a note when it is not available."""
+    if image is None:
+        st.caption(f"(image not available) {caption}")
+    else:
+        st.image(image, caption=caption, width="stretch")
 
 
 def heatmap_grid(pixels: np.ndarray, wanted: list[tuple[Run, str, str]], columns: int) -> None:

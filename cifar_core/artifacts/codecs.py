@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from cifar_core.artifacts.schema import read_npz
-from cifar_core.errors import ArtifactError
+from cifar_core.errors import ArtifactError, reraised_as
 from cifar_core.fileio import atomic_write, npz_bytes
 
 MAX_THUMBNAIL_PIXELS = 256 * 256
@@ -88,16 +88,12 @@ def decode_thumbnails(path: Path, arrays: dict[str, np.ndarray]) -> np.ndarray:
     if not ok:
         raise ArtifactError(f"{path}: offsets do not match the JPEG bytes")
     images = []
-    try:
+    with reraised_as(ArtifactError, lambda error: f"{path}: corrupt thumbnail ({type(error).__name__})"):
         for start, end in zip(offsets[:-1], offsets[1:]):
             with Image.open(io.BytesIO(jpeg[start:end]), formats=["JPEG"]) as image:
                 if image.size[0] * image.size[1] > MAX_THUMBNAIL_PIXELS:
                     raise ArtifactError(f"{path}: thumbnail larger than 256x256")
                 images.append(np.asarray(image.convert("RGB")))
-    except ArtifactError:
-        raise
-    except Exception as error:
-        raise ArtifactError(f"{path}: corrupt thumbnail ({type(error).__name__})") from None
     if len({i.shape for i in images}) > 1:
         raise ArtifactError(f"{path}: thumbnails of different sizes")
     return np.stack(images) if images else np.zeros((0, 32, 32, 3), np.uint8)

@@ -60,18 +60,13 @@ def migrate_all(root: Path) -> list[tuple[str, str]]:
 def migrate_run(root: Path, run_id: str) -> Path:
     """Convert one version-1 run to version 2 (see the module doc); returns its path."""
     final = runs.run_dir(root, run_id)
-    tmp = final.parent / f"{runs.TEMP_PREFIX}migrate-{run_id}-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(final, tmp)
-    try:
+    with runs.building(final.parent, f"migrate-{run_id}", copy_of=final) as tmp:
         _convert(tmp, root)
         runs.read_run_folder(tmp, run_id)  # must read back as the current version
         old = final.parent / f"{runs.TEMP_PREFIX}old-{run_id}-{uuid.uuid4().hex[:8]}"
         os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -8,6 +8,7 @@ older formats: ``python -m cifar_core migrate`` converts them once (migrate.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -16,7 +17,7 @@ import shutil
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,9 +220,7 @@ def write_run(
     if final.exists():
         raise RunExistsError(f"{final}: a run with this id already exists")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f"{TEMP_PREFIX}{run_id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with building(final.parent, run_id) as tmp:
         manifest = {**manifest, "schema_version": SCHEMA_VERSION, "run_id": run_id}
         validate_manifest(tmp / MANIFEST, manifest)
         write_json(tmp / MANIFEST, manifest)
@@ -240,10 +239,23 @@ def write_run(
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise RunExistsError(f"{final}: another process finished this run first") from None
             raise
+    return final
+
+
+@contextlib.contextmanager
+def building(parent: Path, name: str, copy_of: Path | None = None) -> Iterator[Path]:
+    """A temporary folder ``<parent>/.incomplete-<name>-<random>`` (empty, or a copy of
+    ``copy_of``) to build a run in; removed when the block fails."""
+    tmp = parent / f"{TEMP_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+    if copy_of is None:
+        tmp.mkdir()
+    else:
+        shutil.copytree(copy_of, tmp)
+    try:
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
 
 
 def predictions_bytes(predictions: dict[str, np.ndarray]) -> bytes:

@@ -32,6 +32,17 @@ def history_file(work: Path) -> Path:
     return work / WORK_HISTORY
 
 
+def read_history(work: Path):
+    """The work folder's per-epoch history so far, a pandas DataFrame (a resumed epoch
+    counts once; empty before the first epoch)."""
+    import pandas as pd
+
+    path = history_file(work)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path).drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
 def config_file(work: Path) -> Path:
     return work / WORK_CONFIG
 

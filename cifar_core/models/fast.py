@@ -29,10 +29,9 @@ from cifar_core.models.scratch import CIFAR_MEAN, CIFAR_VAR
 
 WHITEN_KERNEL = 2  # patch size of the whitening conv
 WHITEN_EPS = 5e-4  # added to eigenvalues before 1/sqrt, as airbench does
-# airbench's recipe, as model_args (issue 15): its BatchNorm hyperparameter 0.6 is the
-# weight of the old running value (it hands torch 1 - 0.6), Keras' convention too, where
-# this builder had 0.4; epsilon 1e-12 (here 1e-5); PyTorch's default initialisation; and
-# the fused kernels (same maths, faster). They are the builder's defaults and the preset's.
+# airbench's recipe, as model_args: its BatchNorm hyperparameter 0.6 is the weight of the
+# old running value (it hands torch 1 - 0.6), Keras' convention too; epsilon 1e-12;
+# PyTorch's default initialisation; and the fused kernels (same maths, faster).
 AIRBENCH_ARGS = {"bn_momentum": 0.6, "bn_epsilon": 1e-12, "init": "torch", "kernels": "fused"}
 
 
@@ -115,9 +114,7 @@ def whiten_init(model: keras.Model, x_train: np.ndarray, max_images: int = 5000)
     # at momentum 0.85 is a mean-loss LR of 1.5 at batch 1024; its weight decay per example,
     # through momentum, is Keras' decoupled 0.009 x LR per step. BatchNorm momentum 0.6 and
     # epsilon 1e-12, PyTorch's default initialisation, the whitening bias trained for 3
-    # epochs and alternating flips are airbench's too (issue 15 measured each against the
-    # old recipe). At 64/256/256 the net trains at ~215 images/s on this project's 2-vCPU
-    # Intel reference (fused kernels), ~3.5 min per epoch of 45,000: 10 epochs ~35 min.
+    # epochs and alternating flips are airbench's too.
     preset={
         "epochs": 10,
         "batch_size": 1024,

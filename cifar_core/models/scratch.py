@@ -115,9 +115,8 @@ def baseline_cnn(
     "cnn_bn",
     family="scratch",
     description="3 conv blocks with BatchNorm, Flatten, Dense 256, dropout (seed 001 Model 1, 80.6%).",
-    # The seed's Adam + ReduceLROnPlateau was at 72% validation after 12 epochs here; one
-    # cycle with label smoothing and flip TTA gets further. 20 epochs (21 min) reached 79.5%
-    # test with train accuracy 82% (two dropouts of 0.5 underfit), so 30 (~31 min).
+    # One cycle with label smoothing and flip TTA instead of the seed's Adam + plateau cuts:
+    # it gets further in a CPU budget; the two dropouts of 0.5 underfit, hence 30 epochs.
     preset={**SHORT_VGG_PRESET, "epochs": 30},
     # What seed 001 tuned by hand (learning rate, batch size, dropout) and what the preset
     # chose (weight decay, label smoothing, shifts), searched around the preset's values.
@@ -253,8 +252,7 @@ def residual_block(x, filters: int, stride: int, name: str):
     family="scratch",
     description="ResNet-20: 3 stages x 3 basic blocks (16/32/64), GAP (He et al. 2015; seed 000, 87.7%).",
     # The paper trains 182 epochs; one-cycle Nesterov SGD, label smoothing and flip TTA
-    # fit the 40-minute CPU budget. 9 epochs (run resnet20-8c48c6bb) took 28.7 min, 191 s
-    # per epoch, and underfit (train accuracy 83.8%, test 84.1%): 12 epochs take ~38 min.
+    # fit a 40-minute CPU budget (fewer epochs underfit).
     preset={
         "epochs": 12,
         "batch_size": 128,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_core.errors import WeightsError
+from cifar_core.errors import WeightsError, reraised_as
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
@@ -123,7 +123,11 @@ def read_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:
         stream = io.BytesIO(path.read_bytes())
     except OSError as error:
         raise PthError(f"{path}: cannot read ({error})") from None
-    try:
+
+    def unreadable(error: Exception) -> str:
+        return f"{path}: not a readable legacy .pth file ({type(error).__name__}: {error})"
+
+    with reraised_as(PthError, unreadable):
         if pickle.load(stream) != LEGACY_MAGIC:
             raise PthError(f"{path}: not a legacy PyTorch file (bad magic number)")
         pickle.load(stream)  # protocol version
@@ -140,10 +144,6 @@ def read_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:
             if count != storage.size or len(raw) != count * storage.dtype.itemsize:
                 raise PthError(f"{path}: storage {key} is truncated or has the wrong size")
             storage.data = np.frombuffer(raw, dtype=storage.dtype.newbyteorder("<"))
-    except PthError:
-        raise
-    except Exception as error:
-        raise PthError(f"{path}: not a readable legacy .pth file ({type(error).__name__}: {error})") from None
     if not isinstance(state, dict):
         raise PthError(f"{path}: expected a state dict, got {type(state).__name__}")
     return OrderedDict(

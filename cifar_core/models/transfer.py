@@ -1,6 +1,7 @@
 """Transfer learning: ImageNet backbones under a small head, frozen then fine-tuned.
 
-Every transfer model has the same shape, so train.py can treat them alike:
+Every transfer model has the same shape, so the phase plan (phases.py) and the fit
+(fitting.py, finetune.py) treat them alike:
 
     pixels (uint8 32x32x3) -> Resizing(input_size) -> ImageNetPreprocess(mode)
         -> backbone (nested Model, called with training=False) -> GlobalAveragePooling
@@ -141,7 +142,7 @@ def build_transfer(
     x = layers.Resizing(input_size, input_size, interpolation="bilinear", name="resize")(inputs)
     x = ImageNetPreprocess(preprocess, name="preprocess")(x)
     base = backbone_fn(input_size, weights)
-    base.trainable = False  # phase 1; train.py unfreezes the top for phase 2
+    base.trainable = False  # phase 1; finetune.apply_phase unfreezes the top for phase 2
     x = base(x, training=False)  # BatchNorm in inference mode, in both phases
     # A backbone that pools itself (multi-scale features) hands over a vector already.
     pool = (
@@ -217,10 +218,8 @@ LITE0_PRESET = {
     "model_args": {"head_units": 512, "dropout": 0.3},
     "augment": {"flip": True, "translate": 0},
 }
-# The fine-tuned reference model, sized by measurement for 90 minutes on one CPU core:
-# phase 2 trains at 89 images/s at 128 px with blocks 5-15 unfrozen (59 with the whole
-# backbone, 163 at 96 px): ~8.9 minutes per epoch with validation, so 8 epochs after a
-# ~5-minute phase 1 (~77 minutes).
+# The fine-tuned reference model, sized for about 90 minutes of CPU training: blocks 5-15
+# unfrozen at 128 px (the whole backbone trains much slower for little gain).
 LITE0_FINE_TUNE_FROM = "block5_expand_conv"
 LITE0_FINE_TUNE_PRESET = {
     **LITE0_PRESET,
@@ -234,8 +233,8 @@ LITE0_FINE_TUNE_PRESET = {
     "early_stopping_patience": 0,
     "augment": {"flip": False, "translate": 0},
     # Phase 2: blocks 5-15 and the head conv (BatchNorm frozen) on flipped and translated
-    # pixels, so the unfrozen layers never see the same image twice (session 1's fine-tuning
-    # on cached activations overfit: 98.8% train, 85.4% test).
+    # pixels, so the unfrozen layers never see the same image twice (fine-tuning on cached
+    # activations overfits them).
     "fine_tune_epochs": 8,
     "fine_tune_layers": 107,  # the multi-scale backbone's layers from block5_expand_conv on
     "fine_tune_lr_factor": 0.3,  # peak 3e-4

@@ -114,19 +114,19 @@ def recover_interrupted(study) -> list[int]:
     return failed
 
 
-def report_callback(trial, history_file: Path):
+def report_callback(trial, work: Path):
     """A Keras callback that reports each epoch's validation accuracy to ``trial`` (first the
     epochs a resumed trial already has) and stops training when the pruner says so. Keras
     is imported here, not with the module: the CLI builds its parser from this package."""
     import keras
 
-    from cifar_core.fitting import read_history
+    from cifar_core.artifacts.work import read_history
 
     class Report(keras.callbacks.Callback):
         pruned = False
 
         def on_train_begin(self, logs=None):
-            done = read_history(history_file)
+            done = read_history(work)
             for step, value in enumerate(done.get("val_accuracy", pd.Series(dtype=float))):
                 trial.report(float(value), step)
 
@@ -146,7 +146,7 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
 
     from cifar_core.artifacts import work as files
     from cifar_core.data import run_splits
-    from cifar_core.fitting import fit_in, read_history
+    from cifar_core.fitting import fit_in
 
     first = trial_config(info, {})
     splits = run_splits(data, first.val_size, first.seed, first.train_limit)
@@ -159,10 +159,10 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         trial.set_user_attr("host", socket.gethostname())
         print(f"trial {trial.number}: {' '.join(settings(values))}", flush=True)
         folder = studies.trial_work_dir(root, name, config.fingerprint())
-        report = report_callback(trial, files.history_file(folder))
+        report = report_callback(trial, folder)
         start = time.perf_counter()
         with fit_in(folder, config, data, splits, verbose=verbose, callbacks=[report]) as result:
-            history = read_history(files.history_file(result.work))
+            history = files.read_history(result.work)
         shutil.rmtree(folder, ignore_errors=True)
         trial.set_user_attr("val_curve", [float(v) for v in history["val_accuracy"]])
         trial.set_user_attr("train_curve", [float(v) for v in history["accuracy"]])

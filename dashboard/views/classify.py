@@ -136,7 +136,7 @@ if runs:
     st.session_state["cls_ready"] = ready
     if ready < total:
         loading_progress(paths)
-    labels = {common.run_label(r): r for r in runs}
+    labels = common.by_label(runs)
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
     ]

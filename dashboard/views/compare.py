@@ -57,7 +57,7 @@ st.title("Compare two models")
 runs = common.require_runs(minimum=2)
 if runs:
     runs = common.same_test_set(runs)
-    labels = {common.run_label(r): r for r in runs}
+    labels = common.by_label(runs)
     if len(labels) < 2:
         st.info("Needs two runs scored on the same test images.")
     else:

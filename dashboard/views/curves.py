@@ -8,7 +8,7 @@ import streamlit as st
 st.title("Training curves")
 runs = common.require_runs()
 if runs:
-    labels = {common.run_label(r): r for r in runs}
+    labels = common.by_label(runs)
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="curves_runs")
     metric = st.radio("Metric", ["accuracy", "loss"], horizontal=True, key="curves_metric")
     if not chosen:

@@ -117,10 +117,7 @@ def label_errors(runs) -> None:
                     f"models: {row['models_say']} ({row['p_models']:.0%}), "
                     f"{row['runs_disagreeing']}/{len(runs)} runs"
                 )
-                if image is None:
-                    st.caption(f"(image not available) {caption}")
-                else:
-                    st.image(image, caption=caption, width="stretch")
+                common.show_image(image, caption)
                 if st.checkbox("label looks wrong", value=index in marked, key=f"data_mark_{index}"):
                     marked.add(index)
                 else:
@@ -140,8 +137,7 @@ def label_errors(runs) -> None:
 st.title("The data")
 runs = common.require_runs()
 if runs:
-    labels = {common.run_label(r): r for r in runs}
-    run = labels[st.selectbox("Run (its data, its split)", list(labels), key="data_run")]
+    run = common.pick_run(runs, "Run (its data, its split)", key="data_run")
     section = st.radio(
         "Show",
         ["Overview", "Mistakes per class", "Possible label errors"],

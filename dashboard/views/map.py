@@ -128,8 +128,7 @@ if runs:
     if not mapped:
         st.info("No run has a map of its test set yet: make them with the command above.")
     else:
-        labels = {common.run_label(r): r for r in mapped}
-        run = labels[st.selectbox("Run", list(labels), key="map_run")]
+        run = common.pick_run(mapped, "Run", key="map_run")
         arrays = common.embedding_for(run)
         names = run.class_names
         pair = [c for c in ("cat", "dog") if c in names]

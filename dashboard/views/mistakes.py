@@ -11,7 +11,7 @@ runs = common.require_runs()
 if runs:
     runs = common.same_test_set(runs)
     names = runs[0].class_names
-    labels = {common.run_label(r): r for r in runs}
+    labels = common.by_label(runs)
     c1, c2 = st.columns(2)
     true_class = c1.selectbox(
         "True class", names, index=names.index("cat") if "cat" in names else 0, key="mk_true"

@@ -9,7 +9,7 @@ import streamlit as st
 st.title("Per-class metrics and confusion")
 runs = common.require_runs()
 if runs:
-    labels = {common.run_label(r): r for r in runs}
+    labels = common.by_label(runs)
     run = labels[st.selectbox("Run", list(labels), key="pc_run")]
     names = run.class_names
     normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="pc_norm")

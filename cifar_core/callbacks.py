@@ -1,0 +1,84 @@
+"""The callbacks of one phase's ``fit``: history row, best weights, early stopping, plateau
+cuts, the config's own (lookahead, frozen layers), then the resume checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+
+from cifar_core.artifacts import work as files
+from cifar_core.phases import Phase
+from cifar_core.schedules import FreezeAfter, Lookahead
+
+
+class EpochInfo(keras.callbacks.Callback):
+    """Adds the phase, learning rate and epoch wall time to the logs (before CSVLogger)."""
+
+    def __init__(self, phase: int):
+        super().__init__()
+        self.phase = phase
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = self.phase
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["epoch_time_s"] = time.perf_counter() - self._start
+
+
+def phase_callbacks(
+    phase: Phase, work: Path, verbose: int, total_steps: int = 0, extra: list | None = None
+) -> list:
+    """Every callback of one phase's ``fit``, in the order they must run."""
+    config = phase.config
+    history = files.read_history(work)
+    if len(history):
+        history = history[history["phase"] == phase.number]
+    best = float(history["val_accuracy"].max()) if len(history) and "val_accuracy" in history else None
+    callbacks = [
+        # Lookahead first: its last sync happens before the epoch's validation and checkpoint.
+        *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
+        *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
+        EpochInfo(phase.number),
+        keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
+    ]
+    if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(files.best_weights(work, phase.number)),
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=best,
+            )
+        )
+    if config.early_stopping_patience > 0:  # best weights come from the checkpoint, which survives a restart
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=config.early_stopping_patience, verbose=verbose
+            )
+        )
+    if config.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.plateau_factor,
+                patience=config.plateau_patience,
+                min_lr=config.learning_rate / 1000,
+                verbose=verbose,
+            )
+        )
+    callbacks += list(extra or [])  # e.g. a tuning trial's pruning report, after the history row
+    # Last, so an epoch's history row and best weights are on disk before its checkpoint
+    # says it is done: a kill in between repeats the epoch (its row is deduplicated).
+    callbacks.append(
+        keras.callbacks.BackupAndRestore(
+            str(files.backup_dir(work, phase.number)), delete_checkpoint=False, double_checkpoint=True
+        )
+    )
+    return callbacks
