@@ -471,3 +471,47 @@ def test_a_model_without_a_convolution_gets_smoothgrad_on_the_page(monkeypatch, 
     x, _ = synthetic_images(1, seed=3)
     at.file_uploader(key="map_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()
     assert not at.exception and "dimensions" in at.error[0].value
+
+
+@pytest.fixture(scope="module")
+def twin_root(tmp_path_factory, dash_root):
+    """The dashboard's runs plus a second baseline_cnn run (another id, as a `--set` variant
+    of the same model would be): two runs that share a model name."""
+    import json
+
+    from cifar_core import artifacts
+
+    root = tmp_path_factory.mktemp("twins")
+    shutil.copytree(dash_root / "runs", root / "runs")
+    (source,) = [r for r in artifacts.list_runs(root) if r.startswith("baseline_cnn")]
+    twin = root / "runs" / "baseline_cnn-twin"
+    shutil.copytree(root / "runs" / source, twin)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    (twin / "manifest.json").write_text(json.dumps({**manifest, "run_id": "baseline_cnn-twin"}))
+    return root
+
+
+def _chart_text(at) -> str:
+    return " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_two_runs_of_one_model_stay_two_series_on_every_page(monkeypatch, twin_root, page):
+    from cifar_core import artifacts
+
+    runs, _ = artifacts.load_runs(twin_root)
+    twins = sorted(r.label for r in runs if r.model == "baseline_cnn")
+    assert len(twins) == 2 and twins[0] != twins[1]  # "baseline_cnn [id]" each
+    at = open_page(monkeypatch, twin_root, page)
+    pickers = {"curves": "curves_runs", "per_class": "pc_runs", "mistakes": "mk_runs"}
+    if page in pickers:  # choose exactly the two twins
+        multiselect = at.multiselect(key=pickers[page])
+        multiselect.set_value([o for o in multiselect.options if o.split(" · ")[0] in twins]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = _chart_text(at)
+    if page == "leaderboard":  # the table tab is what a visit opens
+        shown = " ".join(str(v) for frame in at.dataframe for v in frame.value.to_numpy().ravel())
+    if page in ("leaderboard", "curves", "per_class", "mistakes"):
+        assert all(label in shown for label in twins), page  # each twin its own bar or line
+    if page == "mistakes":
+        assert "[baseline_cnn-twin]" in " ".join(h.value for h in at.subheader)

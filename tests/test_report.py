@@ -50,3 +50,13 @@ def test_the_reproduce_command_leaves_out_the_machine_specific_artifacts_dir(tmp
         (run_id, "python -m cifar_core run --models fast --data-dir d", "0123456")
     ]
     assert "--data-dir d` (code at 0123456)" in report.readme_block(tmp_path)
+
+
+def test_the_readme_models_table_is_the_registrys():
+    readme = (ROOT / "README.md").read_text()
+    block = report.models_block()
+    assert block in readme, "README models table is stale: python -m cifar_core report --readme README.md"
+    assert "64/256/256" in block  # fast's widths, as its builder and preset have them
+    from cifar_core.models import list_models
+
+    assert all(f"| `{name}` |" in block for name in list_models())
