@@ -42,6 +42,12 @@ class SplitModel:
     split_layer: str  # the last backbone layer of the frozen front ("" = input)
 
 
+def backbone_layers(model: keras.Model) -> int:
+    """A transfer model's backbone depth (0 for a model without one)."""
+    names = {layer.name for layer in model.layers}
+    return len(model.get_layer(BACKBONE).layers) if BACKBONE in names else 0
+
+
 def apply_phase(model: keras.Model, unfrozen: int | None) -> list[str]:
     """Make a phase's layers trainable (``Phase.unfrozen``: None leaves every layer as built,
     else the backbone's top ``unfrozen`` layers train, BatchNorm aside, 0 = frozen); return

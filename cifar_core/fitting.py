@@ -132,12 +132,6 @@ def compile_for(model: keras.Model, phase: Phase, strategy, steps: int) -> None:
         runtime.patch_multiworker_build(model)
 
 
-def backbone_layers(model: keras.Model) -> int:
-    """A transfer model's backbone depth (0 for a model without one)."""
-    names = {layer.name for layer in model.layers}
-    return len(model.get_layer(finetune.BACKBONE).layers) if finetune.BACKBONE in names else 0
-
-
 def _datasets(config: TrainConfig, splits: Splits, num_classes: int, cache: dict | None):
     """(train dataset, val dataset, steps per epoch): images, or cached activations."""
     steps = steps_per_epoch(len(splits.y_train), config.batch_size)
@@ -214,7 +208,7 @@ def fit(
     cache: _Cache | None = None
     records: list[PhaseRecord] = []
     start_epoch = 0
-    for phase in plan(config, backbone_layers(model)):
+    for phase in plan(config, finetune.backbone_layers(model)):
         marker = files.phase_marker(work, phase.number)
         if marker.exists():  # finished before a restart
             record = PhaseRecord.from_dict(json.loads(marker.read_text()))

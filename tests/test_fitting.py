@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cifar_core.config import TrainConfig, same_config
@@ -53,7 +55,8 @@ def test_phase_two_has_its_own_epochs_learning_rate_augmentation_batch_size_and_
     assert two.epochs == config.fine_tune_epochs and two.unfrozen == config.fine_tune_layers
     assert two.learning_rate == pytest.approx(config.learning_rate * config.fine_tune_lr_factor)
     assert (config.augment.translate, config.batch_size) == (0, config.batch_size)
-    plain = TrainConfig.from_preset("efficientnet_lite0", fine_tune_augment=None, fine_tune_batch_size=0)
+    preset = TrainConfig.from_preset("efficientnet_lite0")
+    plain = dataclasses.replace(preset, fine_tune_augment=None, fine_tune_batch_size=0)
     two = plan(plain)[1].config
     assert two.augment == plain.augment and two.batch_size == plain.batch_size
     assert len(plan(TrainConfig.from_preset("efficientnet_lite0_frozen"))) == 1  # no fine-tuning

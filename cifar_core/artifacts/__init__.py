@@ -11,10 +11,12 @@ Modules, by concern:
 - ``codecs``: the float16 model file and the JPEG thumbnails;
 - ``work``: the work folder of a run in training (checkpoints, caches) and its lock;
 - ``migrate``: older formats converted once (``python -m cifar_core migrate``);
-- ``analysis``: the optional files made after a run (its map of the test set, its data facts).
+- ``runmap``: the optional files made after a run (its map of the test set, its data facts;
+  cifar_core.runmap makes them).
 """
 
-from cifar_core.artifacts.analysis import (
+from cifar_core.artifacts.codecs import compact_keras_file, keep_thumbnails, thumbnail_bytes
+from cifar_core.artifacts.runmap import (
     DATA_FACTS,
     EMBEDDING,
     read_data_facts,
@@ -23,7 +25,6 @@ from cifar_core.artifacts.analysis import (
     write_data_facts,
     write_embedding,
 )
-from cifar_core.artifacts.codecs import compact_keras_file, keep_thumbnails, thumbnail_bytes
 from cifar_core.artifacts.runs import (
     CONFUSION,
     EVALUATIONS,

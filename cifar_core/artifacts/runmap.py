@@ -1,4 +1,4 @@
-"""A run's analysis files: made after the run (at the end of training, or later by
+"""The files ``cifar_core.runmap`` makes for a run: made after the run (at the end of training, or later by
 ``python -m cifar_core embed RUN``), optional, each written atomically and validated on
 reading. A run without them is complete; a corrupt one raises ArtifactError naming it.
 
