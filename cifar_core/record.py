@@ -21,7 +21,7 @@ from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, Splits
 from cifar_core.fitting import FitResult
 from cifar_core.inference import Predictor, predict_probs
-from cifar_core.models import count_trainable, create_model, get_spec
+from cifar_core.models import builderfile, count_trainable, create_model, get_spec
 
 # Test images stored with a run as 32x32 thumbnails (for machines without the data):
 # every cat<->dog confusion, then other mistakes up to MAX_THUMBNAILS, plus a random sample.
@@ -186,6 +186,9 @@ def record_run(
         "command": runtime.command_line(),
     }
     y_pred = test_probs.argmax(1)
+    sources = {}
+    if (facts.get("source") or {}).get("kind") == "builder_file":  # a copy of the user's file
+        sources[facts["source"]["file"]] = builderfile.read(config.model).source
     path = artifacts.write_run(
         root,
         run_id,
@@ -197,6 +200,7 @@ def record_run(
         predictions={"probs": test_probs, "y_pred": y_pred, "y_true": data.y_test, "test_ids": data.test_ids},
         thumbnails=thumbnail_choice(data, y_pred, config.seed, lean),
         save_model=lambda p: shutil.copyfile(model_file, p),
+        sources=sources,
     )
     _summary(run_id, metrics)
     try:  # the run is complete: a failure here leaves it without its map, never half-written

@@ -27,13 +27,24 @@ from cifar_core.config import TrainConfig, same_config
 from cifar_core.data import Cifar10Data, run_splits
 from cifar_core.errors import ArtifactError
 from cifar_core.fitting import fit_in
+from cifar_core.models import builderfile, is_builder_ref, run_name
 from cifar_core.record import record_run
 
 
 def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
-    """``<model>-<hash of config and data>``: the same command always names the same run."""
-    blob = json.dumps({"config": config.non_default(), "data": data.checksum}, sort_keys=True)
-    return f"{config.model}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    """``<model>-<hash of config and data>``: the same command always names the same run
+    (a builder file's run: ``<function>-<hash>``, the file's content hashed too)."""
+    identity = {"config": config.non_default(), "data": data.checksum}
+    source = source_record(config.model)
+    if source is not None:
+        identity["source_sha256"] = source["sha256"]
+    blob = json.dumps(identity, sort_keys=True)
+    return f"{run_name(config.model)}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def source_record(model: str) -> dict | None:
+    """How a builder-file model was made (file, function, sha256); None for a zoo model."""
+    return builderfile.read(model).record if is_builder_ref(model) else None
 
 
 def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str | None:
@@ -46,6 +57,8 @@ def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str
     exact = default_run_id(config, data)
     if artifacts.run_exists(root, exact):
         return exact
+    if is_builder_ref(config.model):
+        return None  # a builder file's runs are found by their id, which hashes the file
     for run_id in artifacts.list_runs(root):
         if not run_id.startswith(f"{config.model}-"):
             continue
@@ -108,6 +121,7 @@ def train_model(
             "resumed": result.resumed,
             "environment": env,
             "hardware": runtime.hardware_label(env),
+            **({"source": source_record(config.model)} if is_builder_ref(config.model) else {}),
             **(marks or {}),
         }
         if chief:

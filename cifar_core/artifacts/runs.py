@@ -52,6 +52,7 @@ PREDICTIONS = "predictions.npz"
 THUMBNAILS = "thumbnails.npz"
 MODEL = "model.keras"
 EVALUATIONS = "evaluations"
+SOURCE = "source"  # a copy of the user's builder file (never imported unless trusted)
 FILES = (MANIFEST, HISTORY, METRICS, PER_CLASS, CONFUSION, PREDICTIONS, THUMBNAILS, MODEL)
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 TEMP_PREFIX = ".incomplete-"
@@ -101,7 +102,11 @@ class Run:
         study's retrained best (so it and the preset's run of that model stay apart), and
         followed by its run id when ``load_runs`` found another run with the same name (two
         runs of one model: pages key tables, legends and heatmaps by this label)."""
-        label = f"{self.model} (tuned)" if self.study else self.model
+        source = self.manifest.get("source") or {}
+        name = (
+            f"{source['function']} ({source['file']})" if source.get("kind") == "builder_file" else self.model
+        )
+        label = f"{name} (tuned)" if self.study else name
         return f"{label} [{self.run_id}]" if self.label_shared else label
 
 
@@ -208,6 +213,7 @@ def write_run(
     predictions: dict[str, np.ndarray],
     thumbnails: dict[str, np.ndarray],
     save_model: Callable[[Path], None],
+    sources: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a complete run folder atomically and return its path.
 
@@ -215,6 +221,8 @@ def write_run(
     ``runs/<id>``. If a run with that id appeared meanwhile, RunExistsError and nothing changes.
     ``predictions`` holds float32 ``probs``, ``y_true`` and ``test_ids``; ``y_pred`` is
     their argmax, stored beside the float16-rounded probabilities (which can tie).
+    ``sources`` (file name -> bytes) are the user's own code the run was made from, kept
+    in ``source/`` as text: nothing in the workbench imports them unless told to.
     """
     final = run_dir(root, run_id)
     if final.exists():
@@ -233,6 +241,9 @@ def write_run(
         atomic_write(tmp / PREDICTIONS, predictions_bytes(predictions))
         atomic_write(tmp / THUMBNAILS, thumbnail_bytes(thumbnails["index"], thumbnails["images"]))
         save_model(tmp / MODEL)
+        for name, content in (sources or {}).items():  # the user's code, kept as text
+            (tmp / SOURCE).mkdir(exist_ok=True)
+            atomic_write(tmp / SOURCE / Path(name).name, content)
         try:
             os.rename(tmp, final)  # atomic; fails if another writer got there first
         except OSError as error:

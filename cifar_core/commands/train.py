@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.set_defaults(handler=list_models)
 
     p = sub.add_parser("train", help="train one model and write a run folder", epilog=EPILOG)
-    p.add_argument("--model", required=True, help="a name from list-models")
+    help = "a name from list-models, or your own builder: path/to/file.py:function"
+    p.add_argument("--model", required=True, help=help)
     p.add_argument("--run-id", help="run folder name (default: <model>-<hash of config and data>)")
     add_common(p)
     add_train_options(p)
@@ -28,7 +29,9 @@ def register(sub) -> None:
         help="the reference zoo: every model that needs nothing but the data "
         "(keras.applications backbones download weights: name them with --models)",
     )
-    p.add_argument("--models", help="comma-separated model names (instead of --all)")
+    p.add_argument(
+        "--models", help="comma-separated model names or FILE.py:FUNCTION builders (instead of --all)"
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="say which runs are kept and which would train, train nothing"
     )
@@ -56,10 +59,12 @@ def train(args: argparse.Namespace) -> int:
     from cifar_core.config import TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec
+    from cifar_core.models.builderfile import check as check_builder
     from cifar_core.train import train_model
 
     get_spec(args.model)  # fail on a wrong name before loading any data
     config = TrainConfig.from_preset(args.model, args.settings, **overrides(args))
+    check_builder(config.model, config.model_args)  # a builder file's faults, before anything else
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     train_model(config, data, args.artifacts_dir, run_id=args.run_id, strategy_name=args.strategy)
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
+    from cifar_core.models.builderfile import check as check_builder
     from cifar_core.train import default_run_id, find_finished_run, train_model
 
     if not args.all and not args.models:
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for name in names:
         get_spec(name)
+        check_builder(name, TrainConfig.from_preset(name, args.settings, **overrides(args)).model_args)
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)

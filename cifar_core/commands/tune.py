@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
     from cifar_core.artifacts import studies
     from cifar_core.data import load_cifar10
     from cifar_core.errors import ConfigError
+    from cifar_core.models import run_name
     from cifar_core.tuning import study as runner
 
     root = artifacts.artifacts_root(args.artifacts_dir)
@@ -74,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         path = tuning.retrain_best(root, args.retrain, load_cifar10(args.data_dir), args.epochs, args.run_id)
         print(f"retrained the best trial of {args.retrain} as {path.name}")
         return 0
-    name = args.study or (f"{args.model}-tune" if args.model else None)
+    name = args.study or (f"{run_name(args.model)}-tune" if args.model else None)
     if name is None:
         raise ConfigError("tune needs --model (a new study), --show STUDY or --retrain STUDY")
     if args.model is None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -20,7 +22,7 @@ class ModelSpec:
     """What the zoo knows about one model besides how to build it."""
 
     name: str
-    family: str  # "scratch" or "transfer"
+    family: str  # "scratch", "transfer", or "custom" (a builder in the user's own file)
     description: str  # one line, naming the seed write-up it comes from
     builder: Callable[..., keras.Model]
     input_size: int = 32  # the size the network works at (transfer models resize inside)
@@ -66,7 +68,14 @@ def register_model(
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model; UnknownModelError (with suggestions) otherwise."""
+    """The spec of a registered model, or of a builder in the user's own file
+    (``FILE.py:FUNCTION``, models/builderfile.py); UnknownModelError (with suggestions)
+    for an unknown name, BuilderFileError for a file that cannot make a model."""
+    from cifar_core.models import builderfile
+
+    if builderfile.is_builder_ref(name):
+        found = builderfile.read(name)
+        return _builder_spec(name, found.sha256)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -75,6 +84,17 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModelError(
             f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+@functools.lru_cache(maxsize=32)
+def _builder_spec(name: str, sha256: str) -> ModelSpec:
+    """A spec for a builder file's function (one per file content): no preset (the
+    TrainConfig defaults and the command's options), not part of the zoo."""
+    from cifar_core.models import builderfile
+
+    file, _, function = name.rpartition(builderfile.SEPARATOR)
+    description = f"your own model: {function}() in {Path(file).name} (sha256 {sha256[:12]})"
+    return ModelSpec(name, "custom", description, builderfile.builder(name), zoo=False)
 
 
 def list_models(family: str | None = None, zoo_only: bool = False) -> list[str]:
