@@ -41,9 +41,16 @@ def feature_layer(model):
 
 
 def feature_model(model):
-    """A Keras model from the same inputs to the penultimate features (shares the weights)."""
+    """A Keras model from the same inputs to the penultimate features (shares the weights).
+    A model whose last layer is a whole model (your own, behind the workbench's uint8
+    input) gives that inner model's features."""
     import keras
 
+    last = model.layers[-1] if model.layers else None
+    if isinstance(last, keras.Model) and not any(type(x).__name__ == "Dense" for x in model.layers):
+        node = last._inbound_nodes[-1]  # where the outer graph calls it (no public name for it)
+        inner = feature_model(last)
+        return keras.Model(model.inputs, inner(node.input_tensors[0]), name=f"{model.name}_features")
     layer = feature_layer(model)
     return keras.Model(model.inputs, layer.input, name=f"{model.name}_features")
 

@@ -51,11 +51,6 @@ class FitResult:
     precision: str  # the dtype policy it trained under
     resumed: bool  # started from an earlier process's checkpoints
 
-    @property
-    def fit_time_s(self) -> float:
-        """Training epochs plus, for cached transfer runs, the caching pass."""
-        return float(sum(p.total_s for p in self.phases))
-
 
 @contextlib.contextmanager
 def fit_in(

@@ -24,8 +24,13 @@ import numpy as np
 from cifar_core.errors import ModelLoadError
 
 
-def load_model(path: str | os.PathLike):
-    """Load a saved ``.keras`` model with Keras safe mode on (no arbitrary code)."""
+def load_model(path: str | os.PathLike, code: tuple[Path, ...] | list[Path] = ()):
+    """Load a saved ``.keras`` model with Keras safe mode on (no arbitrary code).
+
+    ``code``: files of the run's own stored code (its custom layers) to import first. The
+    engine passes them only when the person asked for it (``--trust-code``, the dashboard's
+    switch): importing a file runs it.
+    """
     import keras
 
     import cifar_core.models  # noqa: F401  (registers the zoo's own layers, e.g. ImageNetPreprocess)
@@ -33,13 +38,43 @@ def load_model(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file missing")
+    custom = {}
+    for file in code:
+        custom.update(_custom_layers(Path(file)))
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom)
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "safe_mode" in str(error) or "lambda" in str(error).lower():
             message = "refused: the model contains code (Lambda layer) and safe mode is on"
-        raise ModelLoadError(f"{path}: cannot load model ({message[:200]})") from None
+        elif ("Could not locate" in str(error) or "Unknown" in str(error)) and not code:
+            found = [f.name for f in Path(path).parent.joinpath("source").glob("*.py")]
+            where = f"its stored code {', '.join(found)}" if found else "the code that defines them"
+            message = (
+                f"it has custom layers: loading them runs {where} (--trust-code, or the dashboard's switch)"
+            )
+        raise ModelLoadError(f"{path}: cannot load model ({message[:300]})") from None
+
+
+def _custom_layers(file: Path) -> dict:
+    """Import ``file`` (a run's stored code) and return the Keras layer classes it defines."""
+    import types
+
+    import keras
+
+    module = types.ModuleType(f"cifar_run_code_{abs(hash(str(file.resolve())))}")
+    module.__file__ = str(file)
+    try:
+        exec(compile(file.read_bytes(), str(file), "exec"), module.__dict__)  # noqa: S102 -- trusted by the user
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(
+            f"{file}: importing the run's code failed: {type(error).__name__}: {error}"
+        ) from None
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, keras.layers.Layer)
+    }
 
 
 class Predictor:
@@ -98,33 +133,34 @@ class PredictorPool:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
     @staticmethod
-    def _load(path: str) -> Predictor:
-        return Predictor(load_model(path)).warm()
+    def _load(path: str, code: tuple[Path, ...]) -> Predictor:
+        return Predictor(load_model(path, code)).warm()
 
-    def _future(self, path) -> Future:
-        path = str(path)
+    def _future(self, path, code: tuple[Path, ...] = ()) -> Future:
+        """``code``: the run's stored code to import first (only when trusted), part of the key."""
+        key = (str(path), tuple(str(c) for c in code))
         try:
             mtime = os.stat(path).st_mtime_ns
         except OSError:
             mtime = -1  # missing: load_model says so when the future runs
         with self._lock:
-            known = self._futures.get(path)
+            known = self._futures.get(key)
             if known is None or known[0] != mtime:  # new, or the file changed
-                known = (mtime, self._loader.submit(self._load, path))
-                self._futures[path] = known
+                known = (mtime, self._loader.submit(self._load, str(path), tuple(code)))
+                self._futures[key] = known
             return known[1]
 
     def preload(self, paths) -> None:
         for path in paths:
             self._future(path)
 
-    def get(self, path) -> Predictor:
-        return self._future(path).result()
+    def get(self, path, code: tuple[Path, ...] = ()) -> Predictor:
+        return self._future(path, code).result()
 
-    def ready(self, path) -> Predictor | None:
+    def ready(self, path, code: tuple[Path, ...] = ()) -> Predictor | None:
         """The loaded Predictor, None while it is loading (queued if new); a failed load
         raises its ``ModelLoadError``. For pages that answer with the models they have."""
-        future = self._future(path)
+        future = self._future(path, code)
         return future.result() if future.done() else None
 
     def progress(self, paths) -> tuple[int, int]:
@@ -190,9 +226,10 @@ def classify(model, images: list[np.ndarray], class_names: list[str], top_k: int
     return results
 
 
-def evaluate_folder(artifacts_dir, run_id: str, data_dir, name: str | None = None):
+def evaluate_folder(artifacts_dir, run_id: str, data_dir, name: str | None = None, trust_code: bool = False):
     """Score a saved run on a labelled image folder (with the run's TTA) and store the result
-    as ``evaluations/<name>.json`` (default name: the folder's). Returns (run id, result, path)."""
+    as ``evaluations/<name>.json`` (default name: the folder's). ``trust_code`` imports the
+    run's stored code to load its custom layers. Returns (run id, result, path)."""
     from pathlib import Path
 
     from cifar_core import artifacts, evaluate
@@ -201,7 +238,8 @@ def evaluate_folder(artifacts_dir, run_id: str, data_dir, name: str | None = Non
     root = artifacts.artifacts_root(artifacts_dir)
     run = artifacts.read_run(root, run_id)
     x, y, _ = load_labelled_folder(data_dir, run.class_names)
-    probs = predict_probs(Predictor(load_model(run.model_path)), x, run.manifest["config"]["tta"])
+    code = run.code_files if trust_code else ()
+    probs = predict_probs(Predictor(load_model(run.model_path, code)), x, run.manifest["config"]["tta"])
     result = evaluate.classification_metrics(y, probs, run.class_names)
     result.update(
         {

@@ -22,6 +22,8 @@ from cifar_core.data import Cifar10Data, Splits
 from cifar_core.fitting import FitResult
 from cifar_core.inference import Predictor, predict_probs
 from cifar_core.models import builderfile, count_trainable, create_model, get_spec
+from cifar_core.phases import PhaseRecord
+from cifar_core.runmap import map_run
 
 # Test images stored with a run as 32x32 thumbnails (for machines without the data):
 # every cat<->dog confusion, then other mistakes up to MAX_THUMBNAILS, plus a random sample.
@@ -52,18 +54,18 @@ def thumbnail_choice(data: Cifar10Data, y_pred: np.ndarray, seed: int, lean: boo
 
 
 def score(
-    config: TrainConfig, model: keras.Model, splits: Splits, data: Cifar10Data, fit_time: float
+    model: keras.Model, splits: Splits, data: Cifar10Data, tta: str, train_sample: int
 ) -> tuple[dict, np.ndarray, tuple]:
     """All metrics of a trained model; returns (metrics, test probabilities, the storage
-    check for ``store_model``: the validation split, or the train sample without one)."""
+    check for ``store_model``: the validation split, or the train sample without one).
+    Train accuracy is measured on the first ``train_sample`` train images, unaugmented."""
     names = data.class_names
-    # Train accuracy on a fixed, unaugmented subset (smaller for the slow transfer models).
-    n_train = min(len(splits.x_train), 2000 if get_spec(config.model).is_transfer else 5000)
+    n_train = min(len(splits.x_train), train_sample)
     predict = Predictor(model)  # one compiled call for every score below and the latency
-    train_probs = predict_probs(predict, splits.x_train[:n_train], config.tta)
-    val_probs = predict_probs(predict, splits.x_val, config.tta) if len(splits.y_val) else None
-    test_probs = predict_probs(predict, data.x_test, config.tta)  # the one look at the test split
-    plain_test = predict_probs(predict, data.x_test, "none") if config.tta != "none" else test_probs
+    train_probs = predict_probs(predict, splits.x_train[:n_train], tta)
+    val_probs = predict_probs(predict, splits.x_val, tta) if len(splits.y_val) else None
+    test_probs = predict_probs(predict, data.x_test, tta)  # the one look at the test split
+    plain_test = predict_probs(predict, data.x_test, "none") if tta != "none" else test_probs
     test = evaluate.classification_metrics(data.y_test, test_probs, names)
     train_accuracy = evaluate.accuracy(splits.y_train[:n_train], train_probs)
     metrics = {
@@ -78,13 +80,13 @@ def score(
         "overfitting_gap": train_accuracy - test["accuracy"],
         "params": int(model.count_params()),
         "trainable_params": count_trainable(model),
-        "train_time_s": fit_time,
+        "train_time_s": None,
         "train_images_per_s": None,
         "inference": {
             "latency_ms_batch1": evaluate.latency_ms_per_image(predict, data.x_test[:1]),
             "images_per_s_batch256": evaluate.throughput_images_per_s(predict, data.x_test[:256]),
         },
-        "tta": config.tta,
+        "tta": tta,
     }
     if val_probs is not None:
         check = ("val", splits.x_val, splits.y_val, val_probs)
@@ -93,7 +95,7 @@ def score(
     return metrics, test_probs, check
 
 
-def store_model(config: TrainConfig, model: keras.Model, folder: Path, check: tuple) -> tuple[Path, dict]:
+def store_model(model: keras.Model, folder: Path, check: tuple, tta: str) -> tuple[Path, dict]:
     """Save ``model`` as ``folder/model.keras`` with float16 weights and check what that cost.
 
     The compact file is loaded back (safe mode, as the dashboard does) and scored on
@@ -110,7 +112,7 @@ def store_model(config: TrainConfig, model: keras.Model, folder: Path, check: tu
     model.save(full)
     sizes = artifacts.compact_keras_file(full, folder / artifacts.MODEL)
     full.unlink()
-    stored = predict_probs(load_model(folder / artifacts.MODEL), x, config.tta)
+    stored = predict_probs(load_model(folder / artifacts.MODEL), x, tta)
     info = {
         "weights_dtype": "float16",
         **sizes,
@@ -123,28 +125,27 @@ def store_model(config: TrainConfig, model: keras.Model, folder: Path, check: tu
     return folder / artifacts.MODEL, info
 
 
-def _history(result: FitResult, splits: Splits):
+def _history(work: Path, splits: Splits):
     """The run's history.csv: every epoch; without a validation split Keras logs an empty
     val_ twin of every column, and the run keeps the two val_ columns a run has."""
     from cifar_core.artifacts import work as files
 
-    history = files.read_history(result.work)
+    history = files.read_history(work)
     if not len(splits.y_val):
         history = history.drop(columns=[c for c in history if c.startswith("val_")])
         history = history.assign(val_loss=np.nan, val_accuracy=np.nan)
     return history
 
 
-def _fit_metrics(metrics: dict, result: FitResult, history, n_train: int) -> None:
-    """What the fit itself measured: epochs, speed, time per phase, best epoch."""
-    fit_time = result.fit_time_s
+def _fit_metrics(metrics: dict, phases: list[PhaseRecord], history, n_train: int) -> None:
+    """What the fit itself measured: time, epochs, speed, time per phase, best epoch."""
+    fit_time = float(sum(p.total_s for p in phases))
+    metrics["train_time_s"] = fit_time
     metrics["epochs_run"] = int(len(history))
     metrics["train_images_per_s"] = n_train * len(history) / fit_time if fit_time else None
-    metrics["phase_time_s"] = {str(p.phase): p.total_s for p in result.phases}
+    metrics["phase_time_s"] = {str(p.phase): p.total_s for p in phases}
     # The exported model carries phase 1's trainable flags; report what training updated.
-    metrics["trainable_params"] = max(
-        [metrics["trainable_params"], *(p.trainable_params for p in result.phases)]
-    )
+    metrics["trainable_params"] = max([metrics["trainable_params"], *(p.trainable_params for p in phases)])
     if len(history) and history["val_accuracy"].notna().any():
         metrics["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"]) + 1
 
@@ -159,15 +160,8 @@ def record_run(
     facts: dict,
     lean: bool = False,
 ) -> Path:
-    """Score the fitted model (the one look at the test split) and write the run folder;
+    """Score a fit of the engine (the one look at the test split) and write its run folder;
     ``lean`` keeps mistakes-only thumbnails and no map of the test set."""
-    from cifar_core.runmap import map_run
-
-    exported = export_float32(config, result.model)
-    metrics, test_probs, check = score(config, exported, splits, data, result.fit_time_s)
-    model_file, metrics["stored_model"] = store_model(config, exported, result.work, check)
-    history = _history(result, splits)
-    _fit_metrics(metrics, result, history, len(splits.x_train))
     spec = get_spec(config.model)
     manifest = {
         "model": config.model,
@@ -175,20 +169,64 @@ def record_run(
         "family": spec.family,
         "input_size": spec.input_size,
         "config": config.to_dict(),
-        "class_names": list(data.class_names),
-        "data": artifacts.data_record(data, root, len(splits.x_train), len(splits.x_val)),
-        "seed": config.seed,
         "weights": config.weights,  # transfer models: imagenet, a file, or none (random)
-        "phases": [p.to_dict() for p in result.phases],
-        "phase_boundary_epoch": result.phases[1].start_epoch if len(result.phases) > 1 else None,
         **facts,
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": runtime.command_line(),
     }
-    y_pred = test_probs.argmax(1)
     sources = {}
     if (facts.get("source") or {}).get("kind") == "builder_file":  # a copy of the user's file
         sources[facts["source"]["file"]] = builderfile.read(config.model).source
+    # Train accuracy on a fixed sample (smaller for the slow transfer models).
+    return write_scored_run(
+        root,
+        run_id,
+        export_float32(config, result.model),
+        data,
+        splits,
+        result.work,
+        result.phases,
+        manifest,
+        tta=config.tta,
+        train_sample=2000 if spec.is_transfer else 5000,
+        seed=config.seed,
+        lean=lean,
+        sources=sources,
+    )
+
+
+def write_scored_run(
+    root: Path,
+    run_id: str,
+    model: keras.Model,
+    data: Cifar10Data,
+    splits: Splits,
+    work: Path,
+    phases: list[PhaseRecord],
+    manifest: dict,
+    *,
+    tta: str,
+    train_sample: int,
+    seed: int,
+    lean: bool = False,
+    sources: dict[str, bytes] | None = None,
+) -> Path:
+    """Score ``model`` (the one look at the test split), store it beside its history in
+    ``work``, and write the run folder with ``manifest`` completed (data, phases, command);
+    then its map. Every way a run is made (a fit of the engine, a recorded ``fit``) ends here."""
+    metrics, test_probs, check = score(model, splits, data, tta, train_sample)
+    model_file, metrics["stored_model"] = store_model(model, work, check, tta)
+    history = _history(work, splits)
+    _fit_metrics(metrics, phases, history, len(splits.x_train))
+    manifest = {
+        **manifest,
+        "class_names": list(data.class_names),
+        "data": artifacts.data_record(data, root, len(splits.x_train), len(splits.x_val)),
+        "seed": seed,
+        "phases": [p.to_dict() for p in phases],
+        "phase_boundary_epoch": phases[1].start_epoch if len(phases) > 1 else None,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": manifest.get("command", runtime.command_line()),
+    }
+    y_pred = test_probs.argmax(1)
     path = artifacts.write_run(
         root,
         run_id,
@@ -198,13 +236,13 @@ def record_run(
         per_class=evaluate.per_class_report(data.y_test, y_pred, data.class_names),
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
         predictions={"probs": test_probs, "y_pred": y_pred, "y_true": data.y_test, "test_ids": data.test_ids},
-        thumbnails=thumbnail_choice(data, y_pred, config.seed, lean),
+        thumbnails=thumbnail_choice(data, y_pred, seed, lean),
         save_model=lambda p: shutil.copyfile(model_file, p),
         sources=sources,
     )
     _summary(run_id, metrics)
     try:  # the run is complete: a failure here leaves it without its map, never half-written
-        map_run(root, run_id, exported, data, splits, seed=config.seed, facts_only=lean)
+        map_run(root, run_id, model, data, splits, seed=seed, facts_only=lean)
     except Exception as error:  # noqa: BLE001
         print(
             f"warning: {run_id} has no map of the test set ({error}); make it with "

@@ -42,10 +42,16 @@ def map_run(
 
 
 def map_existing_run(
-    root: Path, run_id: str, data_dir=None, say: Callable = print, facts_only: bool = False
+    root: Path,
+    run_id: str,
+    data_dir=None,
+    say: Callable = print,
+    facts_only: bool = False,
+    trust_code: bool = False,
 ) -> dict:
     """``map_run`` for a finished run: its data (``data_dir``, else the folder it was trained
-    on if it is here) must be the run's own, checked by checksum."""
+    on if it is here) must be the run's own, checked by checksum; ``trust_code`` imports
+    the run's stored code to load a model with custom layers."""
     from cifar_core.data import load_cifar10, run_splits
     from cifar_core.inference import load_model
 
@@ -62,5 +68,5 @@ def map_existing_run(
         )
     config = run.manifest["config"]
     splits = run_splits(data, config["val_size"], config["seed"], config["train_limit"])
-    model = None if facts_only else load_model(run.model_path)
+    model = None if facts_only else load_model(run.model_path, run.code_files if trust_code else ())
     return map_run(root, run.run_id, model, data, splits, config["seed"], say, facts_only)

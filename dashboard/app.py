@@ -33,5 +33,6 @@ with st.sidebar:
     st.caption(
         f"{len(runs)} run(s) in `{common.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
     )
+    common.trust_switch(runs)
 
 page.run()

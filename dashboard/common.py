@@ -168,23 +168,52 @@ def predictor_for(run: Run, wait: bool = True) -> Predictor | None:
     threads at once. Waits while the model loads (``wait=False``: None instead); raises
     ``ModelLoadError``."""
     pool = _pool()
-    return pool.get(run.model_path) if wait else pool.ready(run.model_path)
+    code = code_for(run)
+    return pool.get(run.model_path, code) if wait else pool.ready(run.model_path, code)
+
+
+TRUST_KEY = "trust_code"  # the sidebar switch: import runs' stored code to load their models
+
+
+def code_for(run: Run) -> tuple[Path, ...]:
+    """The run's stored code when this session trusts it (the sidebar switch, off by
+    default), else nothing: the engine imports no run's code unless the person asks."""
+    return run.code_files if st.session_state.get(TRUST_KEY) else ()
+
+
+def trust_switch(runs: list[Run]) -> None:
+    """The sidebar switch that lets this session import runs' stored code, naming the files."""
+    with_code = [(run.label, [f.name for f in run.code_files]) for run in runs if run.code_files]
+    if not with_code:
+        return
+    files = "; ".join(f"{label}: {', '.join(names)}" for label, names in with_code)
+    st.toggle(
+        "Trust stored code",
+        value=False,
+        key=TRUST_KEY,
+        help=f"Load models with custom layers by importing the code stored with their run ({files}). "
+        "Importing a file runs it: only for code you trust.",
+    )
+    if st.session_state.get(TRUST_KEY):
+        st.caption(f"Runs the stored code of {files}")
 
 
 @st.cache_resource(show_spinner="Preparing heatmaps…", max_entries=32)
-def _explainer(path: str, mtime_ns: int):
+def _explainer(path: str, mtime_ns: int, code: tuple[str, ...] = ()):
     from cifar_core import saliency
 
     # One lock per explainer: a heatmap reuses the explainer's gradient function.
-    return saliency.explainer(_pool().get(path).model), threading.Lock()
+    return saliency.explainer(_pool().get(path, tuple(Path(c) for c in code)).model), threading.Lock()
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
-def _heatmap(path: str, mtime_ns: int, image_bytes: bytes, class_id: int) -> np.ndarray:
+def _heatmap(
+    path: str, mtime_ns: int, image_bytes: bytes, class_id: int, code: tuple[str, ...] = ()
+) -> np.ndarray:
     from cifar_core import saliency
 
     pixels = np.frombuffer(image_bytes, np.uint8).reshape(32, 32, 3)
-    explain, lock = _explainer(path, mtime_ns)
+    explain, lock = _explainer(path, mtime_ns, code)
     with lock:
         return saliency.heatmaps(explain, pixels[None], classes=None if class_id < 0 else [class_id])[0]
 
@@ -194,9 +223,10 @@ def heatmap_for(run: Run, pixels: np.ndarray, class_id: int | None = None) -> tu
     class), computed by the engine on demand and cached per model, image and class."""
     path = run.model_path
     mtime = path.stat().st_mtime_ns
-    explain, _ = _explainer(str(path), mtime)
+    code = tuple(str(c) for c in code_for(run))
+    explain, _ = _explainer(str(path), mtime, code)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    heat = _heatmap(str(path), mtime, pixels.tobytes(), -1 if class_id is None else int(class_id))
+    heat = _heatmap(str(path), mtime, pixels.tobytes(), -1 if class_id is None else int(class_id), code)
     where = f" on {explain.layer} ({explain.map_size[0]}x{explain.map_size[1]})" if explain.layer else ""
     return heat, f"{explain.method}{where}"
 
@@ -302,10 +332,11 @@ def data_facts_for(run: Run) -> dict | None:
 
 
 @st.cache_resource(show_spinner="Preparing the feature extractor…", max_entries=32)
-def _extractor(path: str, mtime_ns: int) -> Predictor:
+def _extractor(path: str, mtime_ns: int, code: tuple[str, ...] = ()) -> Predictor:
     from cifar_core import embeddings
 
-    return Predictor(embeddings.feature_model(_pool().get(path).model)).warm()
+    model = _pool().get(path, tuple(Path(c) for c in code)).model
+    return Predictor(embeddings.feature_model(model)).warm()
 
 
 def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
@@ -313,7 +344,8 @@ def features_for(run: Run, pixels: np.ndarray) -> np.ndarray:
     from cifar_core import embeddings
 
     path = run.model_path
-    return embeddings.features(_extractor(str(path), path.stat().st_mtime_ns), pixels)
+    code = tuple(str(c) for c in code_for(run))
+    return embeddings.features(_extractor(str(path), path.stat().st_mtime_ns, code), pixels)
 
 
 def selected_points(event) -> list[int]:

@@ -97,6 +97,13 @@ class Run:
         return (self.manifest.get("study") or {}).get("study")
 
     @property
+    def code_files(self) -> tuple[Path, ...]:
+        """The user's own code stored with the run (``source/*.py``): imported only when
+        the person trusts it (``--trust-code``, the dashboard's switch)."""
+        folder = self.path / SOURCE
+        return tuple(sorted(folder.glob("*.py"))) if folder.is_dir() else ()
+
+    @property
     def label(self) -> str:
         """How tables, charts and pages name the run: its model, marked "(tuned)" when it is a
         study's retrained best (so it and the preset's run of that model stay apart), and

@@ -7,18 +7,25 @@ import argparse
 
 from cifar_core.commands.options import add_common
 
+TRUST_HELP = (
+    "import the run's stored code (its source/ folder: your custom layers) to load its model; "
+    "importing a file runs it, so only for code you trust"
+)
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score a saved run on a labelled image folder")
     p.add_argument("--run", required=True, help="run id (see the artifacts/runs folder)")
     p.add_argument("--data-dir", required=True, help="folder of <class>/ or test/<class>/ images")
     p.add_argument("--name", help="evaluation name (default: the folder name)")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_common(p, data=False)
     p.set_defaults(handler=evaluate)
 
     p = sub.add_parser("predict", help="top-3 classes for image files")
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, gif, tiff)")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_common(p, data=False)
     p.set_defaults(handler=predict)
 
@@ -27,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="every run that has no map yet")
     help = "only the data facts (no features, no t-SNE)"
     p.add_argument("--facts-only", action="store_true", help=help)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_common(p)
     p.set_defaults(handler=embed)
 
@@ -51,7 +59,9 @@ def register(sub) -> None:
 def evaluate(args: argparse.Namespace) -> int:
     from cifar_core.inference import evaluate_folder
 
-    run_id, result, path = evaluate_folder(args.artifacts_dir, args.run, args.data_dir, args.name)
+    run_id, result, path = evaluate_folder(
+        args.artifacts_dir, args.run, args.data_dir, args.name, trust_code=args.trust_code
+    )
     print(
         f"{run_id} on {args.data_dir} ({result['n_images']} images): accuracy {result['accuracy']:.2%}, "
         f"macro F1 {result['macro_f1']:.3f}  -> {path}"
@@ -66,7 +76,7 @@ def predict(args: argparse.Namespace) -> int:
     from cifar_core.inference import Predictor, classify, load_model
 
     run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
-    model = Predictor(load_model(run.model_path)).warm()
+    model = Predictor(load_model(run.model_path, run.code_files if args.trust_code else ())).warm()
     failures = 0
     for file in args.images:
         try:
@@ -92,7 +102,9 @@ def embed(args: argparse.Namespace) -> int:
         raise ConfigError("name the runs to map, or pass --all")
     ids = args.runs or (artifacts.list_runs(root) if args.facts_only else artifacts.runs_without_map(root))
     for run_id in ids:
-        took = map_existing_run(root, run_id, args.data_dir, facts_only=args.facts_only)
+        took = map_existing_run(
+            root, run_id, args.data_dir, facts_only=args.facts_only, trust_code=args.trust_code
+        )
         made = f"map of the test set from {took['dims']}-D features" if took["dims"] else "data facts"
         print(f"{run_id}: {made} in {took['facts_s'] + took['embedding_s']:.0f} s")
     return 0

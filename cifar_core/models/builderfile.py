@@ -120,9 +120,23 @@ def builder(name: str):
     return build
 
 
-def as_pixel_model(model, num_classes: int, where: str) -> keras.Model:
-    """``model`` checked (a Keras model of one image input and ``num_classes`` probabilities)
-    and, unless it takes uint8 already, behind a uint8 input scaled to [0, 1]."""
+def as_pixel_model(model, num_classes: int, where: str, scale: float = 1.0 / 255) -> keras.Model:
+    """``model`` checked (``check_model``) and, unless it takes uint8 already, behind a
+    uint8 input multiplied by ``scale`` (a builder's model: pixels in [0, 1])."""
+    check_model(model, num_classes, where)
+    if model.inputs[0].dtype != "uint8":
+        pixels = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
+        scaled = keras.layers.Rescaling(scale, name="scale_0_1" if scale != 1.0 else "as_float")(pixels)
+        model = keras.Model(pixels, model(scaled), name=model.name)
+    probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.uint8), training=False), dtype=np.float64)
+    if not (np.all(probs >= -1e-6) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)):
+        raise BuilderFileError(f"{where}: the outputs are not probabilities (end the model with a softmax)")
+    return model
+
+
+def check_model(model, num_classes: int, where: str) -> None:
+    """BuilderFileError unless ``model`` is a Keras model of one image input, (None, 32, 32,
+    3) or (None, None, None, 3), and one output of ``num_classes``."""
     if not isinstance(model, keras.Model):
         raise BuilderFileError(f"{where} returned {type(model).__name__}, not a keras.Model")
     if len(model.inputs or []) != 1:
@@ -133,14 +147,6 @@ def as_pixel_model(model, num_classes: int, where: str) -> keras.Model:
     out = tuple(model.outputs[0].shape) if len(model.outputs or []) == 1 else None
     if out != (None, num_classes):
         raise BuilderFileError(f"{where}: output shape {out}, expected (None, {num_classes})")
-    if model.inputs[0].dtype != "uint8":
-        pixels = keras.Input((32, 32, 3), dtype="uint8", name="pixels")
-        scaled = keras.layers.Rescaling(1.0 / 255, name="scale_0_1")(pixels)
-        model = keras.Model(pixels, model(scaled), name=model.name)
-    probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.uint8), training=False), dtype=np.float64)
-    if not (np.all(probs >= -1e-6) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)):
-        raise BuilderFileError(f"{where}: the outputs are not probabilities (end the model with a softmax)")
-    return model
 
 
 def check(name: str, model_args: dict | None = None, num_classes: int = 10) -> None:
