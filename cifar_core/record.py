@@ -161,7 +161,7 @@ def record_run(
     lean: bool = False,
 ) -> Path:
     """Score a fit of the engine (the one look at the test split) and write its run folder;
-    ``lean`` keeps mistakes-only thumbnails and no map of the test set."""
+    ``lean`` keeps no model file, mistakes-only thumbnails and no map of the test set."""
     spec = get_spec(config.model)
     manifest = {
         "model": config.model,
@@ -213,7 +213,10 @@ def write_scored_run(
     ``work``, and write the run folder with ``manifest`` completed (data, phases, command);
     then its map. Every way a run is made (a fit of the engine, a recorded ``fit``) ends here."""
     metrics, test_probs, check = score(model, splits, data, tta, train_sample)
-    model_file, metrics["stored_model"] = store_model(model, work, check, tta)
+    if lean:  # no model file: nothing to store or check
+        model_file, metrics["stored_model"] = None, {"stored": False}
+    else:
+        model_file, metrics["stored_model"] = store_model(model, work, check, tta)
     history = _history(work, splits)
     _fit_metrics(metrics, phases, history, len(splits.x_train))
     manifest = {
@@ -237,7 +240,7 @@ def write_scored_run(
         confusion=evaluate.confusion(data.y_test, y_pred, len(data.class_names)),
         predictions={"probs": test_probs, "y_pred": y_pred, "y_true": data.y_test, "test_ids": data.test_ids},
         thumbnails=thumbnail_choice(data, y_pred, seed, lean),
-        save_model=lambda p: shutil.copyfile(model_file, p),
+        save_model=(lambda p: shutil.copyfile(model_file, p)) if model_file else None,
         sources=sources,
     )
     _summary(run_id, metrics)

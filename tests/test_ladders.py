@@ -83,6 +83,7 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
     wrong = np.flatnonzero(second.predictions["y_pred"] != second.predictions["y_true"])
     assert set(second.thumbnails["index"]) <= set(wrong)
     assert not (second.path / artifacts.EMBEDDING).exists()
+    assert not second.has_model and not (second.path / artifacts.MODEL).exists()  # no page needs it
     table = ladder_table(ladder, runs)
     assert list(table["rung"]) == [1, 2, 3, 4] and table["run_id"].notna().sum() == 2
     row = table.iloc[1]
@@ -183,3 +184,22 @@ def test_the_ladder_page_shows_rungs_against_the_write_up_and_a_rungs_details(mo
 def test_the_ladder_page_without_runs_says_how_to_train_them(monkeypatch, tmp_path):
     at = open_page(monkeypatch, tmp_path, "ladder")
     assert not at.exception and any("python -m cifar_core ladder run" in i.value for i in at.info)
+
+
+def test_a_rung_stored_with_its_model_file_loses_it_and_still_reads(trained_run, tmp_path):
+    """Rungs trained before they were stored lean: ``ladder run`` drops their model file,
+    the manifest first, so the run reads as complete before and after."""
+    source, run_id, _ = trained_run
+    root = tmp_path / "artifacts"
+    shutil.copytree(source, root)
+    size = (artifacts.run_dir(root, run_id) / artifacts.MODEL).stat().st_size
+    assert artifacts.read_run(root, run_id).has_model
+    assert artifacts.drop_model(root, run_id) == size > 0
+    run = artifacts.read_run(root, run_id)
+    assert not run.has_model and run.metrics == artifacts.read_run(source, run_id).metrics
+    assert artifacts.drop_model(root, run_id) == 0  # already lean
+    (run.path / artifacts.MANIFEST).write_text(
+        (run.path / artifacts.MANIFEST).read_text().replace('"model_file": false', '"model_file": true')
+    )
+    with pytest.raises(artifacts.ArtifactError, match="model.keras: missing"):
+        artifacts.read_run(root, run_id)  # a run that claims a model must have one

@@ -97,6 +97,11 @@ class Run:
         return (self.manifest.get("study") or {}).get("study")
 
     @property
+    def has_model(self) -> bool:
+        """Whether the run stored its model (a lean run, a ladder's rung, does not)."""
+        return bool(self.manifest.get("model_file", True))
+
+    @property
     def code_files(self) -> tuple[Path, ...]:
         """The user's own code stored with the run (``source/*.py``): imported only when
         the person trusts it (``--trust-code``, the dashboard's switch)."""
@@ -219,7 +224,7 @@ def write_run(
     confusion: np.ndarray,
     predictions: dict[str, np.ndarray],
     thumbnails: dict[str, np.ndarray],
-    save_model: Callable[[Path], None],
+    save_model: Callable[[Path], None] | None,
     sources: dict[str, bytes] | None = None,
 ) -> Path:
     """Write a complete run folder atomically and return its path.
@@ -228,6 +233,8 @@ def write_run(
     ``runs/<id>``. If a run with that id appeared meanwhile, RunExistsError and nothing changes.
     ``predictions`` holds float32 ``probs``, ``y_true`` and ``test_ids``; ``y_pred`` is
     their argmax, stored beside the float16-rounded probabilities (which can tie).
+    ``save_model`` None stores the run without a model file (a lean run: the manifest says
+    ``model_file: false``; pages that need a model leave it out).
     ``sources`` (file name -> bytes) are the user's own code the run was made from, kept
     in ``source/`` as text: nothing in the workbench imports them unless told to.
     """
@@ -237,6 +244,8 @@ def write_run(
     final.parent.mkdir(parents=True, exist_ok=True)
     with building(final.parent, run_id) as tmp:
         manifest = {**manifest, "schema_version": SCHEMA_VERSION, "run_id": run_id}
+        if save_model is None:
+            manifest["model_file"] = False
         validate_manifest(tmp / MANIFEST, manifest)
         write_json(tmp / MANIFEST, manifest)
         atomic_write(tmp / HISTORY, history.to_csv(index=False).encode())
@@ -247,7 +256,8 @@ def write_run(
         atomic_write(tmp / CONFUSION, frame.to_csv(index_label="true\\predicted").encode())
         atomic_write(tmp / PREDICTIONS, predictions_bytes(predictions))
         atomic_write(tmp / THUMBNAILS, thumbnail_bytes(thumbnails["index"], thumbnails["images"]))
-        save_model(tmp / MODEL)
+        if save_model is not None:
+            save_model(tmp / MODEL)
         for name, content in (sources or {}).items():  # the user's code, kept as text
             (tmp / SOURCE).mkdir(exist_ok=True)
             atomic_write(tmp / SOURCE / Path(name).name, content)
@@ -302,6 +312,21 @@ def write_evaluation(root: Path, run_id: str, name: str, result: dict[str, Any])
     return write_json(folder / f"{safe}.json", record)
 
 
+def drop_model(root: Path, run_id: str) -> int:
+    """Store a finished run without its model file (as a lean run is written); returns the
+    bytes freed (0 when it had none). The manifest says so first, so a run never claims a
+    file it lacks."""
+    path = run_dir(root, run_id)
+    manifest = read_json(path / MANIFEST)
+    model = path / MODEL
+    if not manifest.get("model_file", True) and not model.exists():
+        return 0
+    size = model.stat().st_size if model.exists() else 0
+    write_json(path / MANIFEST, {**manifest, "model_file": False})
+    model.unlink(missing_ok=True)
+    return size
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -351,8 +376,9 @@ def read_run_folder(path: Path, run_id: str) -> Run:
         "needs index (M,) into the test set and one image per index",
     )
     model = path / MODEL
-    require(model.is_file(), model, "missing")
-    require(zipfile.is_zipfile(model), model, "not a .keras (zip) file")
+    if manifest.get("model_file", True):  # a lean run (a ladder's rung) is stored without one
+        require(model.is_file(), model, "missing")
+        require(zipfile.is_zipfile(model), model, "not a .keras (zip) file")
     evaluations = {}
     if (path / EVALUATIONS).is_dir():
         for file in sorted((path / EVALUATIONS).glob("*.json")):

@@ -59,7 +59,8 @@ def trim_thumbnails(root, run_id: str, most: int) -> int:
 
 def keep_finished_rung(root, ladder: Ladder, index: int, config) -> str | None:
     """None when the rung has no finished run; else a note on the run kept ("" or what was
-    said of it), after trimming its thumbnails to what a rung trained now stores."""
+    said of it), after trimming it to what a rung trained now stores (its first mistakes'
+    thumbnails, no model file)."""
     from cifar_core import artifacts
     from cifar_core.config import same_config
     from cifar_core.record import LEAN_THUMBNAILS
@@ -70,7 +71,9 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config) -> str | None:
     same = same_config(artifacts.read_manifest(root, run_id)["config"], config)
     note = "" if same else " (trained with another config: delete its folder to retrain it)"
     dropped = trim_thumbnails(root, run_id, LEAN_THUMBNAILS)
-    return note + (f" ({dropped} thumbnails dropped: a rung keeps {LEAN_THUMBNAILS})" if dropped else "")
+    note += f" ({dropped} thumbnails dropped: a rung keeps {LEAN_THUMBNAILS})" if dropped else ""
+    freed = artifacts.drop_model(root, run_id)
+    return note + (f" (model file dropped, {freed / 1e6:.1f} MB: a rung keeps none)" if freed else "")
 
 
 def train_rung(ladder: Ladder, index: int, config, data, root):
