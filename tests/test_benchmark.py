@@ -69,3 +69,21 @@ def test_inference_speed_is_timed_for_every_zoo_run_through_the_predictor(capsys
     assert len(rows) == 3 and all(r["latency_ms_batch1"] > 0 and r["load_s"] > 0 for r in rows)
     assert main(["benchmark", "--inference", "--artifacts-dir", str(dash_root)]) == 0
     assert "3 models: batch-1 latencies sum to" in capsys.readouterr().out
+
+
+def test_the_recorder_benchmark_times_plain_and_recorded_fits_and_finish(capsys, image_folder):
+    argv = [
+        "benchmark",
+        "--recorder",
+        "--data-dir",
+        str(image_folder),
+        "--train-limit",
+        "200",
+        "--epochs",
+        "1",
+    ]
+    assert main([*argv, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["model"] == "cnn_bn" and 0 < r["images"] <= 200 and r["epochs"] == 1
+    assert all(s > 0 for s in r["plain_s"]) and r["recorded_s"] > 0 and r["finish_s"] > 0
+    assert r["overhead"] == r["recorded_s"] / (sum(r["plain_s"]) / 2) - 1

@@ -5,10 +5,12 @@
   inference ms/image at batch 1 and images/s at batch 256, peak resident memory;
 - ``serving``: what the Classify page gets from every committed run (load, latency,
   heatmap time);
-- ``progress``: the wall time ``fast`` runs took to reach 88% and 90% validation accuracy.
+- ``progress``: the wall time ``fast`` runs took to reach 88% and 90% validation accuracy;
+- ``recording``: what recording your own ``fit`` costs (``cifar_core.tracking``).
 """
 
 from cifar_core.benchmark.progress import TARGETS, time_to_accuracy
+from cifar_core.benchmark.recording import recorder_overhead
 from cifar_core.benchmark.serving import inference_speed, saliency_speed
 from cifar_core.benchmark.training import measure, peak_memory_mb, preset, train_speed
 
@@ -18,6 +20,7 @@ __all__ = [
     "measure",
     "peak_memory_mb",
     "preset",
+    "recorder_overhead",
     "saliency_speed",
     "time_to_accuracy",
     "train_speed",

@@ -79,6 +79,9 @@ def add_arguments(p) -> None:
     p.add_argument("--saliency", action="store_true", help=help)
     help = "only time every committed run's inference as the Classify page calls it (load, batch 1, 256)"
     p.add_argument("--inference", action="store_true", help=help)
+    help = "only time a 5-epoch fit of cnn_bn with and without the recorder (tracking), and its finish"
+    p.add_argument("--recorder", action="store_true", help=help)
+    p.add_argument("--train-limit", type=int, default=5000, help="--recorder: train images")
     add_set(p, "config overrides for every model measured (as train --set), repeatable")
     p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
 
@@ -92,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
         return _saliency(args)
     if args.inference:
         return _inference(args)
+    if args.recorder:
+        return _recorder(args)
     if args.single:  # the child process of _models: one model, JSON on stdout
         result = measure(args.single, args.steps, precisions, args.input_size, settings, args.profile)
         print(json.dumps(result))
@@ -106,6 +111,24 @@ def _saliency(args: argparse.Namespace) -> int:
     print(
         f"heatmaps of one photo for all {r['models']} models: {r['warm_s']:.2f} s after warm-up "
         f"(first call, with loading and tracing: {r['first_s']:.1f} s)"
+    )
+    return 0
+
+
+def _recorder(args: argparse.Namespace) -> int:
+    from cifar_core import runtime, tracking
+    from cifar_core.benchmark import recorder_overhead
+
+    data = tracking.load_data(args.data_dir, train_limit=args.train_limit)
+    r = recorder_overhead(data, epochs=args.epochs or 5)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    plain = " / ".join(f"{s:.1f}" for s in r["plain_s"])
+    print(
+        f"{r['model']}, {r['epochs']} epochs of {r['images']:,} images on {runtime.cpu_model()}: "
+        f"plain {plain} s, recorded {r['recorded_s']:.1f} s: overhead {r['overhead']:+.1%} "
+        f"(the two plain fits differ by {r['noise']:.1%}); finish {r['finish_s']:.1f} s"
     )
     return 0
 
