@@ -221,12 +221,11 @@ def readme_block(root=None) -> str:
 
 
 def _recipe(config) -> str:
-    """A preset's training recipe in a few words: epochs, optimizer, schedule, batch."""
-    from cifar_core.models import get_spec
+    """A preset's training recipe in a few words: epochs (per phase), optimizer, schedule, batch."""
+    from cifar_core.phases import plan
 
-    epochs = f"{config.epochs} epochs"
-    if get_spec(config.model).is_transfer and config.fine_tune_epochs:
-        epochs += f" +{config.fine_tune_epochs} fine-tuning"
+    phases = plan(config)
+    epochs = f"{phases[0].epochs} epochs" + "".join(f" +{p.epochs} fine-tuning" for p in phases[1:])
     schedule = config.lr_schedule.replace("_", "-")
     return f"{epochs}, {config.optimizer}, {schedule}, batch {config.batch_size}"
 

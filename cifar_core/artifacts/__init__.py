@@ -5,7 +5,8 @@
     ids = list_runs(root)                   # complete runs only
 
 Modules, by concern:
-- ``runs``: run folders (``runs/<id>/``): ids, listing, atomic writing, reading, evaluations;
+- ``runs``: run folders (``runs/<id>/``): ids, listing, reading;
+- ``writing``: a run folder written atomically, evaluations, a lean run's model dropped;
 - ``testdata``: where a run's data is, and its test images (from there, else its thumbnails);
 - ``schema``: the run format (version 2) and the validating readers;
 - ``codecs``: the float16 model file and the JPEG thumbnails;
@@ -42,7 +43,6 @@ from cifar_core.artifacts.runs import (
     Run,
     artifacts_root,
     check_run_id,
-    drop_model,
     is_ladder_run,
     list_runs,
     load_runs,
@@ -51,8 +51,6 @@ from cifar_core.artifacts.runs import (
     run_dir,
     run_exists,
     runs_signature,
-    write_evaluation,
-    write_run,
 )
 from cifar_core.artifacts.schema import SCHEMA_VERSION
 from cifar_core.artifacts.testdata import (
@@ -63,6 +61,7 @@ from cifar_core.artifacts.testdata import (
     test_images,
 )
 from cifar_core.artifacts.work import training_lock, work_dir
+from cifar_core.artifacts.writing import drop_model, write_evaluation, write_run
 from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cifar_core.artifacts import codecs, runs, schema, testdata
+from cifar_core.artifacts import codecs, runs, schema, testdata, writing
 from cifar_core.errors import ArtifactError
 from cifar_core.evaluate import confusion as confusion_counts
 from cifar_core.fileio import atomic_write, write_json
@@ -60,7 +60,7 @@ def migrate_all(root: Path) -> list[tuple[str, str]]:
 def migrate_run(root: Path, run_id: str) -> Path:
     """Convert one version-1 run to version 2 (see the module doc); returns its path."""
     final = runs.run_dir(root, run_id)
-    with runs.building(final.parent, f"migrate-{run_id}", copy_of=final) as tmp:
+    with writing.building(final.parent, f"migrate-{run_id}", copy_of=final) as tmp:
         _convert(tmp, root)
         runs.read_run_folder(tmp, run_id)  # must read back as the current version
         old = final.parent / f"{runs.TEMP_PREFIX}old-{run_id}-{uuid.uuid4().hex[:8]}"
@@ -84,7 +84,7 @@ def _convert(path: Path, root: Path) -> None:
         predictions["y_pred"] = argmax_matching_confusion(
             predictions["probs"].astype(np.float32), predictions["y_true"].astype(np.int64), confusion
         )
-    atomic_write(path / runs.PREDICTIONS, runs.predictions_bytes(predictions))
+    atomic_write(path / runs.PREDICTIONS, writing.predictions_bytes(predictions))
     thumbs = runs.read_npz(path / runs.THUMBNAILS) if (path / runs.THUMBNAILS).exists() else {}
     if "images" in thumbs or not thumbs:
         images = thumbs.get("images", np.zeros((0, 32, 32, 3), np.uint8))

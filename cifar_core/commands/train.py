@@ -59,7 +59,7 @@ def train(args: argparse.Namespace) -> int:
     from cifar_core.config import TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec
-    from cifar_core.models.builderfile import check as check_builder
+    from cifar_core.models.registry import check_builder
     from cifar_core.train import train_model
 
     get_spec(args.model)  # fail on a wrong name before loading any data
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
-    from cifar_core.models.builderfile import check as check_builder
+    from cifar_core.models.registry import check_builder
     from cifar_core.train import default_run_id, find_finished_run, train_model
 
     if not args.all and not args.models:

@@ -147,14 +147,3 @@ def check_model(model, num_classes: int, where: str) -> None:
     out = tuple(model.outputs[0].shape) if len(model.outputs or []) == 1 else None
     if out != (None, num_classes):
         raise BuilderFileError(f"{where}: output shape {out}, expected (None, {num_classes})")
-
-
-def check(name: str, model_args: dict | None = None, num_classes: int = 10) -> None:
-    """Build a builder reference's model once, so that a bad file fails with its one line
-    before any data is loaded or anything is written (a no-op for a zoo name)."""
-    if not is_builder_ref(name):
-        return
-    from cifar_core.models.registry import get_spec
-
-    get_spec(name).builder(num_classes=num_classes, **(model_args or {}))
-    keras.backend.clear_session()

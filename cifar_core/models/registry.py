@@ -71,11 +71,10 @@ def get_spec(name: str) -> ModelSpec:
     """The spec of a registered model, or of a builder in the user's own file
     (``FILE.py:FUNCTION``, models/builderfile.py); UnknownModelError (with suggestions)
     for an unknown name, BuilderFileError for a file that cannot make a model."""
-    from cifar_core.models import builderfile
+    from cifar_core.models.builderfile import is_builder_ref, read
 
-    if builderfile.is_builder_ref(name):
-        found = builderfile.read(name)
-        return _builder_spec(name, found.sha256)
+    if is_builder_ref(name):
+        return _builder_spec(name, read(name).sha256)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -90,11 +89,21 @@ def get_spec(name: str) -> ModelSpec:
 def _builder_spec(name: str, sha256: str) -> ModelSpec:
     """A spec for a builder file's function (one per file content): no preset (the
     TrainConfig defaults and the command's options), not part of the zoo."""
-    from cifar_core.models import builderfile
+    from cifar_core.models.builderfile import SEPARATOR, builder
 
-    file, _, function = name.rpartition(builderfile.SEPARATOR)
+    file, _, function = name.rpartition(SEPARATOR)
     description = f"your own model: {function}() in {Path(file).name} (sha256 {sha256[:12]})"
-    return ModelSpec(name, "custom", description, builderfile.builder(name), zoo=False)
+    return ModelSpec(name, "custom", description, builder(name), zoo=False)
+
+
+def check_builder(name: str, model_args: dict | None = None, num_classes: int = 10) -> None:
+    """Build a builder file's model once, so that a bad file fails with its one line before
+    any data is loaded or anything is written (nothing to do for a zoo name)."""
+    from cifar_core.models.builderfile import is_builder_ref
+
+    if is_builder_ref(name):
+        get_spec(name).builder(num_classes=num_classes, **(model_args or {}))
+        keras.backend.clear_session()
 
 
 def list_models(family: str | None = None, zoo_only: bool = False) -> list[str]:
