@@ -60,6 +60,7 @@ LABELS = {
     "hardware": "Hardware",
     "data": "Data",
     "write_ups": "Write-ups report",
+    "made_by": "Made by",
 }
 PERCENT_COLUMNS = ("test_acc", "top3_acc", "train_acc", "val_acc", "gap")
 README_COLUMNS = (
@@ -139,6 +140,7 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
             "hardware": run.manifest["hardware"],
             "data": f"{data['source']} (sha256 {data['checksum'][:8]})",
             "write_ups": WRITEUP_FIGURES.get(run.model, ""),
+            "made_by": made_by(run),
         }
         for name in names:
             acc, f1 = evaluation_columns(name)
@@ -148,6 +150,23 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values("test_acc", ascending=False).reset_index(drop=True) if rows else frame
+
+
+def made_by(run: artifacts.Run) -> str:
+    """How the run was made, as the Leaderboard says it: a zoo preset, a study's retrained
+    best, your builder file (and its hash), or a recorded ``fit`` (and what it ran in)."""
+    source = run.manifest.get("source") or {}
+    if source.get("kind") == "builder_file":
+        return f"your file {source['file']}:{source['function']} (sha256 {source['sha256'][:12]})"
+    if source.get("kind") == "recorded":
+        fit = (source.get("fits") or [{}])[0]
+        where = Path(source["script"]).name if source.get("script") else "a notebook or console"
+        batch = run.manifest["config"].get("batch_size")
+        settings = ", ".join(v for v in (fit.get("optimizer"), f"batch {batch}" if batch else None) if v)
+        return f"recorded fit in {where}" + (f" ({settings})" if settings else "")
+    if run.study:
+        return f"tuned: study {run.study}"
+    return "ladder rung" if artifacts.is_ladder_run(run) else "zoo preset"
 
 
 def results_frame(root=None) -> pd.DataFrame:
@@ -194,7 +213,7 @@ def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
             elif not word.startswith("--artifacts-dir="):
                 kept.append(word)
         commit = str(run.manifest["environment"]["git_commit"] or "")[:7]
-        out.append((run.run_id, shlex.join(kept) if kept else "(not recorded)", commit))
+        out.append((run.run_id, shlex.join(kept) if kept else made_by(run), commit))
     return out
 
 

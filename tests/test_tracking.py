@@ -148,3 +148,49 @@ def test_the_dashboard_loads_a_custom_layer_only_when_the_switch_is_on(monkeypat
         common.predictor_for(run)  # no trust: the pool refuses with the one line
     monkeypatch.setitem(common.st.session_state, common.TRUST_KEY, True)
     assert common.predictor_for(run) is not None
+
+
+@pytest.fixture(scope="module")
+def own_root(tmp_path_factory, dash_root, image_folder):
+    """The dashboard's runs plus one from a builder file and one recorded fit."""
+    import shutil
+
+    import keras
+
+    from cifar_core.cli import main
+
+    root = tmp_path_factory.mktemp("own")
+    shutil.copytree(dash_root / "runs", root / "runs")
+    argv = ["train", "--model", f"{ROOT / 'examples' / 'my_nets.py'}:small_cnn", "--epochs", "1"]
+    argv += ["--set", "model_args.width=8", "--val-size", "50", "--precision", "float32"]
+    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    data = tracking.load_data(image_folder, val_size=50)
+    model = _small_model(keras)
+    with tracking.Run("notebook-cnn", data, root=root) as run:
+        model.fit(
+            data.x_train, data.y_train, validation_data=data.validation, epochs=1, callbacks=[run.callback]
+        )
+        run.finish(model)
+    return root
+
+
+@pytest.mark.parametrize(
+    "page", ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "map"]
+)
+def test_your_own_runs_show_on_every_page_like_a_zoo_run(monkeypatch, own_root, page):
+    at = open_page(monkeypatch, own_root, page)
+    assert not at.exception, [e.value for e in at.exception]
+    if page == "leaderboard":
+        frame = at.dataframe[0].value
+        made = dict(zip(frame["label"], frame["made_by"]))
+        assert made["small_cnn (my_nets.py)"].startswith("your file my_nets.py:small_cnn (sha256 ")
+        assert made["notebook-cnn"].startswith("recorded fit in ")
+    if page == "curves":
+        multiselect = at.multiselect(key="curves_runs")
+        multiselect.set_value(
+            [o for o in multiselect.options if o.startswith(("small_cnn", "notebook"))]
+        ).run()
+        shown = " ".join(chart.proto.spec for chart in at.get("plotly_chart"))
+        assert "small_cnn (my_nets.py)" in shown and "notebook-cnn" in shown
+    if page == "classify":  # both models load (standard layers only: no code to trust)
+        assert not any("cannot load" in w.value for w in at.warning), [w.value for w in at.warning]

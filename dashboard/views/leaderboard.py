@@ -16,6 +16,7 @@ COSTS = {"Parameters": "params", "Inference ms/image": "ms_per_image", "Training
 COLUMNS = [
     "label",
     "family",
+    "made_by",
     "params",
     "test_acc",
     "macro_f1",
