@@ -213,7 +213,8 @@ def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
             elif not word.startswith("--artifacts-dir="):
                 kept.append(word)
         commit = str(run.manifest["environment"]["git_commit"] or "")[:7]
-        out.append((run.run_id, shlex.join(kept) if kept else made_by(run), commit))
+        how = shlex.join(kept) if kept else f"{made_by(run)}: {run.manifest.get('description', '')}"
+        out.append((run.run_id, how, commit))
     return out
 
 

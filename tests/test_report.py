@@ -16,9 +16,10 @@ def test_the_readme_results_table_matches_the_committed_runs():
     block = report.readme_block(ROOT / "artifacts")
     assert block in readme, "README results are stale: python -m cifar_core report --readme README.md"
     for run in (r for r in runs if not artifacts.is_ladder_run(r)):  # every zoo run, its own figures
-        assert f"| {run.manifest['model']} |" in block
+        assert f"| {run.label} |" in block
         assert f"{run.metrics['test']['accuracy']:.2%}" in block
-        assert f"`{run.run_id}`: `python -m cifar_core " in block
+        how = "python -m cifar_core " if run.manifest["command"] else report.made_by(run)
+        assert f"`{run.run_id}`: `{how}" in block
 
 
 def test_update_readme_rewrites_only_its_block(tmp_path, trained_run):
