@@ -121,15 +121,19 @@ def _recorder(args: argparse.Namespace) -> int:
 
     data = tracking.load_data(args.data_dir, train_limit=args.train_limit)
     r = recorder_overhead(data, epochs=args.epochs or 5)
-    if args.json:
-        print(json.dumps(r))
-        return 0
     plain = " / ".join(f"{s:.1f}" for s in r["plain_s"])
-    print(
+    return _emit(
+        args,
+        r,
         f"{r['model']}, {r['epochs']} epochs of {r['images']:,} images on {runtime.cpu_model()}: "
         f"plain {plain} s, recorded {r['recorded_s']:.1f} s: overhead {r['overhead']:+.1%} "
-        f"(the two plain fits differ by {r['noise']:.1%}); finish {r['finish_s']:.1f} s"
+        f"(the two plain fits differ by {r['noise']:.1%}); finish {r['finish_s']:.1f} s",
     )
+
+
+def _emit(args: argparse.Namespace, result, text: str) -> int:
+    """Print ``result`` as JSON with ``--json``, else ``text``."""
+    print(json.dumps(result) if args.json else text)
     return 0
 
 
@@ -137,19 +141,16 @@ def _inference(args: argparse.Namespace) -> int:
     from cifar_core.benchmark import inference_speed
 
     rows = inference_speed(args.artifacts_dir)
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    print(f"{'run':<36}{'load+trace s':>13}{'batch-1 ms':>11}{'img/s @256':>11}")
+    lines = [f"{'run':<36}{'load+trace s':>13}{'batch-1 ms':>11}{'img/s @256':>11}"]
     for r in rows:
         speed = f"{r['latency_ms_batch1']:>11.2f}{r['images_per_s_batch256']:>11.0f}"
-        print(f"{r['run']:<36}{r['load_s']:>13.2f}{speed}")
+        lines.append(f"{r['run']:<36}{r['load_s']:>13.2f}{speed}")
     total_ms = sum(r["latency_ms_batch1"] for r in rows)
-    print(
+    lines.append(
         f"{len(rows)} models: batch-1 latencies sum to {total_ms:.1f} ms per photo; "
         f"loading them all took {sum(r['load_s'] for r in rows):.1f} s"
     )
-    return 0
+    return _emit(args, rows, "\n".join(lines))
 
 
 def _measure_apart(args: argparse.Namespace, name: str, precisions: list[str], settings: list[str]) -> dict:
@@ -180,8 +181,9 @@ def _models(args: argparse.Namespace, precisions: list[str], settings: list[str]
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
         results.append(_measure_apart(args, name, precisions, settings))
     if args.json:
-        print(json.dumps({"models": results, "fast_time_to_accuracy": time_to_accuracy(args.artifacts_dir)}))
-        return 0
+        return _emit(
+            args, {"models": results, "fast_time_to_accuracy": time_to_accuracy(args.artifacts_dir)}, ""
+        )
     print(table(results, precisions))
     if settings:
         print("settings: " + " ".join(settings))
