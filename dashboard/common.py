@@ -133,8 +133,9 @@ def _pool() -> PredictorPool:
 
 
 def zoo_model_paths() -> list[Path]:
+    """The model files of the zoo's runs (a lean run has none)."""
     runs, _ = load_runs()
-    return [run.model_path for run in runs]
+    return [run.model_path for run in runs if run.has_model]
 
 
 _PRELOAD = threading.Event()
