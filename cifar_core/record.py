@@ -21,7 +21,7 @@ from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, Splits
 from cifar_core.fitting import FitResult
 from cifar_core.inference import Predictor, predict_probs
-from cifar_core.models import builderfile, count_trainable, create_model, get_spec
+from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import PhaseRecord
 from cifar_core.runmap import map_run
 
@@ -159,9 +159,11 @@ def record_run(
     result: FitResult,
     facts: dict,
     lean: bool = False,
+    sources: dict[str, bytes] | None = None,
 ) -> Path:
     """Score a fit of the engine (the one look at the test split) and write its run folder;
-    ``lean`` keeps no model file, mistakes-only thumbnails and no map of the test set."""
+    ``lean`` keeps no model file, mistakes-only thumbnails and no map of the test set;
+    ``sources`` (file name -> bytes) is the user's code the model came from, kept with it."""
     spec = get_spec(config.model)
     manifest = {
         "model": config.model,
@@ -172,9 +174,6 @@ def record_run(
         "weights": config.weights,  # transfer models: imagenet, a file, or none (random)
         **facts,
     }
-    sources = {}
-    if (facts.get("source") or {}).get("kind") == "builder_file":  # a copy of the user's file
-        sources[facts["source"]["file"]] = builderfile.read(config.model).source
     # Train accuracy on a fixed sample (smaller for the slow transfer models).
     return write_scored_run(
         root,

@@ -39,36 +39,20 @@ TRAIN_SAMPLE = 5000  # train images scored for the train accuracy, as a zoo run
 
 
 @dataclass
-class RecordedData:
-    """The zoo's split of a data set, for your own ``fit``: train and validation arrays;
-    the test split is kept for ``Run.finish``, which scores it once."""
+class RecordedData(Splits):
+    """The zoo's split of a data set, for your own ``fit``: ``x_train``, ``y_train``,
+    ``x_val``, ``y_val`` (a ``Splits``); the test split stays in ``data`` for ``Run.finish``,
+    which scores it once."""
 
-    data: Cifar10Data
-    splits: Splits
-    val_size: int | None
-    seed: int
-    train_limit: int | None
-
-    @property
-    def x_train(self) -> np.ndarray:
-        return self.splits.x_train
-
-    @property
-    def y_train(self) -> np.ndarray:
-        return self.splits.y_train
-
-    @property
-    def x_val(self) -> np.ndarray:
-        return self.splits.x_val
-
-    @property
-    def y_val(self) -> np.ndarray:
-        return self.splits.y_val
+    data: Cifar10Data = None  # type: ignore[assignment]
+    val_size: int | None = None
+    seed: int = 0
+    train_limit: int | None = None
 
     @property
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
         """``validation_data`` for ``model.fit``."""
-        return self.splits.x_val, self.splits.y_val
+        return self.x_val, self.y_val
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -86,7 +70,8 @@ def load_data(
     with these settings is: a stratified validation split carved from train by ``seed``,
     then at most ``train_limit`` train images."""
     data = load_cifar10(source)
-    return RecordedData(data, run_splits(data, val_size, seed, train_limit), val_size, seed, train_limit)
+    splits = run_splits(data, val_size, seed, train_limit)
+    return RecordedData(**vars(splits), data=data, val_size=val_size, seed=seed, train_limit=train_limit)
 
 
 def _metric(logs: dict, name: str) -> float:
@@ -249,7 +234,7 @@ class Run:
             self.run_id,
             stored,
             self.data.data,
-            self.data.splits,
+            self.data,  # its Splits
             work,
             [phase],
             manifest,

@@ -35,16 +35,10 @@ def default_run_id(config: TrainConfig, data: Cifar10Data) -> str:
     """``<model>-<hash of config and data>``: the same command always names the same run
     (a builder file's run: ``<function>-<hash>``, the file's content hashed too)."""
     identity = {"config": config.non_default(), "data": data.checksum}
-    source = source_record(config.model)
-    if source is not None:
-        identity["source_sha256"] = source["sha256"]
+    if is_builder_ref(config.model):
+        identity["source_sha256"] = builderfile.read(config.model).sha256
     blob = json.dumps(identity, sort_keys=True)
     return f"{run_name(config.model)}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
-
-
-def source_record(model: str) -> dict | None:
-    """How a builder-file model was made (file, function, sha256); None for a zoo model."""
-    return builderfile.read(model).record if is_builder_ref(model) else None
 
 
 def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str | None:
@@ -97,6 +91,8 @@ def train_model(
         artifacts.RunLockedError: another process is training the same run id.
     """
     root = artifacts.artifacts_root(root)
+    # A builder file is read once, now: the run records the file it started from.
+    own = builderfile.read(config.model) if is_builder_ref(config.model) else None
     run_id = artifacts.check_run_id(run_id or default_run_id(config, data))
     if artifacts.run_exists(root, run_id):
         raise artifacts.RunExistsError(
@@ -121,11 +117,12 @@ def train_model(
             "resumed": result.resumed,
             "environment": env,
             "hardware": runtime.hardware_label(env),
-            **({"source": source_record(config.model)} if is_builder_ref(config.model) else {}),
+            **({"source": own.record} if own else {}),
             **(marks or {}),
         }
         if chief:
-            record_run(root, run_id, config, data, splits, result, facts, lean)
+            sources = {own.path.name: own.source} if own else {}
+            record_run(root, run_id, config, data, splits, result, facts, lean, sources)
         files.clear(work)
     shutil.rmtree(work, ignore_errors=True)
     return artifacts.run_dir(root, run_id)

@@ -248,7 +248,7 @@ def test_multiworker_strategy_with_two_local_workers(tmp_path, image_folder):
 # an AMD EPYC Zen 3 (AVX2). Same code on the same CPU gives bit-identical figures; another
 # instruction set (AVX-512) rounds differently, so the comparison allows drift far below
 # what a changed learning rate, seed order, phase plan or split would cause.
-GOLDEN = Path(__file__).parent / "data" / "fit_golden.npz"
+GOLDEN = Path(__file__).parent / "fit_golden.json"  # test probabilities, rounded to 1e-6
 GOLDEN_CASES = {
     "baseline_cnn": dict(epochs=2),
     "fast": dict(epochs=2, batch_size=50, freeze_after={"whiten_bias": 1}),
@@ -271,7 +271,7 @@ def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, t
     settings = dict(GOLDEN_CASES[case])
     config = tiny_config(settings.pop("model", case), **settings)
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
-    expected = np.load(GOLDEN)[case]
+    expected = np.array(json.loads(GOLDEN.read_text())[case])
     probs = run.predictions["probs"]
     np.testing.assert_allclose(probs, expected, atol=2e-3)
     top2 = np.sort(expected, axis=1)[:, -2:]
