@@ -1,5 +1,6 @@
-"""The callbacks of one phase's ``fit``: history row, best weights, early stopping, plateau
-cuts, the config's own (lookahead, frozen layers), then the resume checkpoint."""
+"""The callbacks of one phase's ``fit``: history row, progress file and stop requests, best
+weights, early stopping, plateau cuts, the config's own (lookahead, frozen layers), then the
+resume checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import keras
 
 from cifar_core.artifacts import work as files
 from cifar_core.phases import Phase
+from cifar_core.progress import Tracker
 from cifar_core.schedules import FreezeAfter, Lookahead
 
 
@@ -30,8 +32,53 @@ class EpochInfo(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
+class Progress(keras.callbacks.Callback):
+    """Keeps the work folder's progress file current (``progress.Tracker``) and stops
+    training at the end of an epoch when a stop request is there (after the epoch's history
+    row, best weights and checkpoint: the same command resumes it)."""
+
+    def __init__(self, tracker: Tracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self.tracker.begin_epoch(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.tracker.step(batch + 1)
+
+    def on_test_begin(self, logs=None):
+        self.tracker.validating()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = (logs or {}).get("epoch_time_s", time.perf_counter() - self._start)
+        if self.tracker.end_epoch(epoch, float(seconds)):
+            self.model.stop_training = True
+
+
+class EtaProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' own progress output, each epoch line followed by the run's ETA."""
+
+    def __init__(self, tracker: Tracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.verbose:
+            line = self.tracker.eta_line()
+            if line:
+                print(f"  {line}", flush=True)
+
+
 def phase_callbacks(
-    phase: Phase, work: Path, verbose: int, total_steps: int = 0, extra: list | None = None
+    phase: Phase,
+    work: Path,
+    verbose: int,
+    total_steps: int = 0,
+    extra: list | None = None,
+    tracker: Tracker | None = None,
 ) -> list:
     """Every callback of one phase's ``fit``, in the order they must run."""
     config = phase.config
@@ -45,6 +92,7 @@ def phase_callbacks(
         *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
         EpochInfo(phase.number),
         keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
+        *([Progress(tracker)] + ([EtaProgbar(tracker)] if verbose else []) if tracker else []),
     ]
     if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by
         callbacks.append(

@@ -8,7 +8,8 @@
 
 Each subcommand lives in ``cifar_core/commands/``. Every error that comes from bad input
 (a model name, a data folder, an artifact, an image) prints one line, ``error: ...``, and
-exits with status 2.
+exits with status 2. A training ended by a stop request (``status --stop``, the dashboard)
+says how to resume it and exits with status 3; Ctrl-C, 130.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOPPED = 3  # the exit status of a training that a stop request ended (resumable)
+
 # Commands that never touch TensorFlow (it takes seconds to import): no quiet import.
-NO_TENSORFLOW = {"report", "migrate"}
+NO_TENSORFLOW = {"report", "migrate", "status"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cifar_core.errors import CifarError
+    from cifar_core.errors import CifarError, StopRequested
 
     quiet = args.command in NO_TENSORFLOW or getattr(args, "ladder_command", None) == "list"
     if not args.verbose and not quiet:
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except CifarError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except StopRequested as stopped:
+        print(str(stopped), file=sys.stderr)
+        return STOPPED
     except KeyboardInterrupt:
         print("interrupted: start the same command again to resume", file=sys.stderr)
         return 130

@@ -55,6 +55,16 @@ class WeightsError(CifarError):
     """Pretrained weights that are missing, unreadable or do not fit the model."""
 
 
+class StopRequested(Exception):
+    """A training stopped after an epoch because a stop request asked it to (``status
+    --stop``, the dashboard's Stop): not an error; its checkpoints let it resume."""
+
+    def __init__(self, work, epochs_done: int, command: str | None):
+        self.work, self.epochs_done, self.command = work, epochs_done, command
+        again = f"resume with: {command}" if command else "start it again to resume"
+        super().__init__(f"stopped after epoch {epochs_done}, as requested; {again}")
+
+
 @contextlib.contextmanager
 def reraised_as(kind: type[CifarError], message: Callable[[Exception], str]) -> Iterator[None]:
     """Inside the block, any exception but ``kind`` itself becomes ``kind(message(error))``:

@@ -30,12 +30,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_core import finetune, runtime
+from cifar_core import finetune, progress, runtime
 from cifar_core.artifacts import work as files
 from cifar_core.callbacks import phase_callbacks
 from cifar_core.config import TrainConfig, same_config
 from cifar_core.data import Cifar10Data, Splits
-from cifar_core.errors import ArtifactError, ConfigError, WeightsError
+from cifar_core.errors import ArtifactError, ConfigError, StopRequested, WeightsError
 from cifar_core.fileio import write_json
 from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import Phase, PhaseRecord, plan
@@ -50,6 +50,7 @@ class FitResult:
     work: Path  # the locked work folder: checkpoints and history.csv until the caller leaves
     precision: str  # the dtype policy it trained under
     resumed: bool  # started from an earlier process's checkpoints
+    tracker: progress.Tracker  # the progress file (say "recording" while the run is written)
 
 
 @contextlib.contextmanager
@@ -61,6 +62,8 @@ def fit_in(
     strategy=None,
     verbose: int = 0,
     callbacks: list | None = None,
+    kind: str = "train",
+    run: str | None = None,
 ) -> Iterator[FitResult]:
     """Fit ``config`` in the work folder ``folder`` (locked while the caller holds the
     result), resuming what an earlier process left there.
@@ -68,28 +71,39 @@ def fit_in(
     Refuses a folder whose checkpoints belong to another config or data, seeds every
     generator with ``config.seed``, trains under the precision ``config.precision`` resolves
     to; ``callbacks`` are added to every phase's own. A fit that fails before its first
-    epoch for want of weights leaves no folder behind.
+    epoch for want of weights leaves no folder behind. The progress file says ``kind``
+    (train, rung, trial) and ``run`` (default: the folder's name); the error a fit dies of
+    is kept in the folder (``error.txt``) for ``status``.
 
     Raises:
         RunLockedError: another process holds the folder.
         ArtifactError: the folder holds another config's checkpoints.
+        StopRequested: a stop request made it stop after an epoch (resumable).
     """
     strategy = strategy or runtime.make_strategy("default")
     with files.lock_folder(folder) as work:
-        check_same_config(work, config, data.checksum)
-        keras.utils.set_random_seed(config.seed)
-        resumed = files.history_file(work).exists()
-        policy = runtime.resolve_precision(config.precision, config.model)
+        for stale in (files.stop_request(work), files.error_file(work)):  # this attempt's own
+            stale.unlink(missing_ok=True)
+        tracker = progress.Tracker(work, run=run or work.name, kind=kind, model=config.model, epochs=0)
         try:
-            with runtime.dtype_policy(policy):
-                model, records = fit(
-                    config, splits, strategy, work, len(data.class_names), verbose, callbacks
-                )
-        except WeightsError:
-            if not resumed:  # failed before training: leave nothing behind
-                shutil.rmtree(work, ignore_errors=True)
+            check_same_config(work, config, data.checksum)
+            keras.utils.set_random_seed(config.seed)
+            resumed = files.history_file(work).exists()
+            policy = runtime.resolve_precision(config.precision, config.model)
+            try:
+                with runtime.dtype_policy(policy):
+                    model, records = fit(
+                        config, splits, strategy, work, len(data.class_names), verbose, callbacks, tracker
+                    )
+            except WeightsError:
+                if not resumed:  # failed before training: leave nothing behind
+                    shutil.rmtree(work, ignore_errors=True)
+                raise
+            yield FitResult(model, records, work, policy, resumed, tracker)
+        except Exception as error:
+            if not isinstance(error, StopRequested):
+                progress.record_failure(work, error)
             raise
-        yield FitResult(model, records, work, policy, resumed)
 
 
 def check_same_config(work: Path, config: TrainConfig, checksum: str) -> None:
@@ -191,6 +205,7 @@ def fit(
     num_classes: int,
     verbose: int,
     callbacks: list | None = None,
+    tracker: progress.Tracker | None = None,
 ) -> tuple[keras.Model, list[PhaseRecord]]:
     """Fit every phase not yet finished in ``work``; returns the model with its final
     weights and a record per phase. Callers go through ``fit_in``, which sets up the rest."""
@@ -203,7 +218,10 @@ def fit(
     cache: _Cache | None = None
     records: list[PhaseRecord] = []
     start_epoch = 0
-    for phase in plan(config, finetune.backbone_layers(model)):
+    phases = plan(config, finetune.backbone_layers(model))
+    if tracker is not None:
+        tracker.epochs = sum(phase.epochs for phase in phases)
+    for phase in phases:
         marker = files.phase_marker(work, phase.number)
         if marker.exists():  # finished before a restart
             record = PhaseRecord.from_dict(json.loads(marker.read_text()))
@@ -214,7 +232,18 @@ def fit(
             elif cache is None or cache.cut != phase.cache_cut:
                 cache = _build_cache(model, phase, splits, work, verbose)
             record = _fit_phase(
-                model, phase, splits, strategy, work, num_classes, verbose, cache, start_epoch, callbacks
+                model,
+                phase,
+                splits,
+                strategy,
+                work,
+                num_classes,
+                verbose,
+                cache,
+                start_epoch,
+                callbacks,
+                tracker,
+                len(phases),
             )
             if cache is not None:
                 cache.time_s = 0.0  # counted once
@@ -225,23 +254,30 @@ def fit(
     return model, records
 
 
-def _fit_phase(model, phase, splits, strategy, work, num_classes, verbose, cache, start_epoch, extra):
-    """Train one phase from ``start_epoch``; its record (time, trainable params, epochs)."""
+def _fit_phase(
+    model, phase, splits, strategy, work, num_classes, verbose, cache, start_epoch, extra, tracker, phases
+):
+    """Train one phase from ``start_epoch``; its record (time, trainable params, epochs).
+    Raises StopRequested when a stop request ended it after an epoch."""
     trainable = finetune.apply_phase(model, phase.unfrozen)
     # A fresh graph per phase (sharing the model's layers): Keras keeps resume state on it.
     target = finetune.split(model, cache.cut).trained if cache is not None else model
     train_ds, val_ds, steps = _datasets(phase.config, splits, num_classes, cache.arrays if cache else None)
     compile_for(target, phase, strategy, steps)
+    if tracker is not None:
+        tracker.begin_phase(phase.number, phases, steps, phase.config.batch_size, files.read_history(work))
     target.fit(
         train_ds,
         validation_data=val_ds,
         initial_epoch=start_epoch,
         epochs=start_epoch + phase.epochs,
         steps_per_epoch=steps,
-        callbacks=phase_callbacks(phase, work, verbose, steps * phase.epochs, extra),
+        callbacks=phase_callbacks(phase, work, verbose, steps * phase.epochs, extra, tracker),
         verbose=verbose,
         shuffle=False,
     )
+    if tracker is not None and tracker.stop_seen:
+        raise StopRequested(work, tracker.epoch, tracker.command if tracker.resumable else None)
     best = files.best_weights(work, phase.number)
     if phase.config.restore_best and best.exists():
         target.load_weights(best)

@@ -33,6 +33,7 @@ from cifar_core import artifacts, runtime
 from cifar_core.artifacts import work as files
 from cifar_core.data import Cifar10Data, Splits, load_cifar10, run_splits
 from cifar_core.errors import ConfigError
+from cifar_core.progress import Tracker
 
 FAMILY = "recorded"
 TRAIN_SAMPLE = 5000  # train images scored for the train accuracy, as a zoo run
@@ -99,9 +100,16 @@ def _callback_class():
 
         def on_train_begin(self, logs=None):
             self.run._seen_fit(self.model, self.params)
+            tracker = self.run.tracker
+            tracker.epochs = self.run.epochs + int(self.params.get("epochs") or 0)
+            tracker.begin_phase(1, 1, int(self.params.get("steps") or 0), self.run._batch_size() or 0)
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
+            self.run.tracker.begin_epoch(self.run.epochs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.run.tracker.step(batch + 1)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
@@ -117,6 +125,9 @@ def _callback_class():
                 "epoch_time_s": time.perf_counter() - self._start,
             }
             self.run._append(row)
+            # A stop request (status --stop, the dashboard): this fit ends after the epoch.
+            if self.run.tracker.end_epoch(self.run.epochs - 1, row["epoch_time_s"]):
+                self.model.stop_training = True
 
     return Record
 
@@ -146,6 +157,10 @@ class Run:
         self.work = self._lock.__enter__()
         files.clear(self.work)  # an earlier attempt that never finished: start again
         self._started = time.perf_counter()
+        # A notebook cannot be resumed from the outside: stopped, it is re-run by its owner.
+        self.tracker = Tracker(
+            self.work, self.run_id, "recorded", self.run_id, 0, command="", resumable=False
+        )
         return self
 
     def __exit__(self, kind, error, trace) -> None:
@@ -198,6 +213,7 @@ class Run:
         from cifar_core.record import write_scored_run
 
         work = self._work()
+        self.tracker.write("recording", force=True)
         if self.epochs == 0:
             raise ConfigError("no epoch recorded: pass callbacks=[run.callback] to model.fit")
         # What fit saw: data.x_train's uint8 values (as floats, unless the model takes uint8),

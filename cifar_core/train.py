@@ -108,7 +108,9 @@ def train_model(
     # Bad splits fail here, before anything is written.
     splits = run_splits(data, config.val_size, config.seed, config.train_limit)
     work = artifacts.work_dir(root, lock_id)
-    with fit_in(work, config, data, splits, strategy, verbose) as result:
+    kind = "rung" if "ladder" in (marks or {}) else "train"
+    with fit_in(work, config, data, splits, strategy, verbose, kind=kind, run=run_id) as result:
+        result.tracker.write("recording", force=True)  # scoring the test split, writing the run
         facts = {
             "strategy": strategy_name,
             "num_replicas": strategy.num_replicas_in_sync,

@@ -16,6 +16,7 @@ common.preload_models()  # the first visit to any page starts loading the models
 pages = [
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
     st.Page("views/curves.py", title="Training curves", icon=":material/show_chart:"),
+    st.Page("views/training_now.py", title="Training now", icon=":material/model_training:"),
     st.Page("views/per_class.py", title="Per-class & confusion", icon=":material/grid_on:"),
     st.Page("views/mistakes.py", title="Mistakes (cat vs dog)", icon=":material/pets:"),
     st.Page("views/classify.py", title="Classify a photo", icon=":material/upload:"),

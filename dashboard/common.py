@@ -12,6 +12,8 @@ Runs are read only through ``cifar_core.artifacts`` and models loaded only throu
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -57,6 +59,16 @@ _keep_compiled_models()
 
 def artifacts_dir() -> Path:
     return artifacts.artifacts_root()
+
+
+READ_ONLY_ENV = "CIFAR_DASHBOARD_READ_ONLY"
+
+
+def read_only() -> bool:
+    """Started to only read (``CIFAR_DASHBOARD_READ_ONLY=1``, or ``streamlit run
+    dashboard/app.py -- --read-only``): no page changes anything on disk."""
+    flag = os.environ.get(READ_ONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return flag or "--read-only" in sys.argv[1:]
 
 
 @st.cache_resource(show_spinner="Reading runs…", max_entries=8)

@@ -20,6 +20,10 @@ WORK = "work"
 LOCK = "lock"
 WORK_CONFIG = "config.json"  # the config and data checksum the checkpoints belong to
 WORK_HISTORY = "history.csv"  # every epoch, every phase (becomes the run's history.csv)
+PROGRESS = "progress.json"  # where the trainer is now (cifar_core/progress.py), rewritten <= 1/s
+STOP_REQUEST = "stop-request"  # written by `status --stop` or the dashboard: stop after this epoch
+ERROR = "error.txt"  # the last line of the error a trainer died of
+LOCK_WAIT_S = 1.0  # a trainer retries a lock this long: a status probe holds it for microseconds
 
 
 def work_dir(root: Path, run_id: str) -> Path:
@@ -41,6 +45,56 @@ def read_history(work: Path):
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
     return pd.read_csv(path).drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def progress_file(work: Path) -> Path:
+    return work / PROGRESS
+
+
+def stop_request(work: Path) -> Path:
+    return work / STOP_REQUEST
+
+
+def error_file(work: Path) -> Path:
+    return work / ERROR
+
+
+def work_folders(root: Path) -> list[Path]:
+    """Every work folder under ``root/work``: runs (``work/<run>``) and tuning trials
+    (``work/studies/<study>/<trial key>``), sorted."""
+    base = Path(root) / WORK
+    if not base.is_dir():
+        return []
+    folders = []
+    for child in sorted(base.iterdir()):
+        if child.name == "studies" and child.is_dir():
+            folders += sorted(
+                t for study in sorted(child.iterdir()) if study.is_dir() for t in study.iterdir()
+            )
+        elif child.is_dir():
+            folders.append(child)
+    return [f for f in folders if f.is_dir()]
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid written by the live process that holds ``folder``'s lock, 0 if unreadable,
+    or None when no process holds it (never trained, finished, or killed: the OS drops a
+    dead process's lock). Probes with a shared lock held for microseconds; a trainer
+    starting at that instant waits (``LOCK_WAIT_S``)."""
+    import fcntl
+
+    try:
+        handle = open(Path(folder) / LOCK)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 def config_file(work: Path) -> Path:
@@ -98,17 +152,24 @@ def lock_folder(folder: Path) -> Iterator[Path]:
     resumed at once, while a second live trainer of the same folder fails clearly.
     """
     import fcntl
+    import time
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RunLockedError(
-            f"{folder.name!r} is being trained by another process right now ({folder / LOCK})"
-        ) from None
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            handle.close()
+            raise RunLockedError(
+                f"{folder.name!r} is being trained by another process right now ({folder / LOCK})"
+            ) from None
     try:
         handle.seek(0)
         handle.truncate()

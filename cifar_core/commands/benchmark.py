@@ -82,6 +82,8 @@ def add_arguments(p) -> None:
     help = "only time a 5-epoch fit of cnn_bn with and without the recorder (tracking), and its finish"
     p.add_argument("--recorder", action="store_true", help=help)
     p.add_argument("--train-limit", type=int, default=5000, help="--recorder: train images")
+    help = "only time one refresh of the Training now page with N live (simulated) trainings"
+    p.add_argument("--status", type=int, nargs="?", const=3, metavar="N", help=help)
     add_set(p, "config overrides for every model measured (as train --set), repeatable")
     p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
 
@@ -97,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
         return _inference(args)
     if args.recorder:
         return _recorder(args)
+    if args.status:
+        return _status(args)
     if args.single:  # the child process of _models: one model, JSON on stdout
         result = measure(args.single, args.steps, precisions, args.input_size, settings, args.profile)
         print(json.dumps(result))
@@ -128,6 +132,24 @@ def _recorder(args: argparse.Namespace) -> int:
         f"{r['model']}, {r['epochs']} epochs of {r['images']:,} images on {runtime.cpu_model()}: "
         f"plain {plain} s, recorded {r['recorded_s']:.1f} s: overhead {r['overhead']:+.1%} "
         f"(the two plain fits differ by {r['noise']:.1%}); finish {r['finish_s']:.1f} s",
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from cifar_core import runtime
+    from cifar_core.benchmark.livework import refresh_cost
+
+    with tempfile.TemporaryDirectory() as root:
+        r = refresh_cost(args.artifacts_dir or root, trainings=args.status)
+    page = f"{r['page_run_ms']:.0f} ms (max {r['page_run_ms_max']:.0f})" if r["page_run_ms"] else "not found"
+    return _emit(
+        args,
+        r,
+        f"{r['running']} of {r['trainings']} trainings running, on {runtime.cpu_model()}: one refresh "
+        f"reads them in {r['status_read_ms']:.1f} ms; the Training now page's whole run takes {page} "
+        "(median of 20, Streamlit's AppTest)",
     )
 
 

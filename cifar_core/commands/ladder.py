@@ -108,15 +108,18 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
             state = "kept (finished)" if ladder.run_id(i) in done else "would train"
             print(f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}: {state}: {ladder.rungs[i].change}")
         return 0
+    from cifar_core import progress
     from cifar_core.data import load_cifar10
 
     data = load_cifar10(args.data_dir)
-    for i in chosen:
-        head = f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}"
-        note = keep_finished_rung(root, ladder, i, configs[i])
-        if note is not None:
-            print(f"{head}: finished, kept{note}")
-            continue
-        print(f"{head}: {ladder.rungs[i].change}", flush=True)
-        train_rung(ladder, i, configs[i], data, root)
+    with progress.batch("ladder", ladder.name, len(chosen)) as batch:
+        for k, i in enumerate(chosen, 1):
+            head = f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}"
+            note = keep_finished_rung(root, ladder, i, configs[i])
+            if note is not None:
+                print(f"{head}: finished, kept{note}")
+                continue
+            print(f"{head}: {ladder.rungs[i].change}", flush=True)
+            batch.at(k, [{"label": ladder.run_id(j), "model": None} for j in chosen[k:]])
+            train_rung(ladder, i, configs[i], data, root)
     return 0

@@ -72,7 +72,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts
+    from cifar_core import artifacts, progress
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
@@ -90,16 +90,18 @@ def run(args: argparse.Namespace) -> int:
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    for i, name in enumerate(names, 1):
-        config = TrainConfig.from_preset(name, args.settings, **overrides(args))
-        finished = find_finished_run(root, config, data)
-        if finished:
-            print(f"[{i}/{len(names)}] {name}: finished run {finished} kept")
-            continue
-        run_id = default_run_id(config, data)
-        if args.dry_run:
-            print(f"[{i}/{len(names)}] {name}: would train run {run_id}")
-            continue
-        print(f"[{i}/{len(names)}] {name}: training run {run_id}")
-        train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)
+    with progress.batch("zoo", "run --all" if args.all else "run --models", len(names)) as batch:
+        for i, name in enumerate(names, 1):
+            config = TrainConfig.from_preset(name, args.settings, **overrides(args))
+            finished = find_finished_run(root, config, data)
+            if finished:
+                print(f"[{i}/{len(names)}] {name}: finished run {finished} kept")
+                continue
+            run_id = default_run_id(config, data)
+            if args.dry_run:
+                print(f"[{i}/{len(names)}] {name}: would train run {run_id}")
+                continue
+            print(f"[{i}/{len(names)}] {name}: training run {run_id}")
+            batch.at(i, [{"label": n, "model": n} for n in names[i:]])
+            train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)
     return 0

@@ -144,8 +144,10 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
     import keras
     import optuna
 
+    from cifar_core import progress
     from cifar_core.artifacts import work as files
     from cifar_core.data import run_splits
+    from cifar_core.errors import StopRequested
     from cifar_core.fitting import fit_in
 
     first = trial_config(info, {})
@@ -161,8 +163,22 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         folder = studies.trial_work_dir(root, name, config.fingerprint())
         report = report_callback(trial, folder)
         start = time.perf_counter()
-        with fit_in(folder, config, data, splits, verbose=verbose, callbacks=[report]) as result:
-            history = files.read_history(result.work)
+        progress.batch_at(finished_count(trial.study) + 1)
+        try:
+            with fit_in(
+                folder,
+                config,
+                data,
+                splits,
+                verbose=verbose,
+                callbacks=[report],
+                kind="trial",
+                run=f"{name} trial {trial.number}",
+            ) as result:
+                history = files.read_history(result.work)
+        except StopRequested:
+            trial.set_user_attr("stopped", True)  # failed by Optuna; run_trials queues it again
+            raise
         shutil.rmtree(folder, ignore_errors=True)
         trial.set_user_attr("val_curve", [float(v) for v in history["val_accuracy"]])
         trial.set_user_attr("train_curve", [float(v) for v in history["accuracy"]])
@@ -232,15 +248,38 @@ def run_trials(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    from cifar_core import progress
+    from cifar_core.errors import StopRequested
+
     study = open_study(root, name, seed=info.get("seed", 0) + worker)
     recover_interrupted(study)
     if finished_count(study) >= trials:
         return
-    study.optimize(
-        objective_for(root, name, info, info["space"], data, verbose),
-        callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
-        gc_after_trial=True,
-    )
+    try:
+        with progress.batch("study", name, trials):
+            study.optimize(
+                objective_for(root, name, info, info["space"], data, verbose),
+                callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+                gc_after_trial=True,
+            )
+    except StopRequested:
+        requeue_stopped(study)
+        raise
+
+
+def requeue_stopped(study) -> list[int]:
+    """Queue again, with their values, the trials a stop request ended (Optuna failed
+    them): the retry resumes from the trial's checkpoints, as after a kill."""
+    from optuna.trial import TrialState
+
+    queued = {t.user_attrs.get("resumes") for t in study.get_trials(deepcopy=False)}
+    again = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if trial.user_attrs.get("stopped") and trial.number not in queued and trial.params:
+            kept = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
+            study.enqueue_trial(trial.params, user_attrs={"resumes": trial.number, **kept})
+            again.append(trial.number)
+    return again
 
 
 def trials_frame(study) -> pd.DataFrame:
