@@ -218,9 +218,8 @@ class Run:
             raise ConfigError("no epoch recorded: pass callbacks=[run.callback] to model.fit")
         # What fit saw: data.x_train's uint8 values (as floats, unless the model takes uint8),
         # times ``scale`` if you scaled them yourself.
-        where = f"run {self.run_id}"
         stored = as_pixel_model(
-            model, len(self.data.class_names), where, scale=1.0 if scale is None else scale
+            model, len(self.data.class_names), f"run {self.run_id}", scale=1.0 if scale is None else scale
         )
         history = files.read_history(work)
         phase = PhaseRecord(
