@@ -18,6 +18,7 @@ from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, streamlit_server
 PAGES = [  # (url path, navigation label, page heading)
     ("", "Leaderboard", "Leaderboard"),
     ("curves", "Training curves", "Training curves"),
+    ("training_now", "Training now", "Training now"),
     ("per_class", "Per-class & confusion", "Per-class metrics and confusion"),
     ("mistakes", "Mistakes (cat vs dog)", "Mistakes"),
     ("classify", "Classify a photo", "Classify a photo"),
@@ -39,14 +40,19 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def server(dash_root, ladder_root, tmp_path_factory):
+def e2e_root(dash_root, ladder_root, tmp_path_factory) -> Path:
     # CIFAR_E2E_ARTIFACTS=artifacts takes the screenshots on real runs instead of the tiny ones.
     root = os.environ.get("CIFAR_E2E_ARTIFACTS")
     if not root:  # the zoo's tiny runs and two rungs of a ladder
         root = tmp_path_factory.mktemp("e2e-artifacts")
         for source in (dash_root, ladder_root):
             shutil.copytree(source / "runs", root / "runs", dirs_exist_ok=True)
-    with streamlit_server(Path(root).resolve(), dash_root.parent) as (url, _proc):
+    return Path(root).resolve()
+
+
+@pytest.fixture(scope="module")
+def server(e2e_root, dash_root):
+    with streamlit_server(e2e_root, dash_root.parent) as (url, _proc):
         yield url
 
 
@@ -201,3 +207,40 @@ def test_the_ladder_page_draws_its_steps_and_a_click_on_a_step_opens_that_rung(s
     assert page.get_by_text("Confusion matrix change from rung 1").count() >= 1
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "ladder-rung.png"), full_page=True)
+
+
+def test_a_training_in_progress_is_on_the_training_now_page_and_moves(
+    server, e2e_root, page, shots, image_folder
+):
+    from trainers import start, train_args, training, wait_for
+
+    if os.environ.get("CIFAR_E2E_ARTIFACTS"):
+        pytest.skip("trains only into the tests' own artifacts")
+    log = e2e_root.parent / "e2e-trainer.log"
+    proc = start(train_args(e2e_root, image_folder, epochs=200), log)
+    try:
+        live = wait_for(lambda: training(e2e_root, 1), 180, "the first epoch", proc, log)
+        page.goto(f"{server}/training_now")
+        page.get_by_role("heading", name="Training now").first.wait_for(timeout=60_000)
+        page.get_by_text(live.run).first.wait_for(timeout=60_000)
+        bar = page.locator('[data-testid="stProgress"]').first
+        bar.wait_for(timeout=60_000)
+        first = bar.inner_text()
+        assert "ETA" in first and "epoch" in first
+        # The fragment re-reads every few seconds: the epoch moves without a reload.
+        page.wait_for_function(
+            """(before) => {
+                const bar = document.querySelector('[data-testid="stProgress"]');
+                return bar && bar.innerText.match(/epoch \\d+/)[0] !== before.match(/epoch \\d+/)[0];
+            }""",
+            arg=first,
+            timeout=60_000,
+        )
+        assert page.locator(".js-plotly-plot").count() == 1
+        assert page.get_by_role("button", name="Stop…").count() == 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(shots / "training-now.png"), full_page=True)
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(e2e_root / "work", ignore_errors=True)  # the other tests' root, as it was
