@@ -11,7 +11,18 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ["leaderboard", "curves", "per_class", "mistakes", "classify", "compare", "agreement", "map", "data"]
+PAGES = [
+    "leaderboard",
+    "curves",
+    "training_now",
+    "per_class",
+    "mistakes",
+    "classify",
+    "compare",
+    "agreement",
+    "map",
+    "data",
+]
 
 
 def open_page(monkeypatch, root, page: str) -> AppTest:

@@ -268,3 +268,21 @@ def test_a_recorded_fit_stops_after_the_epoch_a_stop_was_requested_in(tmp_path, 
         assert run.epochs == 1
         (t,) = status.trainings(tmp_path)[0]
         assert t.kind == "recorded" and "notebook" in t.resume_hint
+
+
+def test_a_batch_eta_adds_the_models_left_at_their_finished_runs_time(tmp_path):
+    for run_id, model, seconds in (("cnn_bn-1", "cnn_bn", 600.0), ("cnn_bn-2", "cnn_bn", 800.0)):
+        folder = tmp_path / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"model": model}))
+        (folder / "metrics.json").write_text(json.dumps({"train_time_s": seconds}))
+    batch = {"kind": "zoo", "name": "run --all", "index": 1, "total": 3}
+    batch["remaining"] = [{"label": "cnn_bn", "model": "cnn_bn"}, {"label": "vgg10", "model": "vgg10"}]
+    zoo = status.Training("a", tmp_path, status.RUNNING, True, "a", train_s=100.0, eta_s=50.0, batch=batch)
+    study = {"kind": "study", "name": "s", "index": 2, "total": 4, "remaining": []}
+    trial = status.Training("b", tmp_path, status.RUNNING, True, "b", train_s=30.0, eta_s=10.0, batch=study)
+    status._batch_etas(tmp_path, [zoo, trial])
+    # this one's 50 s, cnn_bn at the median of its runs (700 s), vgg10 (no run) at this one's 150 s
+    assert zoo.batch_eta_s == pytest.approx(50 + 700 + 150)
+    assert trial.batch_eta_s == pytest.approx(10 + 2 * 40)  # two trials left, each like this one
+    assert status.batch_text(zoo) == "zoo run --all: 1 of 3"
