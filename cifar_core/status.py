@@ -295,7 +295,7 @@ def status_frame(found: list[Training]) -> pd.DataFrame:
                 "epoch": epoch,
                 "step": f"{t.step}/{t.steps}" if t.state == RUNNING and t.steps else "",
                 "images/s": f"{t.images_per_s:,.0f}" if t.images_per_s and t.state == RUNNING else "",
-                "trained": format_duration(t.train_s) if t.train_s is not None else "—",
+                "elapsed": format_duration(t.train_s) if t.train_s is not None else "—",
                 "ETA": format_duration(t.eta_s) if t.state == RUNNING else "",
                 "batch": batch_text(t),
                 "batch ETA": format_duration(t.batch_eta_s) if t.batch_eta_s is not None else "",

@@ -77,6 +77,8 @@ def test_a_corrupt_run_is_listed_with_its_reason_and_the_others_still_work(monke
     for page in PAGES:
         at = open_page(monkeypatch, root, page)
         assert not at.exception, (page, [e.value for e in at.exception])
+        if page == "training_now":  # about work folders: finished runs are only its references
+            continue
         text = " ".join(m.value for m in at.markdown)
         assert broken.name in text and "metrics.json" in text, page
     at = open_page(monkeypatch, root, "leaderboard")

@@ -116,7 +116,7 @@ def where(training: status.Training) -> str:
         parts.append(f"step {training.step}/{training.steps}")
     if training.images_per_s:
         parts.append(f"{training.images_per_s:,.0f} images/s")
-    parts.append(f"trained {format_duration(training.train_s)}")
+    parts.append(f"elapsed {format_duration(training.train_s)}")
     parts.append(f"ETA {format_duration(training.eta_s)}")
     if training.batch:
         parts.append(f"{status.batch_text(training)}, all done in {format_duration(training.batch_eta_s)}")
