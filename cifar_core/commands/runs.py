@@ -25,9 +25,18 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="top-3 classes for image files")
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, gif, tiff)")
+    p.add_argument("--all-classes", action="store_true", help="all ten probabilities, most likely first")
     p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
     add_common(p, data=False)
     p.set_defaults(handler=predict)
+
+    p = sub.add_parser("show", help="a run's card: facts, how to reproduce it, architecture, report")
+    p.add_argument("run", help="run id")
+    help = "skip the layer table and FLOPs (they load the model and trace it: seconds)"
+    p.add_argument("--no-architecture", action="store_true", help=help)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_HELP)
+    add_common(p, data=False)
+    p.set_defaults(handler=show)
 
     p = sub.add_parser("embed", help="a finished run's map of the test set and data facts")
     p.add_argument("runs", nargs="*", help="run ids (default with --all: every run without a map)")
@@ -85,10 +94,25 @@ def predict(args: argparse.Namespace) -> int:
             print(f"{file}: error: {error}")
             failures += 1
             continue
-        result = classify(model, [pixels], run.class_names, top_k=3)[0]
-        tops = ", ".join(f"{name} {p:.1%}" for name, p in result["top"])
-        print(f"{file}: {tops}")
+        top_k = len(run.class_names) if args.all_classes else 3
+        result = classify(model, [pixels], run.class_names, top_k=top_k)[0]
+        if args.all_classes:
+            print(f"{file}:")
+            for name, p in result["top"]:
+                print(f"  {name:<12} {p:7.2%}  {'#' * round(p * 40)}")
+        else:
+            print(f"{file}: " + ", ".join(f"{name} {p:.1%}" for name, p in result["top"]))
     return 2 if failures else 0
+
+
+def show(args: argparse.Namespace) -> int:
+    """``show RUN``: the Run page's card in the terminal."""
+    from cifar_core import artifacts
+    from cifar_core.commands.card import render
+
+    run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
+    print(render(run, architecture=not args.no_architecture, trust_code=args.trust_code))
+    return 0
 
 
 def embed(args: argparse.Namespace) -> int:
