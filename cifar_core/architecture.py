@@ -129,16 +129,21 @@ def totals(table: pd.DataFrame) -> dict:
     }
 
 
-def measure_cost(model, images: np.ndarray) -> dict:
-    """What ``model`` costs to run here, through the engine's ``Predictor``: batch-1 latency
-    (ms, median), batch-500 throughput (images/s) and the memory one batch-1 prediction adds
-    above the process's resident size (MB, from the kernel's high-water mark; None where it
-    cannot be reset)."""
+def measure_cost(model, images: np.ndarray | None = None) -> dict:
+    """What ``model`` (a Keras model or its ``Predictor``) costs to run here, through the
+    engine's ``Predictor``: batch-1 latency (ms, median), batch-500 throughput (images/s)
+    and the memory one batch-1 prediction adds above the process's resident size (MB, from
+    the kernel's high-water mark; None where it cannot be reset). ``images``: uint8 pixels
+    (default: random ones; the time does not depend on what the pixels show)."""
     from cifar_core import evaluate, runtime
-    from cifar_core.inference import Predictor
+    from cifar_core.inference import as_predictor
 
-    predict = Predictor(model).warm()
+    predict = as_predictor(model)
+    if images is None:
+        shape = tuple(predict.model.input_shape[1:])
+        images = np.random.default_rng(0).integers(0, 256, (500, *shape), dtype=np.uint8)
     one = images[:1]
+    predict(one)  # warm: traced once
     before = _reset_peak()
     predict(one)
     peak = _peak_rss_mb()

@@ -41,6 +41,7 @@ LABELS = {
     "label": "Model",
     "family": "Family",
     "params": "Params",
+    "flops": "FLOPs per image",
     "test_acc": "Test acc",
     "macro_f1": "Macro F1",
     "precision": "Precision",

@@ -247,3 +247,12 @@ def age(run: Run) -> str:
         return ""
     days = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(stamp)).days
     return "today" if days <= 0 else f"{days} day{'s' * (days != 1)} ago"
+
+
+def pair_images(run: Run, true_class: int, predicted: int, most_confident: bool = True) -> np.ndarray:
+    """Test indices of images of ``true_class`` predicted as ``predicted``, ordered by the
+    predicted class's probability (surest first, or least sure first)."""
+    probs, y = run.predictions["probs"], run.predictions["y_true"]
+    hits = np.flatnonzero((y == true_class) & (run.predictions["y_pred"] == predicted))
+    order = -probs[hits, predicted] if most_confident else probs[hits, predicted]
+    return hits[np.argsort(order, kind="stable")]

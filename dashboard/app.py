@@ -15,6 +15,7 @@ common.preload_models()  # the first visit to any page starts loading the models
 
 pages = [
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+    st.Page("views/run.py", title="Run", icon=":material/description:", url_path="run"),
     st.Page("views/curves.py", title="Training curves", icon=":material/show_chart:"),
     st.Page("views/training_now.py", title="Training now", icon=":material/model_training:"),
     st.Page("views/per_class.py", title="Per-class & confusion", icon=":material/grid_on:"),

@@ -321,6 +321,30 @@ def confusion_change_figure(before: Run, after: Run, title: str):
     return fig
 
 
+@st.cache_resource(show_spinner="Listing the layers and counting FLOPs…", max_entries=32)
+def _architecture(run_path: str, mtime: int | None, code: tuple[str, ...], _run: Run):
+    from cifar_core import architecture, runcard
+
+    model = runcard.model_for(_run, tuple(Path(c) for c in code))
+    table = architecture.layer_table(model)
+    return table, architecture.totals(table)
+
+
+def architecture_for(run: Run):
+    """(layer table, totals) of the run's model, computed by the engine once per model file
+    (a run without one: its config's architecture). Raises CifarError when unavailable."""
+    source = run.model_path if run.has_model else run.path / "manifest.json"
+    return _architecture(str(run.path), _mtime(source), tuple(str(p) for p in code_for(run)), run)
+
+
+def measure_cost(run: Run) -> dict:
+    """Batch-1 latency, batch-500 throughput and one prediction's memory of the run's model,
+    through the same Predictor the pages use."""
+    from cifar_core import architecture
+
+    return architecture.measure_cost(predictor_for(run))
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns

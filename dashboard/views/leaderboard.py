@@ -9,11 +9,17 @@ import streamlit as st
 
 from cifar_core import report
 
-COSTS = {"Parameters": "params", "Inference ms/image": "ms_per_image", "Training minutes": "train_min"}
+COSTS = {
+    "Parameters": "params",
+    "FLOPs per image": "flops",
+    "Inference ms/image (batch 1)": "ms_per_image",
+    "Training minutes": "train_min",
+}
 
 
 # The table's columns, in order (the engine's runs table has a few more, e.g. write-ups).
 COLUMNS = [
+    "page",
     "label",
     "family",
     "made_by",
@@ -49,6 +55,7 @@ DECIMALS = {
 
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """What the table shows: fractions as percentages (so that every one reads 81.40%)."""
+    frame = frame.assign(page="run?run=" + frame["run"])  # the run's own page (views/run.py)
     shown = frame[COLUMNS + [c for c in frame.columns if c.startswith("eval:")]].copy()
     for column in shown.columns:
         if column in report.PERCENT_COLUMNS or column.endswith(":acc"):
@@ -60,7 +67,11 @@ def column_config(frame: pd.DataFrame, sets: dict) -> dict:
     config = {}
     for column in frame.columns:
         name = report.label(column)
-        if column in report.PERCENT_COLUMNS or column.endswith(":acc"):
+        if column == "page":
+            config[column] = st.column_config.LinkColumn(
+                "run", display_text=r"run=(.*)$", help="the run's page: architecture, report, training, files"
+            )
+        elif column in report.PERCENT_COLUMNS or column.endswith(":acc"):
             config[column] = st.column_config.NumberColumn(name, format="%.2f%%")
         elif column in DECIMALS:
             config[column] = st.column_config.NumberColumn(name, format=f"%.{DECIMALS[column]}f")
@@ -114,9 +125,20 @@ def bar_charts(frame: pd.DataFrame) -> None:
         column.plotly_chart(fig, width="stretch", key=f"lb_bar_{metric}")
 
 
+def _flops(run) -> float:
+    from cifar_core.errors import CifarError
+
+    try:
+        return common.architecture_for(run)[1]["flops"]
+    except CifarError:
+        return np.nan
+
+
 def cost_scatter(frame: pd.DataFrame) -> None:
     cost_label = st.radio("Cost axis", list(COSTS), horizontal=True, key="lb_cost")
     x = COSTS[cost_label]
+    if x == "flops":  # counted by the engine per model, once per server
+        frame = frame.assign(flops=frame["run"].map({run.run_id: _flops(run) for run in runs}))
     points = frame.dropna(subset=[x]).sort_values([x, "test_acc"], ascending=[True, False])
     best, frontier = -np.inf, []
     for _, row in points.iterrows():  # Pareto: nothing cheaper is at least as accurate
@@ -129,7 +151,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
         y="test_acc",
         color="family",
         hover_name="label",
-        log_x=x == "params",
+        log_x=x in ("params", "flops"),
         title=f"Accuracy vs {cost_label.lower()}",
         labels=report.LABELS,
         text="label",

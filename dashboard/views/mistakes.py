@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from cifar_core import runcard
+
 st.title("Mistakes")
 runs = common.require_runs()
 if runs:
@@ -56,10 +58,9 @@ if runs:
     wrong_sets, shown_any = [], []
     for label in chosen:
         run = labels[label]
-        probs, y = run.predictions["probs"], run.predictions["y_true"]
-        hits = np.flatnonzero((y == t) & (run.predictions["y_pred"] == p))
+        probs = run.predictions["probs"]
+        hits = runcard.pair_images(run, t, p, most_confident=order.startswith("most"))
         wrong_sets.append(set(hits.tolist()))
-        hits = hits[np.argsort(-probs[hits, p] if order.startswith("most") else probs[hits, p])]
         st.subheader(f"{run.label}: {len(hits)} {true_class} images predicted as {pred_class}")
         shown = hits[:max_shown]
         shown_any.extend(i for i in shown.tolist() if i not in shown_any)
