@@ -17,6 +17,7 @@ from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, streamlit_server
 
 PAGES = [  # (url path, navigation label, page heading)
     ("", "Leaderboard", "Leaderboard"),
+    ("run", "Run", "Run"),
     ("curves", "Training curves", "Training curves"),
     ("training_now", "Training now", "Training now"),
     ("per_class", "Per-class & confusion", "Per-class metrics and confusion"),
@@ -244,3 +245,28 @@ def test_a_training_in_progress_is_on_the_training_now_page_and_moves(
         proc.kill()
         proc.wait()
         shutil.rmtree(e2e_root / "work", ignore_errors=True)  # the other tests' root, as it was
+
+
+def test_a_deep_link_opens_that_run_and_a_click_on_a_confusion_cell_shows_its_images(
+    server, e2e_root, page, shots
+):
+    from cifar_core import artifacts
+
+    runs = [r for r in artifacts.load_runs(e2e_root)[0] if not artifacts.is_ladder_run(r)]
+    run = sorted(runs, key=lambda r: r.metrics["test"]["accuracy"])[0]  # not the page's default
+    page.goto(f"{server}/run?run={run.run_id}")
+    page.get_by_role("heading", name=run.label, exact=True).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    assert page.get_by_text(run.run_id).count() >= 1
+    names = run.class_names
+    t, p = names.index("cat"), names.index("dog")
+    chart = page.locator(".js-plotly-plot").first  # the confusion matrix
+    cell = chart.locator(".scatterlayer .trace path.point").nth(t * len(names) + p)
+    box = cell.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.get_by_text(re.compile(r"cat predicted as dog")).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    count = int(run.confusion[t, p])
+    assert page.get_by_text(f"{count} test images").count() >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "run-page.png"), full_page=True)
