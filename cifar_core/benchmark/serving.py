@@ -59,3 +59,29 @@ def saliency_speed(root=None, repeats: int = 3) -> dict:
             saliency.heatmaps(explain, photo)
         best = min(best, time.perf_counter() - start)
     return {"models": len(runs), "first_s": first, "warm_s": float(best)}
+
+
+def model_costs(root=None) -> list[dict]:
+    """Per committed zoo run, the Run page's cost figures: parameters, FLOPs and
+    multiply-adds per image (TensorFlow's profiler), model file size, batch-1 latency,
+    batch-500 throughput and the memory one prediction adds, through the Predictor."""
+    from cifar_core import architecture
+    from cifar_core.inference import load_model
+
+    rows = []
+    for run in _zoo_runs(root):
+        model = load_model(run.model_path)
+        total = architecture.totals(architecture.layer_table(model))
+        cost = architecture.measure_cost(model)
+        rows.append(
+            {
+                "run": run.run_id,
+                "model": run.label,
+                "params": total["params"],
+                "flops": total["flops"],
+                "multiply_adds": total["multiply_adds"],
+                "file_mb": run.model_path.stat().st_size / 2**20,
+                **cost,
+            }
+        )
+    return rows

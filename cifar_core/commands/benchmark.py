@@ -82,6 +82,8 @@ def add_arguments(p) -> None:
     help = "only time a 5-epoch fit of cnn_bn with and without the recorder (tracking), and its finish"
     p.add_argument("--recorder", action="store_true", help=help)
     p.add_argument("--train-limit", type=int, default=5000, help="--recorder: train images")
+    help = "only the Run page's cost of every committed zoo run: FLOPs, file size, latency, memory"
+    p.add_argument("--cost", action="store_true", help=help)
     help = "only time one refresh of the Training now page with N live (simulated) trainings"
     p.add_argument("--status", type=int, nargs="?", const=3, metavar="N", help=help)
     add_set(p, "config overrides for every model measured (as train --set), repeatable")
@@ -101,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
         return _recorder(args)
     if args.status:
         return _status(args)
+    if args.cost:
+        return _cost(args)
     if args.single:  # the child process of _models: one model, JSON on stdout
         result = measure(args.single, args.steps, precisions, args.input_size, settings, args.profile)
         print(json.dumps(result))
@@ -133,6 +137,24 @@ def _recorder(args: argparse.Namespace) -> int:
         f"plain {plain} s, recorded {r['recorded_s']:.1f} s: overhead {r['overhead']:+.1%} "
         f"(the two plain fits differ by {r['noise']:.1%}); finish {r['finish_s']:.1f} s",
     )
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from cifar_core import runtime
+    from cifar_core.benchmark.serving import model_costs
+
+    rows = model_costs(args.artifacts_dir)
+    head = f"{'model':<28}{'params':>11}{'M FLOPs':>9}{'M MACs':>8}{'file MB':>8}"
+    head += f"{'b1 ms':>7}{'img/s b500':>11}{'+MB':>6}"
+    lines = [head]
+    for r in rows:
+        memory = "—" if r["peak_memory_mb_batch1"] is None else f"{r['peak_memory_mb_batch1']:.1f}"
+        lines.append(
+            f"{r['model'][:27]:<28}{r['params']:>11,}{r['flops'] / 1e6:>9.1f}{r['multiply_adds'] / 1e6:>8.1f}"
+            f"{r['file_mb']:>8.1f}{r['latency_ms_batch1']:>7.2f}{r['images_per_s_batch500']:>11,.0f}{memory:>6}"
+        )
+    lines.append(f"on {runtime.cpu_model()} ({', '.join(runtime.cpu_features()) or 'no AVX2'})")
+    return _emit(args, rows, "\n".join(lines))
 
 
 def _status(args: argparse.Namespace) -> int:
