@@ -11,6 +11,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, streamlit_server
@@ -99,7 +100,7 @@ def test_every_page_opens_in_a_browser(server, page, shots):
         _wait_idle(page, settle=False)
         timings[f"switch to {label} ({warm})"] = time.perf_counter() - start
         assert page.locator('[data-testid="stException"]').count() == 0, label
-        assert page.url.rstrip("/").endswith(path) or not path
+        assert urlparse(page.url).path.rstrip("/").endswith(path) or not path
         page.wait_for_timeout(1500)  # let plotly draw before the screenshot
         page.screenshot(path=str(shots / f"{path or 'leaderboard'}.png"), full_page=True)
     # Charts drawn only when their tab is opened: the Leaderboard's two (the loop ended
@@ -237,8 +238,8 @@ def test_a_training_in_progress_is_on_the_training_now_page_and_moves(
             arg=first,
             timeout=60_000,
         )
-        assert page.locator(".js-plotly-plot").count() == 1
-        assert page.get_by_role("button", name="Stop…").count() == 1
+        assert page.locator(".js-plotly-plot").count() >= 1
+        assert page.get_by_role("button", name="Stop…").count() >= 1
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(shots / "training-now.png"), full_page=True)
     finally:

@@ -1,6 +1,7 @@
 """The Streamlit dashboard under streamlit.testing (AppTest), on tiny runs built here."""
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -116,6 +117,15 @@ def test_an_evaluation_set_gets_its_own_columns(monkeypatch, tmp_path, dash_root
     assert "**my_photos**: 12 images from `my_photos`, 1 run(s) scored" in text
 
 
+def _values(column) -> list[float]:
+    """A plotly JSON array: a list, or plotly's typed array ({"dtype", "bdata"}: base64)."""
+    import base64
+
+    if isinstance(column, dict):
+        return np.frombuffer(base64.b64decode(column["bdata"]), dtype=column["dtype"]).tolist()
+    return [float(v) for v in column]
+
+
 def test_leaderboard_charts_render_only_in_their_tab(monkeypatch, dash_root):
     at = open_page(monkeypatch, dash_root, "leaderboard")
     assert [t.label for t in at.tabs] == ["Table", "Accuracy & F1 by model", "Accuracy vs cost"]
@@ -125,11 +135,16 @@ def test_leaderboard_charts_render_only_in_their_tab(monkeypatch, dash_root):
     assert len(at.get("plotly_chart")) == 2 and not at.dataframe and not at.exception
     at.session_state["lb_view"] = "Accuracy vs cost"
     at.run()
-    assert at.radio(key="lb_cost").options == ["Parameters", "Inference ms/image", "Training minutes"]
+    options = ["Parameters", "FLOPs per image", "Inference ms/image (batch 1)", "Training minutes"]
+    assert at.radio(key="lb_cost").options == options
     assert len(at.get("plotly_chart")) == 1
     assert any(c.value.startswith("On the frontier: ") for c in at.caption)
     at.radio(key="lb_cost").set_value("Training minutes").run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
+    at.radio(key="lb_cost").set_value("FLOPs per image").run()  # counted by the engine, per model
+    (chart,) = at.get("plotly_chart")
+    flops = [x for trace in json.loads(chart.proto.spec)["data"] for x in _values(trace["x"])]
+    assert not at.exception and len(flops) >= 3 and min(flops) > 1e5
 
 
 def test_compare_shows_one_tab_of_images_and_draws_calibration_when_asked(monkeypatch, dash_root):
