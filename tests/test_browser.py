@@ -262,10 +262,12 @@ def test_a_deep_link_opens_that_run_and_a_click_on_a_confusion_cell_shows_its_im
     names = run.class_names
     t, p = names.index("cat"), names.index("dog")
     chart = page.locator(".js-plotly-plot").first  # the confusion matrix
+    chart.scroll_into_view_if_needed()  # a click lands only inside the viewport
+    page.wait_for_timeout(500)
     cell = chart.locator(".scatterlayer .trace path.point").nth(t * len(names) + p)
     box = cell.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.get_by_text(re.compile(r"cat predicted as dog")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"cat predicted as dog")).first.wait_for(timeout=120_000)
     _wait_idle(page)
     count = int(run.confusion[t, p])
     assert page.get_by_text(f"{count} test images").count() >= 1

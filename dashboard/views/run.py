@@ -128,7 +128,7 @@ fig = go.Figure(
             y=[names[j] for j in ys.ravel()],
             mode="markers",
             marker={"size": 28, "opacity": 0.01, "symbol": "square"},
-            customdata=np.stack([ys.ravel(), xs.ravel()], axis=1),
+            customdata=np.stack([ys.ravel(), xs.ravel()], axis=1).tolist(),  # plain lists: [t, p] back
             hovertemplate="true %{y}, predicted %{x}<extra></extra>",
             showlegend=False,
         ),
@@ -143,10 +143,10 @@ fig.update_layout(
     clickmode="event+select",
 )
 event = st.plotly_chart(fig, key="run_confusion", on_select="rerun", selection_mode="points", width="stretch")
-points = common.selected_points(event)
-if points:
-    t, p = (int(v) for v in event.selection["points"][0]["customdata"])
-    st.session_state["run_pair"] = (names[t], names[p])
+clicked = (event.selection or {}).get("points", []) if event else []
+cell = clicked[0].get("customdata") if clicked else None
+if isinstance(cell, (list, tuple)) and len(cell) == 2:  # [true, predicted] of the clicked cell
+    st.session_state["run_pair"] = (names[int(cell[0])], names[int(cell[1])])
 
 st.markdown("**Where it fails**: its five most frequent confusions")
 confusions = runcard.top_confusions(run)
