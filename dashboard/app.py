@@ -28,7 +28,7 @@ pages = [
     st.Page("views/ladder.py", title="Ladders", icon=":material/stairs:"),
     st.Page("views/tuning.py", title="Tuning", icon=":material/tune:"),
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, expanded=True)  # all 13 pages listed, no "View more"
 
 with st.sidebar:
     runs, bad = common.load_runs()
