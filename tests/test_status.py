@@ -19,13 +19,17 @@ from cifar_core.artifacts import work as files
 from cifar_core.errors import ArtifactError
 
 APP = str(ROOT / "dashboard" / "app.py")
+PAGE = str(ROOT / "dashboard" / "views" / "training_now.py")
 
 
-def open_training_now(monkeypatch, root) -> AppTest:
+def open_training_now(monkeypatch, root, app: bool = False) -> AppTest:
+    """The page alone (quick), or inside the app (``app``: to switch to the Leaderboard;
+    the app's first visit also starts loading every model in the background)."""
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(root))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page("views/training_now.py")
+    at = AppTest.from_file(APP if app else PAGE, default_timeout=120)
+    if app:
+        at.run()
+        at.switch_page("views/training_now.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -159,7 +163,7 @@ def test_a_live_training_is_watched_stopped_killed_resumed_and_then_on_the_leade
 ):
     root = tmp_path / "artifacts"
     args = train_args(root, image_folder, epochs=30)
-    at = open_training_now(monkeypatch, root)  # the page is warm before the trainer starts
+    at = open_training_now(monkeypatch, root, app=True)  # the page is warm before the trainer starts
     assert "Nothing is training" in texts(at)
     log = tmp_path / "trainer.log"
     proc = start(args, log)
