@@ -72,6 +72,27 @@ class EtaProgbar(keras.callbacks.ProgbarLogger):
                 print(f"  {line}", flush=True)
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, which falls back to its previous checkpoint when a kill
+    during the checkpoint left the metadata file empty or half written: Keras falls back
+    only on OSError, and an empty JSON file raises ValueError. With no previous checkpoint
+    the phase starts again from its first epoch (its history rows are replaced)."""
+
+    def on_train_begin(self, logs=None):
+        import shutil
+
+        try:
+            super().on_train_begin(logs)
+        except ValueError:
+            previous = (self._prev_weights_path, self._prev_training_metadata_path)
+            if all(Path(p).exists() for p in previous):
+                shutil.copyfile(self._prev_weights_path, self._weights_path)
+                shutil.copyfile(self._prev_training_metadata_path, self._training_metadata_path)
+            else:
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+            super().on_train_begin(logs)
+
+
 def phase_callbacks(
     phase: Phase,
     work: Path,
@@ -125,8 +146,6 @@ def phase_callbacks(
     # Last, so an epoch's history row and best weights are on disk before its checkpoint
     # says it is done: a kill in between repeats the epoch (its row is deduplicated).
     callbacks.append(
-        keras.callbacks.BackupAndRestore(
-            str(files.backup_dir(work, phase.number)), delete_checkpoint=False, double_checkpoint=True
-        )
+        Backup(str(files.backup_dir(work, phase.number)), delete_checkpoint=False, double_checkpoint=True)
     )
     return callbacks

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cifar_core import benchmark
 from cifar_core.cli import main
 from cifar_core.commands.benchmark import table
 
 
+@pytest.mark.slow  # times Lite0 in both phases (~50 s)
 def test_a_transfer_model_gets_a_phase_two_row_with_its_own_trainable_params():
     result = benchmark.measure("efficientnet_lite0", steps=1, precisions=["float32"], input_size=32)
     assert result["input_size"] == 32

@@ -11,6 +11,7 @@ from cifar_core.cli import build_parser, main
 from cifar_core.models import list_models
 
 
+@pytest.mark.slow  # builds every model of the zoo (~50 s)
 def test_list_models_shows_every_model_with_its_parameters(capsys):
     assert main(["list-models"]) == 0
     out = capsys.readouterr().out

@@ -38,7 +38,7 @@ def _patch_data(n: int, seed: int):
     return x, y, corners
 
 
-@pytest.mark.parametrize("name", ["fast", "resnet20"])
+@pytest.mark.parametrize("name", ["fast", pytest.param("resnet20", marks=pytest.mark.slow)])  # ~85 s
 def test_heatmaps_put_their_mass_on_the_patch_that_decides_the_class(name):
     keras.utils.set_random_seed(0)
     x, y, _ = _patch_data(1200, 0)

@@ -290,3 +290,25 @@ def test_a_batch_eta_adds_the_models_left_at_their_finished_runs_time(tmp_path):
     assert zoo.batch_eta_s == pytest.approx(50 + 700 + 150)
     assert trial.batch_eta_s == pytest.approx(10 + 2 * 40)  # two trials left, each like this one
     assert status.batch_text(zoo) == "zoo run --all: 1 of 3"
+
+
+def test_a_kill_during_the_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    import keras
+    import numpy as np
+
+    from cifar_core.callbacks import Backup
+
+    def fit(epochs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile("sgd", "mse")
+        seen = []
+        end = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+        backup = Backup(str(tmp_path / "backup"), delete_checkpoint=False, double_checkpoint=True)
+        model.fit(np.zeros((8, 4)), np.zeros((8, 2)), epochs=epochs, verbose=0, callbacks=[end, backup])
+        return seen
+
+    assert fit(3) == [0, 1, 2]
+    metadata = next((tmp_path / "backup").glob("training_metadata.json"))
+    metadata.write_text("")  # what a SIGKILL in the middle of writing it leaves
+    assert fit(5) == [2, 3, 4]  # resumed from the previous checkpoint (after epoch 2), not a crash

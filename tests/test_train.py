@@ -266,7 +266,14 @@ GOLDEN_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", GOLDEN_CASES)
+# Lite0's two-phase case is the slowest (~45 s): with -m slow (the phase plan's own tests
+# and test_transfer cover its phases in the default run).
+SLOW_CASES = {"lite0_two_phase"}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in GOLDEN_CASES]
+)
 def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, tiny_data):
     settings = dict(GOLDEN_CASES[case])
     config = tiny_config(settings.pop("model", case), **settings)

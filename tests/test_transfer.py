@@ -360,6 +360,7 @@ def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only
     assert model.get_layer("backbone").output.shape == (None, 3808)
 
 
+@pytest.mark.slow  # a Lite0 fit without weights (~50 s)
 def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, tiny_data):
     # The smallest run that takes both phases on pixels: 32 px, 100 images.
     config = _tiny_lite0(

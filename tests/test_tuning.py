@@ -230,6 +230,7 @@ def test_retrain_trains_the_presets_epochs_and_a_new_study_six_unless_told(monke
     assert tuning.TRIAL_EPOCHS == 6  # a new study's trials without --epochs
 
 
+@pytest.mark.slow  # two worker processes training (~50 s)
 def test_jobs_2_trains_trials_in_two_worker_processes_sharing_the_journal(image_folder, tmp_path):
     import os
 
