@@ -315,6 +315,7 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
     )  # pretrained features separate the synthetic classes (chance 0.1)
 
 
+@pytest.mark.slow  # two Lite0 phases on pixels (~75 s); test_two_phase_lite0_training_... stays
 def test_lite0_phase_two_trains_on_augmented_pixels_after_a_cached_phase_one(tmp_path, tiny_data):
     config = _tiny_lite0(
         augment={"flip": False, "translate": 0},
