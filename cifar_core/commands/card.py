@@ -68,8 +68,11 @@ def render(run: Run, architecture: bool = True, trust_code: bool = False) -> str
     lines += ["", f"Classification report (test split, {n:,} images)"]
     lines += ["  " + line for line in runcard.classification_report_text(run).rstrip().splitlines()]
     lines += ["", "Where it fails (most frequent confusions)"]
-    for row in runcard.top_confusions(run).itertuples():
-        lines.append(f"  {row.true} -> {row.predicted}: {row.images} images ({row._4:.1%} of {row.true})")
+    for row in runcard.top_confusions(run).to_dict("records"):
+        share = row["share of class"]
+        lines.append(
+            f"  {row['true']} -> {row['predicted']}: {row['images']} images ({share:.1%} of {row['true']})"
+        )
     lines += ["", "Training"] + [f"  - {note}" for note in runcard.training_notes(run)]
     if run.evaluations:
         lines += ["", "Evaluations on other image sets"]
