@@ -130,8 +130,8 @@ def totals(table: pd.DataFrame) -> dict:
 
 
 def measure_cost(model, images: np.ndarray | None = None) -> dict:
-    """What ``model`` (a Keras model or its ``Predictor``) costs to run here, through the
-    engine's ``Predictor``: batch-1 latency (ms, median), batch-500 throughput (images/s)
+    """What ``model`` (a Keras model, its ``Predictor`` or an ``OnnxPredictor``) costs to run
+    here, through the engine's predictor: batch-1 latency (ms, median), batch-500 throughput (images/s)
     and the memory one batch-1 prediction adds above the process's resident size (MB, from
     the kernel's high-water mark; None where it cannot be reset). ``images``: uint8 pixels
     (default: random ones; the time does not depend on what the pixels show)."""
@@ -140,7 +140,7 @@ def measure_cost(model, images: np.ndarray | None = None) -> dict:
 
     predict = as_predictor(model)
     if images is None:
-        shape = tuple(predict.model.input_shape[1:])
+        shape = tuple(predict.input_shape)
         images = np.random.default_rng(0).integers(0, 256, (500, *shape), dtype=np.uint8)
     one = images[:1]
     predict(one)  # warm: traced once

@@ -47,6 +47,10 @@ class ModelLoadError(CifarError):
     """A saved model that cannot (or may not) be loaded."""
 
 
+class ExportError(CifarError):
+    """A model could not be exported, or its export does not match the Keras model."""
+
+
 class UnknownModelError(CifarError):
     """A model name that is not registered; the message lists the close matches."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,6 +97,7 @@ class Predictor:
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.as_dtype(model.inputs[0].dtype))
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         self.input_dtype = spec.dtype.as_numpy_dtype
+        self.input_shape = tuple(model.input_shape[1:])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
@@ -107,7 +109,44 @@ class Predictor:
 
     def warm(self) -> Predictor:
         """Trace and run once (about 1 s for Lite0 here), so the next call is inference only."""
-        self(np.zeros((1, *self.model.input_shape[1:]), self.input_dtype))
+        self(np.zeros((1, *self.input_shape), self.input_dtype))
+        return self
+
+
+class OnnxPredictor:
+    """An exported model (``exports.py``) served by ONNX Runtime: the ``Predictor``
+    interface (uint8 images (N, H, W, C) in, float32 probabilities out, in chunks of
+    ``batch_size``) without TensorFlow. ``model`` is None: gradients and features need the
+    Keras model. ONNX Runtime's ``run`` may be called from several threads at once."""
+
+    model = None
+
+    def __init__(self, path: str | os.PathLike, batch_size: int = 500):
+        import onnxruntime
+
+        self.path = Path(path)
+        self.batch_size = batch_size
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 -- onnxruntime raises its own kinds
+            raise ModelLoadError(
+                f"{path}: cannot load the export ({str(error).splitlines()[0][:200]})"
+            ) from None
+        spec = self._session.get_inputs()[0]
+        self._input = spec.name
+        self.input_shape = tuple(spec.shape[1:])
+        self.input_dtype = np.uint8 if spec.type == "tensor(uint8)" else np.float32
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        parts = [
+            np.asarray(self._session.run(None, {self._input: x[i : i + self.batch_size]})[0], np.float32)
+            for i in range(0, len(x), self.batch_size)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def warm(self) -> OnnxPredictor:
+        self(np.zeros((1, *self.input_shape), self.input_dtype))
         return self
 
 
@@ -125,15 +164,37 @@ class PredictorPool:
     ``ready(path)`` does not wait; ``progress(paths)`` says how many are ready. One loader
     thread: loading is CPU-bound, so a second thread gains little, and the first queued
     is the first ready.
+
+    ``exported=True`` serves each model from its checked ONNX export (``exports.py``:
+    no TensorFlow, a tenth of the load time), waiting for ``exporter`` (a
+    ``exports.BackgroundExport``) when it is making the export; a model without a usable
+    export falls back to its Keras model, with one warning naming the model (kept in
+    ``fallbacks``). ``exported=False`` always loads the Keras model (for gradients).
     """
 
-    def __init__(self):
+    def __init__(self, exported: bool = False, exporter=None):
         self._lock = threading.Lock()
         self._futures: dict[str, tuple[int, Future]] = {}
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self.exported = exported
+        self.exporter = exporter
+        self.fallbacks: dict[str, str] = {}  # model path -> why its export is not used
 
-    @staticmethod
-    def _load(path: str, code: tuple[Path, ...]) -> Predictor:
+    def _load(self, path: str, code: tuple[Path, ...]):
+        if self.exported:
+            from cifar_core import exports
+
+            found = exports.find_export(path)
+            if found is None and self.exporter is not None and self.exporter.running():
+                found = self.exporter.wait(Path(path))
+            reason = "it has no checked export (python -m cifar_core export)"
+            if found is not None:
+                try:
+                    return OnnxPredictor(found).warm()
+                except ModelLoadError as error:
+                    reason = str(error)
+            self.fallbacks[path] = reason
+            warnings.warn(f"{path}: served by Keras: {reason}", stacklevel=2)
         return Predictor(load_model(path, code)).warm()
 
     def _future(self, path, code: tuple[Path, ...] = ()) -> Future:
@@ -154,10 +215,10 @@ class PredictorPool:
         for path in paths:
             self._future(path)
 
-    def get(self, path, code: tuple[Path, ...] = ()) -> Predictor:
+    def get(self, path, code: tuple[Path, ...] = ()):
         return self._future(path, code).result()
 
-    def ready(self, path, code: tuple[Path, ...] = ()) -> Predictor | None:
+    def ready(self, path, code: tuple[Path, ...] = ()):
         """The loaded Predictor, None while it is loading (queued if new); a failed load
         raises its ``ModelLoadError``. For pages that answer with the models they have."""
         future = self._future(path, code)

@@ -29,23 +29,32 @@ from pathlib import Path
 from cifar_core.artifacts import work as files
 
 INTERVAL_S = 1.0  # the progress file is rewritten at most this often within an epoch
-PACE_EPOCHS = 3  # the ETA's seconds per epoch: the median of the phase's last epochs
+PACE_EPOCHS = 3  # the ETA's seconds per epoch: the median of the phase's last epochs (see eta_seconds)
 
 
 def eta_seconds(
     epochs: int, epoch: int, step: int, steps: int, epoch_elapsed_s: float, epoch_times: list[float]
 ) -> float | None:
     """Seconds of training left: the rest of epoch ``epoch`` (0-based, ``step`` of ``steps``
-    done, ``epoch_elapsed_s`` into it) plus the epochs after it up to ``epochs``, at the pace
-    of the phase's last finished epochs, or of this epoch's steps before any finished.
-    None before the first step (no pace yet). Validation is inside an epoch's time."""
+    done, ``epoch_elapsed_s`` into it) plus the epochs after it up to ``epochs``.
+
+    The pace per epoch is the median of the phase's last finished epochs, blended with this
+    epoch's step pace in proportion to the share of its steps done: a run resumed on a
+    quieter (or busier) machine, or one whose neighbour just finished, corrects its ETA
+    within the epoch instead of carrying the old pace for three more. Before any epoch
+    finished, this epoch's steps alone set the pace; None before its first step. Validation
+    is inside an epoch's time."""
     if epoch >= epochs:
         return 0.0
     recent = [t for t in epoch_times[-PACE_EPOCHS:] if t > 0]
+    current = epoch_elapsed_s / step * steps if step > 0 and steps > 0 else None
     if recent:
         per_epoch = statistics.median(recent)
-    elif step > 0 and steps > 0:
-        per_epoch = epoch_elapsed_s / step * steps
+        if current is not None:
+            done = min(step / steps, 1.0)
+            per_epoch = done * current + (1 - done) * per_epoch
+    elif current is not None:
+        per_epoch = current
     else:
         return None
     return max(per_epoch - epoch_elapsed_s, 0.0) + (epochs - epoch - 1) * per_epoch

@@ -4,10 +4,15 @@ Runs are read only through ``cifar_core.artifacts`` and models loaded only throu
 ``cifar_core.inference``; this module adds Streamlit caching on top:
 - ``st.cache_resource`` for runs (shared, read-only), keyed by the stat() of each run's
   files, so a new or changed run shows up on the next rerun without a restart;
-- one ``inference.PredictorPool`` per process: every zoo model loaded in the background
-  from the first visit, shared by all sessions, each a thread-safe ``Predictor`` (the
-  engine's one compiled inference call), and Streamlit kept from clearing their compiled
-  kernels after every rerun (``_keep_compiled_models``).
+- one ``inference.PredictorPool`` per process serving predictions from the models' checked
+  ONNX exports (``cifar_core.exports``): loaded in the background from the first visit,
+  shared by all sessions, no TensorFlow in the server. Models without an export on this
+  machine are exported once, by ``python -m cifar_core export --all --cache-only`` in a
+  separate process that the first visit starts; one whose export fails falls back to Keras.
+- a second pool of Keras models, loaded only for gradients and features (the "Why?"
+  heatmaps, a map upload): that is when TensorFlow is imported, in the loader thread, and
+  Streamlit is kept from clearing its compiled kernels after every rerun
+  (``_keep_compiled_models``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import streamlit as st
 
 from cifar_core import artifacts
 from cifar_core.artifacts import Run
-from cifar_core.inference import Predictor, PredictorPool
+from cifar_core.inference import OnnxPredictor, Predictor, PredictorPool
 
 
 def _keep_compiled_models() -> None:
@@ -140,7 +145,21 @@ def correct_matrix(runs: list[Run]) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False)
-def _pool() -> PredictorPool:
+def _exporter(root: str):
+    from cifar_core.exports import BackgroundExport
+
+    return BackgroundExport(Path(root))
+
+
+@st.cache_resource(show_spinner=False)
+def _pool(root: str) -> PredictorPool:
+    """The exported models that serve every prediction (one pool per artifacts root)."""
+    return PredictorPool(exported=True, exporter=_exporter(root))
+
+
+@st.cache_resource(show_spinner=False)
+def _keras_pool() -> PredictorPool:
+    """Keras models, for the pages that need gradients or features (TensorFlow loads here)."""
     return PredictorPool()
 
 
@@ -154,33 +173,48 @@ _PRELOAD = threading.Event()
 
 
 def preload_models() -> None:
-    """Once per process, at the first visit to any page: import TensorFlow here, before the
-    page is drawn, then load every zoo model in a background thread (smallest files first),
-    so the first upload finds them ready or most of them. Importing TensorFlow holds
-    Python's GIL for seconds: in the loader thread it froze the server while the browser
-    was still fetching the first page (the upload box took 7-10 s to appear instead of 2)."""
+    """Once per process, at the first visit to any page: start loading every zoo model's
+    export in a background thread (smallest files first), so that the first upload finds
+    them ready. A model without an export here is exported first, by a separate process
+    (``BackgroundExport``; once per machine, a minute or two), so the server never
+    imports TensorFlow to classify: importing it holds Python's GIL for seconds and froze
+    the pages while they were being drawn."""
     if _PRELOAD.is_set():
         return
     _PRELOAD.set()
     try:
-        import keras  # noqa: F401  (the seconds-long import, done while nothing is on screen yet)
+        from cifar_core import exports
 
-        _pool().preload(sorted(zoo_model_paths(), key=lambda path: path.stat().st_size))
+        paths = sorted(zoo_model_paths(), key=lambda path: path.stat().st_size)
+        root = str(artifacts_dir())
+        if exports.missing(paths):
+            _exporter(root).start()
+        _pool(root).preload(paths)
     except Exception:  # never break a page over preloading: predictor_for() reports errors
         pass
 
 
+def exporting() -> bool:
+    """Whether the one-time export of this machine's models is running (the first visit)."""
+    return _exporter(str(artifacts_dir())).running()
+
+
+def served_by_keras() -> dict[str, str]:
+    """Model files served by Keras instead of their export, with the reason (one each)."""
+    return dict(_pool(str(artifacts_dir())).fallbacks)
+
+
 def models_ready(paths: list[Path] | None = None) -> tuple[int, int]:
     """(models loaded, models) among ``paths`` (default: the zoo's), for a progress bar."""
-    return _pool().progress(zoo_model_paths() if paths is None else paths)
+    return _pool(str(artifacts_dir())).progress(zoo_model_paths() if paths is None else paths)
 
 
-def predictor_for(run: Run, wait: bool = True) -> Predictor | None:
-    """The run's warm ``Predictor`` (the engine's one compiled inference call), loaded once
+def predictor_for(run: Run, wait: bool = True) -> OnnxPredictor | Predictor | None:
+    """The run's warm predictor (its checked ONNX export, else its Keras model), loaded once
     per process with safe mode on and shared by all sessions; safe to call from several
     threads at once. Waits while the model loads (``wait=False``: None instead); raises
     ``ModelLoadError``."""
-    pool = _pool()
+    pool = _pool(str(artifacts_dir()))
     code = code_for(run)
     return pool.get(run.model_path, code) if wait else pool.ready(run.model_path, code)
 
@@ -211,12 +245,16 @@ def trust_switch(runs: list[Run]) -> None:
         st.caption(f"Runs the stored code of {files}")
 
 
-@st.cache_resource(show_spinner="Preparing heatmaps…", max_entries=32)
+@st.cache_resource(
+    show_spinner="Preparing heatmaps: loading the Keras model (TensorFlow loads once per server)…",
+    max_entries=32,
+)
 def _explainer(path: str, mtime_ns: int, code: tuple[str, ...] = ()):
     from cifar_core import saliency
 
     # One lock per explainer: a heatmap reuses the explainer's gradient function.
-    return saliency.explainer(_pool().get(path, tuple(Path(c) for c in code)).model), threading.Lock()
+    keras_model = _keras_pool().get(path, tuple(Path(c) for c in code)).model
+    return saliency.explainer(keras_model), threading.Lock()
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -368,11 +406,14 @@ def data_facts_for(run: Run) -> dict | None:
     return _analysis(str(run.path), artifacts.DATA_FACTS, _mtime(run.path / artifacts.DATA_FACTS), run)
 
 
-@st.cache_resource(show_spinner="Preparing the feature extractor…", max_entries=32)
+@st.cache_resource(
+    show_spinner="Preparing the feature extractor: loading the Keras model (TensorFlow, once per server)…",
+    max_entries=32,
+)
 def _extractor(path: str, mtime_ns: int, code: tuple[str, ...] = ()) -> Predictor:
     from cifar_core import embeddings
 
-    model = _pool().get(path, tuple(Path(c) for c in code)).model
+    model = _keras_pool().get(path, tuple(Path(c) for c in code)).model
     return Predictor(embeddings.feature_model(model)).warm()
 
 

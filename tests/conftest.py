@@ -156,11 +156,27 @@ def fake_model(path) -> None:
         archive.writestr("config.json", "{}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """The same cache for the session fixtures (built before any test's own fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIFAR_CACHE_DIR", str(shared_temp(tmp_path_factory) / "cache"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory, monkeypatch):
-    """Keep caches and artifacts of every test out of the home folder and the repo."""
-    monkeypatch.setenv("CIFAR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    """Keep caches and artifacts of every test out of the home folder and the repo. The
+    cache is shared by the xdist workers (its files are written atomically): a model
+    exported by one worker's fixture is found by the other's dashboard."""
+    monkeypatch.setenv("CIFAR_CACHE_DIR", str(shared_temp(tmp_path_factory) / "cache"))
     monkeypatch.setenv("CIFAR_ARTIFACTS", str(tmp_path_factory.getbasetemp() / "default-artifacts"))
+
+
+def shared_temp(tmp_path_factory) -> Path:
+    """The temporary folder of the whole session (both xdist workers)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def built_once(tmp_path_factory, name: str, build) -> Path:
@@ -169,8 +185,7 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     Tests copy a shared folder before they change anything in it."""
     from filelock import FileLock
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = shared_temp(tmp_path_factory)
     folder = shared / name
     with FileLock(str(folder) + ".lock"):
         if not (shared / f"{name}.done").exists():
@@ -211,7 +226,9 @@ def trained_run(tmp_path_factory, tiny_data):
 
 @pytest.fixture(scope="session")
 def dash_root(tmp_path_factory, tiny_data):
-    """Three tiny runs (baseline_cnn, cnn_bn, resnet20) for the dashboard tests."""
+    """Three tiny runs (baseline_cnn, cnn_bn, resnet20) for the dashboard tests, exported
+    to ONNX as ``train`` does (the dashboard serves the exports)."""
+    from cifar_core import exports
     from cifar_core.config import TrainConfig
     from cifar_core.train import train_model
 
@@ -220,7 +237,8 @@ def dash_root(tmp_path_factory, tiny_data):
             config = TrainConfig.from_preset(
                 model, epochs=epochs, val_size=50, batch_size=64, precision="float32"
             )
-            train_model(config, tiny_data, root, verbose=0)
+            path = train_model(config, tiny_data, root, verbose=0)
+            exports.export_run(root, path.name)
 
     return built_once(tmp_path_factory, "dash-artifacts", build)
 

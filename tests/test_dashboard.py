@@ -203,28 +203,32 @@ def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root)
     assert any("models say" in v for v in verdicts)
 
 
-def test_models_are_traced_when_loaded_so_classify_times_inference(monkeypatch, dash_root):
-    # Without the warm-up the first photo's ms/image was the graph tracing (945 ms for Lite0).
+def test_pages_serve_the_checked_export_and_load_keras_only_for_gradients(monkeypatch, dash_root):
     import common  # dashboard/ is on the test path (pyproject: pythonpath)
 
     from cifar_core import artifacts
+    from cifar_core.inference import OnnxPredictor
 
     run = artifacts.load_runs(dash_root)[0][0]
     predict = common.predictor_for(run)
-    assert predict._call.experimental_get_tracing_count() == 1  # traced by the warm-up call
-    assert common.predictor_for(run) is predict
-    predict(np.zeros((3, 32, 32, 3), np.uint8))
-    assert predict._call.experimental_get_tracing_count() == 1  # another batch size: no retrace
+    assert isinstance(predict, OnnxPredictor) and predict.model is None
+    assert common.predictor_for(run) is predict  # one per process, shared by all sessions
+    # The Keras pool (heatmaps, features) traces its model once, at load: without the warm-up
+    # the first heatmap's time was the graph tracing (945 ms for Lite0).
+    keras_predict = common._keras_pool().get(run.model_path)
+    assert keras_predict._call.experimental_get_tracing_count() == 1
+    keras_predict(np.zeros((3, 32, 32, 3), np.uint8))
+    assert keras_predict._call.experimental_get_tracing_count() == 1  # another batch size: no retrace
 
 
 def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash_root):
     # Streamlit clears Keras' session after every script run, which cleared TensorFlow's
     # kernel cache: every model re-optimised its graph on the next photo (issue 18: 30x
-    # the engine's latency). The page must time the engine's own warm call.
+    # the engine's latency). The page must time the engine's own warm call (now the export's).
     import common
 
     from cifar_core import artifacts, evaluate
-    from cifar_core.inference import Predictor
+    from cifar_core.inference import OnnxPredictor
 
     at = open_page(monkeypatch, dash_root, "classify")
     x, _ = synthetic_images(3, seed=11)
@@ -236,7 +240,7 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
     engine_ms = {}
     for run in runs:
         predict = common.predictor_for(run)
-        assert isinstance(predict, Predictor) and predict._call.experimental_get_tracing_count() == 1
+        assert isinstance(predict, OnnxPredictor)
         engine_ms[run.model] = evaluate.latency_ms_per_image(predict, x[0])
     assert set(page_ms.index) == set(engine_ms)
     # Within 2x of the engine, plus 3 ms per model for a shared, noisy CPU.

@@ -48,8 +48,13 @@ def texts(at: AppTest) -> str:
 
 
 def test_the_eta_is_the_rest_of_this_epoch_plus_the_epochs_left_at_the_recent_pace():
-    # 10 epochs, the 4th (index 3) half done after 5 s; earlier epochs 30 s, 10 s, 10 s.
+    # 10 epochs, the 4th (index 3) half done after 5 s; earlier epochs 30 s, 10 s, 10 s: it
+    # is on the recent pace (10 s per epoch).
     assert progress.eta_seconds(10, 3, 50, 100, 5.0, [30.0, 10.0, 10.0]) == pytest.approx(5 + 6 * 10)
+    # Resumed on a quieter machine: a quarter of the epoch in 1 s (4 s per epoch against the
+    # recent 10 s); the pace is 1/4 of the way to the new one, then all of it at the end.
+    assert progress.eta_seconds(10, 3, 25, 100, 1.0, [10.0] * 3) == pytest.approx(7.5 + 6 * 8.5)
+    assert progress.eta_seconds(10, 3, 100, 100, 4.0, [10.0] * 3) == pytest.approx(6 * 4)
     # No finished epoch yet: this epoch's steps set the pace (2 s for 10 of 100 steps).
     assert progress.eta_seconds(4, 0, 10, 100, 2.0, []) == pytest.approx(18 + 3 * 20)
     assert progress.eta_seconds(4, 0, 0, 100, 0.0, []) is None  # no pace yet

@@ -61,7 +61,7 @@ from cifar_core.artifacts.testdata import (
     test_images,
 )
 from cifar_core.artifacts.work import training_lock, work_dir
-from cifar_core.artifacts.writing import drop_model, write_evaluation, write_run
+from cifar_core.artifacts.writing import drop_model, record_export, write_evaluation, write_run
 from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "data_folder",
     "data_record",
     "drop_model",
+    "record_export",
     "list_runs",
     "is_ladder_run",
     "load_runs",

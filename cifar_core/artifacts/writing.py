@@ -158,3 +158,12 @@ def drop_model(root: Path, run_id: str) -> int:
     write_json(path / MANIFEST, {**manifest, "model_file": False})
     model.unlink(missing_ok=True)
     return size
+
+
+def record_export(root: Path, run_id: str, fmt: str, report: dict[str, Any]) -> None:
+    """Store an export's parity report in the run's manifest (``exports.<fmt>``), atomically.
+    The file is named without its folder: the cache folder is this machine's."""
+    path = run_dir(root, run_id)
+    manifest = read_json(path / MANIFEST)
+    exports = {**(manifest.get("exports") or {}), fmt: {**report, "file": Path(report["file"]).name}}
+    write_json(path / MANIFEST, {**manifest, "exports": exports})

@@ -3,8 +3,8 @@ parsed arguments into calls of the engine's functions, printing what they return
 Engine packages expose functions only; parsing and printing live here.
 """
 
-from cifar_core.commands import benchmark, ladder, runs, status, train, tune
+from cifar_core.commands import benchmark, export, ladder, runs, status, train, tune
 
-MODULES = (train, status, runs, ladder, tune, benchmark)
+MODULES = (train, status, runs, export, ladder, tune, benchmark)
 
 __all__ = ["MODULES"]

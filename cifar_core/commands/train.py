@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cifar_core.commands import export
 from cifar_core.commands.options import EPILOG, add_common, add_train_options, overrides, prepare_runtime
 
 
@@ -18,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--run-id", help="run folder name (default: <model>-<hash of config and data>)")
     add_common(p)
     add_train_options(p)
+    add_no_export(p)
     p.set_defaults(handler=train)
 
     p = sub.add_parser(
@@ -37,7 +39,16 @@ def register(sub) -> None:
     )
     add_common(p)
     add_train_options(p)
+    add_no_export(p)
     p.set_defaults(handler=run)
+
+
+def add_no_export(parser) -> None:
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not export the new run to ONNX at the end (python -m cifar_core export RUN does it later)",
+    )
 
 
 def list_models(args: argparse.Namespace) -> int:
@@ -67,7 +78,9 @@ def train(args: argparse.Namespace) -> int:
     check_builder(config.model, config.model_args)  # a builder file's faults, before anything else
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
-    train_model(config, data, args.artifacts_dir, run_id=args.run_id, strategy_name=args.strategy)
+    path = train_model(config, data, args.artifacts_dir, run_id=args.run_id, strategy_name=args.strategy)
+    if not args.no_export:
+        export.after_training(args.artifacts_dir, path)
     return 0
 
 
@@ -103,5 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             print(f"[{i}/{len(names)}] {name}: training run {run_id}")
             batch.at(i, [{"label": n, "model": n} for n in names[i:]])
-            train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)
+            path = train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)
+            if not args.no_export:
+                export.after_training(args.artifacts_dir, path)
     return 0

@@ -1,6 +1,7 @@
 """Classify: upload photos and see every model's prediction side by side."""
 
 import time
+from pathlib import Path
 
 import common
 import numpy as np
@@ -56,7 +57,12 @@ def loading_progress(paths) -> None:
     st.session_state["cls_ready"] = ready
     if ready >= total or (more and st.session_state.get("cls_showing")):
         st.rerun()
-    st.progress(ready / max(total, 1), text=f"Loading models in the background: {ready}/{total} ready…")
+    doing = (
+        "Exporting the models for this machine (once, a minute or two), then loading them"
+        if common.exporting()
+        else "Loading models in the background"
+    )
+    st.progress(ready / max(total, 1), text=f"{doing}: {ready}/{total} ready…")
 
 
 def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> None:
@@ -136,6 +142,10 @@ if runs:
     st.session_state["cls_ready"] = ready
     if ready < total:
         loading_progress(paths)
+    keras_served = common.served_by_keras()
+    if keras_served:
+        reasons = "; ".join(f"`{Path(path).parent.name}`: {why}" for path, why in keras_served.items())
+        st.warning(f"{len(keras_served)} model(s) answer through Keras, slower to load: {reasons}")
     labels = common.by_label(runs)
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
