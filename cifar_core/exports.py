@@ -288,6 +288,17 @@ class BackgroundExport:
         return None
 
 
+def summary(report: dict) -> str:
+    """One line on a parity report: size, agreement, difference and both latencies."""
+    return (
+        f"{report['bytes'] / 2**20:.1f} MB; on {report['n_images']:,} {report['checked_on']}: top-1 "
+        f"agreement {report['top1_agreement']:.2%}, max probability difference "
+        f"{report['max_prob_diff']:.1e}; ms per image at batch 500 / batch 1: Keras "
+        f"{report['keras_ms_per_image']:.2f} / {report['keras_ms_batch1']:.1f}, ONNX Runtime "
+        f"{report['export_ms_per_image']:.2f} / {report['export_ms_batch1']:.1f}"
+    )
+
+
 def describe_failure(error: Exception) -> str:
     kind = "cannot load the model" if isinstance(error, ModelLoadError) else "export failed"
     return f"{kind}: {error}"

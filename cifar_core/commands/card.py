@@ -64,6 +64,12 @@ def render(run: Run, architecture: bool = True, trust_code: bool = False) -> str
     lines += [f"  {key}: {value}" for key, value in runcard.reproduce(run).items() if value is not None]
     if architecture:
         lines += ["", "Architecture"] + architecture_lines(run, trust_code)
+    if run.has_model:
+        from cifar_core import exports
+
+        report = (run.manifest.get("exports") or {}).get("onnx")
+        done = f"  {report['file']}: {exports.summary(report)}" if report else None
+        lines += ["", "ONNX export", done or f"  none recorded: python -m cifar_core export {run.run_id}"]
     n = len(run.predictions["y_true"])
     lines += ["", f"Classification report (test split, {n:,} images)"]
     lines += ["  " + line for line in runcard.classification_report_text(run).rstrip().splitlines()]

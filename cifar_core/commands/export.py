@@ -74,21 +74,11 @@ def main(args: argparse.Namespace) -> int:
             failed += 1
             print(f"[{i}/{len(run_ids)}] {run_id}: {exports.describe_failure(error)}", flush=True)
             continue
-        print(f"[{i}/{len(run_ids)}] {run_id}: {summary(report)}", flush=True)
+        print(f"[{i}/{len(run_ids)}] {run_id}: {report['file']}: {exports.summary(report)}", flush=True)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(report["file"], Path(args.out) / f"{run_id}.onnx")
     return 1 if failed else 0
-
-
-def summary(report: dict) -> str:
-    return (
-        f"{report['file']} ({report['bytes'] / 2**20:.1f} MB); on {report['n_images']} "
-        f"{report['checked_on']}: top-1 agreement {report['top1_agreement']:.2%}, max probability "
-        f"difference {report['max_prob_diff']:.1e}; ms per image at batch 500 / batch 1: Keras "
-        f"{report['keras_ms_per_image']:.2f} / {report['keras_ms_batch1']:.1f}, ONNX Runtime "
-        f"{report['export_ms_per_image']:.2f} / {report['export_ms_batch1']:.1f}"
-    )
 
 
 def after_training(root, run_path, trust_code: bool = False) -> None:
@@ -110,4 +100,4 @@ def after_training(root, run_path, trust_code: bool = False) -> None:
             flush=True,
         )
         return
-    print(f"exported: {summary(report)}", flush=True)
+    print(f"exported: {report['file']}: {exports.summary(report)}", flush=True)

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from cifar_core import runcard
+from cifar_core import exports, runcard
 from cifar_core.errors import CifarError
 
 st.title("Run")
@@ -81,7 +81,7 @@ cost[3].metric("Multiply-adds", f"{total['multiply_adds'] / 1e6:,.1f} M" if tota
 cost[4].metric("Train minutes", f"{h['train minutes']:.1f}")
 measured = st.session_state.get(f"run_cost_{run.run_id}")
 if run.has_model and st.button("Measure speed and memory on this machine", key="run_measure"):
-    with st.spinner("Timing batch 1 and batch 500 through the engine's Predictor…"):
+    with st.spinner("Timing batch 1 and batch 500 through the predictor the pages use…"):
         try:
             measured = st.session_state[f"run_cost_{run.run_id}"] = common.measure_cost(run)
         except CifarError as error:
@@ -94,6 +94,12 @@ if measured:
         f"**{'—' if memory is None else f'{memory:.1f} MB'}** of memory · on {measured['cpu']} "
         f"({measured['measured_at']})"
     )
+if run.has_model:
+    report = (run.manifest.get("exports") or {}).get("onnx")
+    if report:
+        st.caption(f"ONNX export (what the pages serve), checked when made: {exports.summary(report)}")
+    else:
+        st.caption(f"No export recorded in this run: `python -m cifar_core export {run.run_id}`")
 
 st.subheader("Classification report")
 report = runcard.classification_report(run)
