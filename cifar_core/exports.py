@@ -299,6 +299,28 @@ def summary(report: dict) -> str:
     )
 
 
+def recorded(runs) -> list[dict]:
+    """One row per run with a model: its recorded ONNX parity report (``export`` writes it
+    into the manifest), or what is missing."""
+    rows = []
+    for run in runs:
+        if not run.has_model:
+            continue
+        report = (run.manifest.get("exports") or {}).get(FORMAT)
+        rows.append(
+            {
+                "run": run.run_id,
+                "ONNX MB": round(report["bytes"] / 2**20, 1) if report else None,
+                "checked on": f"{report['n_images']:,} {report['checked_on']}" if report else "not exported",
+                "top-1 agreement": f"{report['top1_agreement']:.2%}" if report else None,
+                "max prob. diff": f"{report['max_prob_diff']:.1e}" if report else None,
+                "Keras ms/img (batch 500)": report["keras_ms_per_image"] if report else None,
+                "ONNX ms/img (batch 500)": report["export_ms_per_image"] if report else None,
+            }
+        )
+    return rows
+
+
 def describe_failure(error: Exception) -> str:
     kind = "cannot load the model" if isinstance(error, ModelLoadError) else "export failed"
     return f"{kind}: {error}"

@@ -190,11 +190,14 @@ def render(root=None, markdown: bool = False) -> str:
         train_min=frame["train_min"].map("{:.1f}".format),
     )
     shown.columns = [label(c) for c in shown.columns]
-    if not markdown:
-        return shown.to_string(index=False)
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return markdown_table(shown) if markdown else shown.to_string(index=False)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table, values as they are (format them first)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *lines])
 
 

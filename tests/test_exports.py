@@ -108,6 +108,9 @@ def test_the_export_command_checks_reports_copies_and_refuses_bad_input(own_run,
     out = capsys.readouterr().out
     assert "top-1 agreement 100.00%" in out and "on 20 test images" in out
     assert (tmp_path / "deploy" / f"{run_id}.onnx").is_file()
+    assert main(["export", "--list", *where]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if run_id in line)
+    assert "| 20 test images (20 of" in row and "100.00%" in row
 
 
 def test_train_exports_the_new_run_and_a_failed_export_leaves_it_intact(own_run, monkeypatch, capsys):

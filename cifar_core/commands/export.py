@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN", help="run ids (or use --all)")
     p.add_argument("--all", action="store_true", help="every run that stores a model")
     p.add_argument(
+        "--list", action="store_true", help="print the parity reports recorded in the runs (exports nothing)"
+    )
+    p.add_argument(
         "--format", default="onnx", help="onnx (the one format served; see the README's 'Deploy a model')"
     )
     p.add_argument("--sample", type=int, help="check on this many test images (default: all)")
@@ -49,9 +52,18 @@ def main(args: argparse.Namespace) -> int:
             "works, but the LiteRT runtime has no Erf op without the Flex delegate, which GELU models "
             "(fast) need"
         )
+    root = artifacts.artifacts_root(args.artifacts_dir)
+    if args.list:
+        import pandas as pd
+
+        from cifar_core.report import markdown_table
+
+        runs, _ = artifacts.load_runs(root)
+        rows = pd.DataFrame(exports.recorded(runs)).astype(object).fillna("")
+        print(markdown_table(rows) if rows.size else f"no run with a model file in {root}")
+        return 0
     if bool(args.all) == bool(args.runs):
         raise ConfigError("say which runs: RUN... or --all")
-    root = artifacts.artifacts_root(args.artifacts_dir)
     if args.all:
         runs, _ = artifacts.load_runs(root)
         run_ids = [run.run_id for run in runs if run.has_model]
