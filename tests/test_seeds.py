@@ -1,0 +1,125 @@
+"""Seed groups (cifar_core.seeds): which runs group, and the statistics against scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import fake_model, run_values
+from scipy import stats
+
+from cifar_core import artifacts, seeds
+
+
+def write(root, run_id, seed=0, **config):
+    values = run_values()
+    values["manifest"] = {**values["manifest"], "seed": seed}
+    values["manifest"]["config"] = {**values["manifest"]["config"], "seed": seed, **config}
+    artifacts.write_run(root, run_id, save_model=fake_model, **values)
+
+
+def test_runs_that_differ_only_in_their_seed_form_a_group(tmp_path):
+    write(tmp_path, "m-s0", seed=0)
+    write(tmp_path, "m-s2", seed=2)
+    write(tmp_path, "m-s1", seed=1)
+    write(tmp_path, "m-lr", seed=1, learning_rate=0.5)  # another setting: its own group
+    write(tmp_path, "m-ep", seed=0, epochs=3)
+    runs, bad = artifacts.load_runs(tmp_path)
+    assert not bad
+    groups = {g.first.run_id: g for g in seeds.group_runs(runs)}
+    assert sorted(len(g.members) for g in groups.values()) == [1, 1, 3]
+    trio = groups["m-s0"]
+    assert trio.seeds == [0, 1, 2] and [r.run_id for r in trio.members] == ["m-s0", "m-s1", "m-s2"]
+
+
+def test_other_data_or_another_model_never_group(tmp_path):
+    write(tmp_path, "a", seed=0)
+    values = run_values()
+    values["manifest"] = {
+        **values["manifest"],
+        "seed": 1,
+        "data": {**values["manifest"]["data"], "checksum": "x"},
+    }
+    artifacts.write_run(tmp_path, "b", save_model=fake_model, **values)
+    values = run_values()
+    values["manifest"] = {**values["manifest"], "seed": 1, "model": "other"}
+    values["manifest"]["config"] = {**values["manifest"]["config"], "model": "other"}
+    artifacts.write_run(tmp_path, "c", save_model=fake_model, **values)
+    runs, _ = artifacts.load_runs(tmp_path)
+    assert [g.n for g in seeds.group_runs(runs)] == [1, 1, 1]
+
+
+def fake_group(accuracies, n_images=4000, seed=0, shared=None):
+    """A Group of runs whose per-image correctness has these accuracies."""
+    rng = np.random.default_rng(seed)
+    members = []
+    for k, accuracy in enumerate(accuracies):
+        correct = rng.random(n_images) < accuracy if shared is None else shared[k]
+        y_true = np.zeros(n_images, dtype=int)
+        run = type("R", (), {})()
+        run.run_id, run.label = f"r{seed}-{k}", f"model{seed}"
+        run.manifest = {"seed": k, "config": {}}
+        run.predictions = {"y_true": y_true, "y_pred": np.where(correct, 0, 1)}
+        run.metrics = {"test": {"accuracy": float(correct.mean())}}
+        members.append(run)
+    return seeds.Group(key=str(seed), members=members)
+
+
+def test_summary_is_mean_sd_and_the_binomial_se_for_one_run():
+    group = fake_group([0.80, 0.82, 0.78])
+    s = seeds.summary(group)
+    values = group.accuracies()
+    assert s["mean"] == pytest.approx(values.mean()) and s["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert s["se"] == pytest.approx(stats.sem(values)) and (s["min"], s["max"]) == (
+        values.min(),
+        values.max(),
+    )
+    one = seeds.summary(fake_group([0.9], n_images=5000))
+    p = one["mean"]
+    assert one["sd"] is None and one["se"] == pytest.approx(math.sqrt(p * (1 - p) / 5000))
+    assert "binomial" in one["se_kind"]
+
+
+def test_one_seed_each_the_interval_is_scipys_paired_bootstrap_over_images():
+    rng = np.random.default_rng(3)
+    a = rng.random(3000) < 0.80
+    b = np.where(rng.random(3000) < 0.5, a, rng.random(3000) < 0.83)  # correlated, as two models are
+    ours = seeds.bootstrap_difference(a[None], b[None], n_boot=4000)
+    theirs = stats.bootstrap(
+        (a.astype(float), b.astype(float)),
+        lambda x, y: np.mean(y) - np.mean(x),
+        paired=True,
+        vectorized=False,
+        n_resamples=4000,
+        method="percentile",
+        random_state=0,
+    ).confidence_interval
+    assert ours["difference"] == pytest.approx(b.mean() - a.mean())
+    assert ours["low"] == pytest.approx(theirs.low, abs=0.003) and ours["high"] == pytest.approx(
+        theirs.high, abs=0.003
+    )
+
+
+def test_a_known_difference_is_found_and_a_null_one_is_not():
+    worse, better = fake_group([0.80, 0.81, 0.79], seed=1), fake_group([0.85, 0.86, 0.84], seed=2)
+    result = seeds.compare(worse, better, n_boot=2000)
+    assert result["low"] < 0.05 < result["high"] and result["low"] > 0
+    assert "a real difference at n = 3" in result["sentence"] and "ahead of model1" in result["sentence"]
+    assert len(result["mcnemar"]) == 3 and all(p["p_value"] < 0.01 for p in result["mcnemar"])
+    same_a, same_b = fake_group([0.80, 0.80, 0.80], seed=3), fake_group([0.80, 0.80, 0.80], seed=4)
+    null = seeds.compare(same_a, same_b, n_boot=2000)
+    assert null["low"] < 0 < null["high"] and "not a real difference at n = 3" in null["sentence"]
+
+
+def test_seed_spread_widens_the_interval_beyond_the_images_alone():
+    rng = np.random.default_rng(5)
+    base = rng.random(4000) < 0.8
+    # Three seeds that disagree a lot with each other (a noisy recipe) against one steady run.
+    noisy = np.stack(
+        [np.where(rng.random(4000) < 0.3, rng.random(4000) < acc, base) for acc in (0.7, 0.8, 0.9)]
+    )
+    steady = np.stack([base] * 3)
+    wide = seeds.bootstrap_difference(steady, noisy, n_boot=2000)
+    narrow = seeds.bootstrap_difference(steady[:1], noisy[1:2], n_boot=2000)
+    assert (wide["high"] - wide["low"]) > 1.5 * (narrow["high"] - narrow["low"])
