@@ -60,6 +60,21 @@ def group_key(run) -> str:
     )
 
 
+def group_mark(config, data, seeds: list[int]) -> dict:
+    """What ``train --seeds`` writes into each member's manifest: the group's name (the
+    model and a hash of everything but the seed) and the seeds asked for."""
+    import hashlib
+
+    from cifar_core.models import run_name
+
+    identity = {k: v for k, v in config.non_default().items() if k != "seed"}
+    blob = json.dumps({"config": identity, "data": data.checksum}, sort_keys=True, default=str)
+    return {
+        "name": f"{run_name(config.model)}-g{hashlib.sha256(blob.encode()).hexdigest()[:8]}",
+        "seeds": seeds,
+    }
+
+
 def seed_of(run) -> int:
     return int(run.manifest.get("seed", run.manifest.get("config", {}).get("seed", 0)) or 0)
 

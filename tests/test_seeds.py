@@ -123,3 +123,23 @@ def test_seed_spread_widens_the_interval_beyond_the_images_alone():
     wide = seeds.bootstrap_difference(steady, noisy, n_boot=2000)
     narrow = seeds.bootstrap_difference(steady[:1], noisy[1:2], n_boot=2000)
     assert (wide["high"] - wide["low"]) > 1.5 * (narrow["high"] - narrow["low"])
+
+
+def test_train_seeds_writes_a_group_whose_extra_seeds_are_lean(tmp_path, image_folder, capsys):
+    from cifar_core.cli import main
+
+    argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--val-size", "50", "--no-export"]
+    argv += ["--data-dir", str(image_folder), "--artifacts-dir", str(tmp_path)]
+    assert main([*argv, "--seed", "1", "--seeds", "0,1"]) == 2  # one or the other
+    assert "--seed and --seeds" in capsys.readouterr().err
+    assert main([*argv, "--seeds", "0,1"]) == 0
+    runs, _ = artifacts.load_runs(tmp_path)
+    (group,) = seeds.group_runs(runs)
+    first, extra = group.members
+    assert group.seeds == [0, 1] and first.has_model and not extra.has_model
+    assert first.manifest["group"] == extra.manifest["group"] and first.manifest["group"]["seeds"] == [0, 1]
+    assert len(extra.thumbnails["index"]) <= len(first.thumbnails["index"])
+    assert not (extra.path / artifacts.EMBEDDING).exists()
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "0,1"]) == 0  # finished seeds are kept
+    assert capsys.readouterr().out.count("kept") == 2

@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--run-id", help="run folder name (default: <model>-<hash of config and data>)")
     add_common(p)
     add_train_options(p)
+    add_seeds(p)
     add_no_export(p)
     p.set_defaults(handler=train)
 
@@ -39,8 +40,44 @@ def register(sub) -> None:
     )
     add_common(p)
     add_train_options(p)
+    add_seeds(p)
     add_no_export(p)
     p.set_defaults(handler=run)
+
+
+def add_seeds(parser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        metavar="0,1,2",
+        help="one run per seed (a seed group: runs that differ only in their seed); the first "
+        "seed's run is stored in full, the others lean (no model file, no map, mistakes-only "
+        "thumbnails); finished seeds are kept",
+    )
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seeds are integers separated by commas, e.g. 0,1,2"
+        ) from None
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
+    return values
+
+
+def seed_plan(args) -> list[tuple[int | None, bool]]:
+    """(seed, lean) per run to train: ``--seeds`` gives a group (its first seed in full),
+    otherwise one run with ``--seed`` or the preset's."""
+    if not getattr(args, "seeds", None):
+        return [(None, False)]
+    if args.seed is not None:
+        from cifar_core.errors import ConfigError
+
+        raise ConfigError("--seed and --seeds: give one of them")
+    return [(seed, i > 0) for i, seed in enumerate(args.seeds)]
 
 
 def add_no_export(parser) -> None:
@@ -67,25 +104,43 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    from cifar_core import artifacts, seeds
     from cifar_core.config import TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec
     from cifar_core.models.registry import check_builder
-    from cifar_core.train import train_model
+    from cifar_core.train import default_run_id, train_model
 
     get_spec(args.model)  # fail on a wrong name before loading any data
+    plan = seed_plan(args)
     config = TrainConfig.from_preset(args.model, args.settings, **overrides(args))
     check_builder(config.model, config.model_args)  # a builder file's faults, before anything else
+    if len(plan) > 1 and args.run_id:
+        raise artifacts.ArtifactError("--run-id names one run: leave it out with --seeds")
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
-    path = train_model(config, data, args.artifacts_dir, run_id=args.run_id, strategy_name=args.strategy)
-    if not args.no_export:
-        export.after_training(args.artifacts_dir, path)
+    root = artifacts.artifacts_root(args.artifacts_dir)
+    for seed, lean in plan:
+        this = (
+            config
+            if seed is None
+            else TrainConfig.from_preset(args.model, args.settings, **{**overrides(args), "seed": seed})
+        )
+        run_id = args.run_id or default_run_id(this, data)
+        if seed is not None and artifacts.run_exists(root, run_id):
+            print(f"seed {seed}: finished run {run_id} kept")
+            continue
+        marks = {"group": seeds.group_mark(this, data, args.seeds)} if seed is not None else None
+        path = train_model(
+            this, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
+        )
+        if not args.no_export and not lean:
+            export.after_training(args.artifacts_dir, path)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts, progress
+    from cifar_core import artifacts, progress, seeds
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
     from cifar_core.models import get_spec, list_models
@@ -103,20 +158,28 @@ def run(args: argparse.Namespace) -> int:
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    with progress.batch("zoo", "run --all" if args.all else "run --models", len(names)) as batch:
-        for i, name in enumerate(names, 1):
-            config = TrainConfig.from_preset(name, args.settings, **overrides(args))
+    plan = seed_plan(args)
+    jobs = [(name, seed, lean) for name in names for seed, lean in plan]
+    label = "run --all" if args.all else "run --models"
+    with progress.batch("zoo", label, len(jobs)) as batch:
+        for i, (name, seed, lean) in enumerate(jobs, 1):
+            extra = {} if seed is None else {"seed": seed}
+            config = TrainConfig.from_preset(name, args.settings, **{**overrides(args), **extra})
+            what = name if seed is None else f"{name} seed {seed}"
             finished = find_finished_run(root, config, data)
             if finished:
-                print(f"[{i}/{len(names)}] {name}: finished run {finished} kept")
+                print(f"[{i}/{len(jobs)}] {what}: finished run {finished} kept")
                 continue
             run_id = default_run_id(config, data)
             if args.dry_run:
-                print(f"[{i}/{len(names)}] {name}: would train run {run_id}")
+                print(f"[{i}/{len(jobs)}] {what}: would train run {run_id}" + (" (lean)" if lean else ""))
                 continue
-            print(f"[{i}/{len(names)}] {name}: training run {run_id}")
-            batch.at(i, [{"label": n, "model": n} for n in names[i:]])
-            path = train_model(config, data, root, run_id=run_id, strategy_name=args.strategy)
-            if not args.no_export:
+            print(f"[{i}/{len(jobs)}] {what}: training run {run_id}")
+            batch.at(i, [{"label": n, "model": n} for n, _, _ in jobs[i:]])
+            marks = {"group": seeds.group_mark(config, data, args.seeds)} if seed is not None else None
+            path = train_model(
+                config, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
+            )
+            if not args.no_export and not lean:
                 export.after_training(args.artifacts_dir, path)
     return 0
