@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cifar_core import artifacts
@@ -62,8 +63,25 @@ LABELS = {
     "data": "Data",
     "write_ups": "Write-ups report",
     "made_by": "Made by",
+    "n": "Seeds (n)",
+    "seeds": "Seed values",
+    "spread": "± (SD, or SE of one run)",
+    "spread_kind": "± is",
+    "test_acc_min": "Min acc",
+    "test_acc_max": "Max acc",
+    "test_acc_sd": "SD acc",
 }
-PERCENT_COLUMNS = ("test_acc", "top3_acc", "train_acc", "val_acc", "gap")
+PERCENT_COLUMNS = (
+    "test_acc",
+    "top3_acc",
+    "train_acc",
+    "val_acc",
+    "gap",
+    "test_acc_sd",
+    "test_acc_min",
+    "test_acc_max",
+    "spread",
+)
 README_COLUMNS = (
     "model",
     "family",
@@ -151,6 +169,41 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values("test_acc", ascending=False).reset_index(drop=True) if rows else frame
+
+
+def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
+    """One row per seed group (``seeds.group_runs``), best mean test accuracy first: the
+    first seed's row (its run, model, cost) with the group's test accuracy and macro F1 as
+    means over its seeds, plus ``n``, ``seeds``, the accuracy's SD and min-max, and
+    ``spread``: the SD over seeds, or for a single run its binomial standard error, with
+    ``spread_kind`` saying which."""
+    from cifar_core import seeds
+
+    frame = runs_table(runs).set_index("run")
+    rows = []
+    for group in seeds.group_runs(runs):
+        acc, f1 = seeds.summary(group), seeds.summary(group, "macro_f1")
+        row = frame.loc[group.first.run_id].to_dict()
+        row.update(
+            {
+                "run": group.first.run_id,
+                "label": group.label,
+                "members": [r.run_id for r in group.members],
+                "n": group.n,
+                "seeds": ", ".join(str(s) for s in group.seeds),
+                "test_acc": acc["mean"],
+                "test_acc_sd": acc["sd"],
+                "test_acc_min": acc["min"],
+                "test_acc_max": acc["max"],
+                "spread": acc["sd"] if group.n > 1 else acc["se"],
+                "spread_kind": f"SD over {group.n} seeds" if group.n > 1 else "binomial SE (one run)",
+                "macro_f1": f1["mean"],
+                "train_min": float(np.mean([r.metrics["train_time_s"] for r in group.members]) / 60),
+            }
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values("test_acc", ascending=False).reset_index(drop=True) if rows else out
 
 
 def made_by(run: artifacts.Run) -> str:

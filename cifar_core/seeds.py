@@ -99,7 +99,8 @@ class Group:
 
     @property
     def label(self) -> str:
-        return self.first.label
+        """The group's name: its runs' label, without a run id (one run: the run's label)."""
+        return self.first.base_label if self.n > 1 else self.first.label
 
     def accuracies(self, split: str = "test") -> np.ndarray:
         return np.array([r.metrics[split]["accuracy"] for r in self.members], dtype=float)
@@ -195,9 +196,22 @@ def sentence(a_label: str, b_label: str, result: dict, n_a: int, n_b: int) -> st
     half = (result["high"] - result["low"]) * 100 / 2
     where = "ahead of" if diff > 0 else "behind" if diff < 0 else "level with"
     real = result["low"] > 0 or result["high"] < 0
-    n = f"n = {n_a}" if n_a == n_b else f"n = {n_a} and {n_b}"
+    n = f"n = {n_a}" if n_a == n_b else f"n = {n_b} and {n_a} seeds"
     verdict = "a real difference" if real else "not a real difference"
     return (
         f"{b_label} is {abs(diff):.1f} ± {half:.1f} points {where} {a_label} "
         f"(95% interval {result['low'] * 100:+.1f} to {result['high'] * 100:+.1f}): {verdict} at {n}"
     )
+
+
+def curve_band(group: Group, column: str):
+    """Per epoch (1-based), the members' ``column`` (a history column, e.g. val_accuracy):
+    mean, SD (n - 1; 0 for one value), min, max and how many seeds reached that epoch."""
+    import pandas as pd
+
+    frames = [r.history[["epoch", column]].assign(seed=seed_of(r)) for r in group.members]
+    data = pd.concat(frames).dropna(subset=[column])
+    out = data.groupby("epoch")[column].agg(["mean", "std", "min", "max", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    out["epoch"] = out["epoch"] + 1
+    return out.rename(columns={"std": "sd", "count": "n"})

@@ -113,6 +113,13 @@ class Run:
         label = f"{name} (tuned)" if self.study else name
         return f"{label} [{self.run_id}]" if self.label_shared else label
 
+    @property
+    def base_label(self) -> str:
+        """The label without the run id that tells apart runs sharing it (a seed group's name)."""
+        label = self.label
+        suffix = f" [{self.run_id}]"
+        return label[: -len(suffix)] if label.endswith(suffix) else label
+
 
 def artifacts_root(explicit: str | os.PathLike | None = None) -> Path:
     """``explicit``, else ``$CIFAR_ARTIFACTS``, else ``artifacts/`` in the project."""

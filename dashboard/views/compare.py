@@ -6,7 +6,47 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from cifar_core import seeds
 from cifar_core.evaluate import mcnemar_test, reliability_curve
+
+
+@st.cache_resource(show_spinner="Bootstrapping over test images and seeds…", max_entries=64)
+def group_comparison(a_ids: tuple, b_ids: tuple, _a, _b) -> dict:
+    return seeds.compare(_a, _b)
+
+
+def group_difference(runs, a, b) -> None:
+    """A's and B's seed groups: the difference of their mean accuracy with a 95% interval
+    (bootstrap over test images and seeds), McNemar per seed pair, and what it means."""
+    groups = seeds.group_runs(runs)
+    group_a = next(g for g in groups if a in g.members)
+    group_b = next(g for g in groups if b in g.members)
+    if group_a is group_b:
+        st.caption(f"A and B are seeds of one group ({group_a.label}, n = {group_a.n}).")
+        return
+    st.subheader("Is the difference real? (seed groups)")
+    result = group_comparison(
+        tuple(r.run_id for r in group_a.members), tuple(r.run_id for r in group_b.members), group_a, group_b
+    )
+    real = result["low"] > 0 or result["high"] < 0
+    (st.success if real else st.info)(result["sentence"])
+    st.caption(
+        f"A's group: {group_a.label}, n = {group_a.n} (seeds {', '.join(map(str, group_a.seeds))}); "
+        f"B's group: {group_b.label}, n = {group_b.n} (seeds {', '.join(map(str, group_b.seeds))}). "
+        f"The 95% interval of B minus A is a {result['method']} ({result['n_boot']:,} draws): each draw "
+        "resamples the test images (the same for both groups, which were scored on the same images) "
+        "and each group's seeds, so it covers another test set and another seed. With one seed a "
+        "group's seed-to-seed spread is unknown, and the interval covers the test images only."
+    )
+    pairs = pd.DataFrame(result["mcnemar"]).rename(
+        columns={"a": "A run", "b": "B run", "only_a_right": "only A right", "only_b_right": "only B right"}
+    )
+    st.dataframe(
+        pairs[["A run", "B run", "only A right", "only B right", "p_value"]],
+        hide_index=True,
+        key="cmp_pairs",
+        column_config={"p_value": st.column_config.NumberColumn("McNemar p-value", format="%.3g")},
+    )
 
 
 def differing(mask: np.ndarray, right, wrong, a, b, y: np.ndarray) -> None:
@@ -85,6 +125,8 @@ if runs:
                 index=["A right", "A wrong"],
             )
         )
+
+        group_difference(runs, a, b)
 
         # Images and the calibration chart sit in tabs rendered only when opened
         # (on_change="rerun" gives tabs `.open`): 32 images and plotly's first load made a

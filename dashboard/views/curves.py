@@ -3,7 +3,59 @@
 import common
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
+
+from cifar_core import seeds
+
+
+def group_bands(runs, chosen_runs, metric: str) -> None:
+    """Each seed group among the chosen runs: its mean per epoch with a band (min-max or
+    ± SD, switchable), train and validation."""
+    groups = [g for g in seeds.group_runs(runs) if g.n > 1 and any(r in g.members for r in chosen_runs)]
+    if not groups:
+        return
+    st.subheader("Seed groups: mean and spread")
+    band = st.radio("Band", ["min–max", "± SD"], horizontal=True, key="curves_band")
+    fig = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    for i, group in enumerate(groups):
+        colour = palette[i % len(palette)]
+        for split, column, dash in (("train", metric, "solid"), ("validation", f"val_{metric}", "dash")):
+            if column not in group.first.history or group.first.history[column].isna().all():
+                continue
+            b = seeds.curve_band(group, column)
+            low, high = (
+                (b["min"], b["max"]) if band == "min–max" else (b["mean"] - b["sd"], b["mean"] + b["sd"])
+            )
+            name = f"{group.label} ({split}, n = {group.n})"
+            fig.add_trace(
+                go.Scatter(
+                    x=list(b["epoch"]) + list(b["epoch"])[::-1],
+                    y=list(high) + list(low)[::-1],
+                    fill="toself",
+                    fillcolor=colour,
+                    opacity=0.2,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=name,
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=b["epoch"],
+                    y=b["mean"],
+                    name=name,
+                    legendgroup=name,
+                    line={"color": colour, "dash": dash},
+                )
+            )
+    fig.update_layout(
+        title=f"{metric} per epoch: mean over seeds, band {band}", xaxis_title="epoch", yaxis_title=metric
+    )
+    st.plotly_chart(fig, width="stretch", key="curves_groups")
+
 
 st.title("Training curves")
 runs = common.require_runs()
@@ -44,6 +96,7 @@ if runs:
                     annotation_text=f"{run.label}: fine-tuning starts",
                 )
         st.plotly_chart(fig, width="stretch", key="curves_main")
+        group_bands(runs, [labels[label] for label in chosen], metric)
 
         lr_rows = [
             pd.DataFrame(

@@ -25,6 +25,10 @@ COLUMNS = [
     "made_by",
     "params",
     "test_acc",
+    "spread",
+    "n",
+    "test_acc_min",
+    "test_acc_max",
     "macro_f1",
     "precision",
     "recall",
@@ -56,7 +60,8 @@ DECIMALS = {
 def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """What the table shows: fractions as percentages (so that every one reads 81.40%)."""
     frame = frame.assign(page="run?run=" + frame["run"])  # the run's own page (views/run.py)
-    shown = frame[COLUMNS + [c for c in frame.columns if c.startswith("eval:")]].copy()
+    columns = [c for c in COLUMNS if c in frame.columns]  # a members' table has no group columns
+    shown = frame[columns + [c for c in frame.columns if c.startswith("eval:")]].copy()
     for column in shown.columns:
         if column in report.PERCENT_COLUMNS or column.endswith(":acc"):
             shown[column] = shown[column] * 100
@@ -94,7 +99,18 @@ def table(frame: pd.DataFrame) -> None:
     st.dataframe(
         shown, hide_index=True, width="stretch", column_config=column_config(shown, sets), key="lb_table"
     )
-    st.caption("Best test accuracy first; click a column header to sort by it.")
+    st.caption(
+        "One row per seed group (runs that differ only in their seed), best mean test accuracy "
+        "first: test accuracy and macro F1 are the means over the seeds; ± is their standard "
+        "deviation, or for a single run (n = 1) the binomial standard error of its accuracy on "
+        "its test images. Click a column header to sort."
+    )
+    for row in frame[frame["n"] > 1].itertuples():
+        with st.expander(f"{row.label}: {row.n} seeds ({row.seeds})"):
+            members = display_frame(report.runs_table([r for r in runs if r.run_id in row.members]))
+            st.dataframe(
+                members, hide_index=True, width="stretch", column_config=column_config(members, sets)
+            )
     if sets:
         with st.expander(f"Evaluation sets ({len(sets)}): the runs scored on other images", expanded=True):
             for name, info in sets.items():
@@ -173,7 +189,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
 st.title("Leaderboard")
 runs = common.require_runs()
 if runs:
-    frame = report.runs_table(runs)
+    frame = report.groups_table(runs)
     # The charts render only when their tab is opened (on_change="rerun" gives tabs `.open`):
     # plotly's 4.7 MB of JavaScript and three figures made a new session open ~1.5 s later
     # on this CPU, and the table is what a visitor reads first.
