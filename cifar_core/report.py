@@ -224,9 +224,18 @@ def made_by(run: artifacts.Run) -> str:
 
 
 def results_frame(root=None) -> pd.DataFrame:
-    """``runs_table`` of every readable zoo run under ``root`` (ladder rungs have their page)."""
+    """``groups_table`` of every readable zoo run under ``root`` (ladder rungs have their
+    page): one row per seed group, a single run being a group of one."""
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
-    return runs_table([run for run in runs if not artifacts.is_ladder_run(run)])  # the zoo
+    return groups_table([run for run in runs if not artifacts.is_ladder_run(run)])  # the zoo
+
+
+def accuracy_text(row) -> str:
+    """A group's test accuracy for the README: "90.12% ± 0.21 (n = 3, 89.9-90.3%)", one run's alone."""
+    if row["n"] <= 1:
+        return f"{row['test_acc']:.2%}"
+    low, high = row["test_acc_min"] * 100, row["test_acc_max"] * 100
+    return f"{row['test_acc']:.2%} ± {row['test_acc_sd'] * 100:.2f} (n = {row['n']}, {low:.1f}-{high:.1f}%)"
 
 
 def render(root=None, markdown: bool = False) -> str:
@@ -236,7 +245,7 @@ def render(root=None, markdown: bool = False) -> str:
     shown = frame[list(README_COLUMNS)].assign(
         model=frame["label"],
         params=frame["params"].map("{:,}".format),
-        test_acc=frame["test_acc"].map("{:.2%}".format),
+        test_acc=frame.apply(accuracy_text, axis=1),
         macro_f1=frame["macro_f1"].map("{:.3f}".format),
         cat_f1=frame["cat_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
         dog_f1=frame["dog_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
