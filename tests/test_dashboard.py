@@ -519,7 +519,11 @@ def twin_root(tmp_path_factory, dash_root):
     twin = root / "runs" / "baseline_cnn-twin"
     shutil.copytree(root / "runs" / source, twin)
     manifest = json.loads((twin / "manifest.json").read_text())
-    (twin / "manifest.json").write_text(json.dumps({**manifest, "run_id": "baseline_cnn-twin"}))
+    # A --set variant: another config (a copy differing only in its id would be a seed group).
+    config = {**manifest["config"], "label_smoothing": 0.05}
+    (twin / "manifest.json").write_text(
+        json.dumps({**manifest, "run_id": "baseline_cnn-twin", "config": config})
+    )
     return root
 
 

@@ -143,3 +143,50 @@ def test_train_seeds_writes_a_group_whose_extra_seeds_are_lean(tmp_path, image_f
     capsys.readouterr()
     assert main([*argv, "--seeds", "0,1"]) == 0  # finished seeds are kept
     assert capsys.readouterr().out.count("kept") == 2
+
+
+@pytest.fixture(scope="module")
+def group_root(tmp_path_factory, dash_root, tiny_data):
+    """The dashboard's runs plus a second seed of baseline_cnn, stored lean as --seeds does."""
+    import shutil
+
+    from cifar_core.config import TrainConfig
+    from cifar_core.train import train_model
+
+    root = tmp_path_factory.mktemp("groups")
+    shutil.copytree(dash_root / "runs", root / "runs")
+    first = next(r for r in artifacts.load_runs(root)[0] if r.model == "baseline_cnn")
+    config = TrainConfig.from_dict({**first.manifest["config"], "seed": 1})
+    train_model(config, tiny_data, root, verbose=0, lean=True)
+    return root
+
+
+GROUP_PAGES = ["leaderboard", "curves", "compare", "per_class", "mistakes", "agreement", "data", "run"]
+
+
+@pytest.mark.parametrize("page", GROUP_PAGES)
+def test_every_page_works_with_a_seed_group_and_single_runs(monkeypatch, group_root, page):
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CIFAR_ARTIFACTS", str(group_root))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{page}.py"), default_timeout=180).run()
+    if page == "curves":
+        picker = at.multiselect(key="curves_runs")
+        picker.set_value([o for o in picker.options if "baseline_cnn" in o]).run()
+    if page == "compare":
+        options = at.selectbox(key="cmp_a").options
+        at.selectbox(key="cmp_a").set_value(next(o for o in options if "cnn_bn" in o)).run()
+        at.selectbox(key="cmp_b").set_value(next(o for o in options if "baseline_cnn" in o)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page == "leaderboard":
+        table = at.dataframe[0].value.set_index("label")
+        assert table.loc["baseline_cnn", "n"] == 2 and table.loc["cnn_bn", "n"] == 1
+        assert any("2 seeds (0, 1)" in e.label for e in at.expander)
+    if page == "curves":
+        assert "Seed groups: mean and spread" in [h.value for h in at.subheader]
+        at.radio(key="curves_band").set_value("± SD").run()
+        assert not at.exception
+    if page == "compare":
+        said = " ".join(m.value for m in at.success) + " ".join(m.value for m in at.info)
+        assert "baseline_cnn is" in said and "cnn_bn" in said and "n = 2 and 1 seeds" in said
