@@ -193,6 +193,13 @@ class PredictorPool:
                     return OnnxPredictor(found).warm()
                 except ModelLoadError as error:
                     reason = str(error)
+            elif not code and _stored_code(path):
+                # Keras could not load it without importing that code: say so, no TensorFlow.
+                names = ", ".join(f.name for f in _stored_code(path))
+                raise ModelLoadError(
+                    f"{path}: cannot load model (it has custom layers: loading them runs its stored "
+                    f"code {names} (--trust-code, or the dashboard's switch))"
+                )
             self.fallbacks[path] = reason
             warnings.warn(f"{path}: served by Keras: {reason}", stacklevel=2)
         return Predictor(load_model(path, code)).warm()
@@ -228,6 +235,14 @@ class PredictorPool:
         """(models ready or failed, models asked for) among ``paths``, queueing any new."""
         futures = [self._future(path) for path in paths]
         return sum(f.done() for f in futures), len(futures)
+
+
+def _stored_code(model_path: str) -> list[Path]:
+    """The run's own code files beside its model (``source/*.py``), if any."""
+    from cifar_core.artifacts.runs import SOURCE
+
+    folder = Path(model_path).parent / SOURCE
+    return sorted(folder.glob("*.py")) if folder.is_dir() else []
 
 
 def flip_batch(x: np.ndarray) -> np.ndarray:

@@ -30,10 +30,12 @@ from streamlit_server import CHROMIUM, CHROMIUM_FLAGS, streamlit_server  # noqa:
 
 
 def models_with_files(root: Path) -> int:
+    """The models that answer a photo: zoo runs with a model file and no stored code of
+    their own (those need the sidebar's trust switch)."""
     from cifar_core import artifacts
 
     runs, _ = artifacts.load_runs(root)
-    return sum(1 for run in runs if run.has_model and not artifacts.is_ladder_run(run))
+    return sum(1 for run in runs if run.has_model and not run.code_files and not artifacts.is_ladder_run(run))
 
 
 def _idle(page) -> None:

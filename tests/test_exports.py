@@ -17,7 +17,7 @@ from conftest import ROOT, synthetic_images
 
 from cifar_core import artifacts, exports
 from cifar_core.cli import main
-from cifar_core.errors import ExportError
+from cifar_core.errors import ExportError, ModelLoadError
 from cifar_core.inference import OnnxPredictor, Predictor, PredictorPool, load_model
 
 
@@ -198,3 +198,14 @@ def test_the_reading_pages_never_import_tensorflow(dash_root, tmp_path):
         assert facts["errors"] == [], (page, facts)
         assert facts["tf"] == [], (page, facts)
     assert seen["classify"]["tables"] >= 1  # the random test image was classified, by the exports
+
+
+def test_a_model_with_untrusted_code_and_no_export_is_refused_before_keras_loads(own_run):
+    root, run_id = own_run
+    run = artifacts.read_run(root, run_id)
+    (run.path / "source").mkdir()
+    (run.path / "source" / "my_layers.py").write_text("raise SystemExit('never imported')\n")
+    pool = PredictorPool(exported=True)
+    with pytest.raises(ModelLoadError, match="my_layers.py"):
+        pool.get(run.model_path)
+    assert str(run.model_path) not in pool.fallbacks  # refused, not served by Keras
