@@ -98,6 +98,7 @@ def test_a_builder_file_trains_a_run_that_keeps_its_source_and_takes_raw_pixels(
         str(root),
     ]
     argv += ["--epochs", "1", "--val-size", "50", "--precision", "float32", "--set", "model_args.width=8"]
+    argv += ["--no-export"]
     assert main(argv) == 0
     (run_id,) = artifacts.list_runs(root)
     run = artifacts.read_run(root, run_id)

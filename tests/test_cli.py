@@ -149,7 +149,7 @@ def test_a_small_folder_trains_with_the_default_validation_split(tmp_path, capsy
     """400 train images: the automatic split takes 10% (40, four per class), stratified."""
     folder = write_image_folder(tmp_path / "small", n_train=400, n_test=50)
     root = tmp_path / "art"
-    argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--precision", "float32"]
+    argv = ["train", "--model", "baseline_cnn", "--epochs", "1", "--precision", "float32", "--no-export"]
     assert main([*argv, "--data-dir", str(folder), "--artifacts-dir", str(root)]) == 0
     (run_id,) = artifacts.list_runs(root)
     run = artifacts.read_run(root, run_id)

@@ -140,6 +140,7 @@ def _train(model, epochs, run_id, data, root, *extra, env_extra=None):
         str(data),
         "--artifacts-dir",
         str(root),
+        "--no-export",  # exports: tests/test_exports.py
         *extra,
         env_extra=env_extra,
     )

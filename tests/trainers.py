@@ -19,7 +19,7 @@ def train_args(root: Path, data: Path, epochs: int = 60) -> list[str]:
     return [
         "train", "--model", "baseline_cnn", "--data-dir", str(data), "--artifacts-dir", str(root),
         "--epochs", str(epochs), "--batch-size", "32", "--val-size", "50", "--precision", "float32",
-        "--set", "early_stopping_patience=0",
+        "--set", "early_stopping_patience=0", "--no-export",
     ]  # fmt: skip
 
 

@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> int:
     from cifar_core import artifacts, seeds
     from cifar_core.config import TrainConfig
     from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec
+    from cifar_core.models import get_spec, is_builder_ref
     from cifar_core.models.registry import check_builder
     from cifar_core.train import default_run_id, train_model
 
@@ -134,8 +134,8 @@ def train(args: argparse.Namespace) -> int:
         path = train_model(
             this, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
         )
-        if not args.no_export and not lean:
-            export.after_training(args.artifacts_dir, path)
+        if not args.no_export and not lean:  # your builder file has just run: its layers load
+            export.after_training(args.artifacts_dir, path, trust_code=is_builder_ref(this.model))
     return 0
 
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from cifar_core import artifacts, progress, seeds
     from cifar_core.config import ConfigError, TrainConfig
     from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec, list_models
+    from cifar_core.models import get_spec, is_builder_ref, list_models
     from cifar_core.models.registry import check_builder
     from cifar_core.train import default_run_id, find_finished_run, train_model
 
@@ -181,5 +181,5 @@ def run(args: argparse.Namespace) -> int:
                 config, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
             )
             if not args.no_export and not lean:
-                export.after_training(args.artifacts_dir, path)
+                export.after_training(args.artifacts_dir, path, trust_code=is_builder_ref(config.model))
     return 0
