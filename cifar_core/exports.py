@@ -41,6 +41,9 @@ OPSET = 17
 # it agrees on every top-1 among the images it was checked on.
 MAX_PROB_DIFF = 1e-4
 EXPORTS = "exports"
+# The dashboard's own one-time export checks each model on this many of its test images
+# (``export`` alone checks all of them, and records that in the manifest).
+BACKGROUND_SAMPLE = 500
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 _DIGEST_LOCK = threading.Lock()
@@ -251,7 +254,7 @@ def missing(model_paths, cache_dir: str | os.PathLike | None = None) -> list[Pat
 
 
 class BackgroundExport:
-    """``python -m cifar_core export --all --cache-only`` in a separate process: how the
+    """``python -m cifar_core export --all --cache-only --sample 500`` in a separate process: how the
     dashboard makes the exports it lacks without importing TensorFlow itself.
 
     ``start`` launches it at most once per object; ``wait(path)`` blocks until that model's
@@ -269,6 +272,7 @@ class BackgroundExport:
             if self._process is None:
                 self.log.parent.mkdir(parents=True, exist_ok=True)
                 command = [sys.executable, "-m", "cifar_core", "export", "--all", "--cache-only"]
+                command += ["--sample", str(BACKGROUND_SAMPLE)]
                 command += ["--artifacts-dir", str(self.root)]
                 with open(self.log, "ab") as out:
                     self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
