@@ -15,27 +15,45 @@ def _zoo_runs(root) -> list:
     return [run for run in runs if not artifacts.is_ladder_run(run)]  # what the Classify page shows
 
 
+KEYS = ("load_s", "latency_ms_batch1", "images_per_s_batch256")
+
+
 def inference_speed(root=None) -> list[dict]:
-    """Per committed zoo run, what the Classify page gets from it: seconds to load and warm
-    its ``Predictor`` (as the dashboard's background loader does), the median batch-1
-    latency of that same call and its batch-256 throughput."""
-    from cifar_core import evaluate
-    from cifar_core.inference import Predictor, load_model
+    """Per committed zoo run with a model file, what the Classify page gets from it: seconds
+    to load and warm its ONNX export as the dashboard's background loader does (``onnx_*``;
+    None when it has no checked export here), and the same for its Keras ``Predictor``
+    (``keras_*``, what the page used before and still uses without an export): the median
+    batch-1 latency of that call and its batch-256 throughput. ``load_s`` and the other
+    unprefixed figures are the served runtime's."""
+    from cifar_core import evaluate, exports
+    from cifar_core.errors import ModelLoadError
+    from cifar_core.inference import OnnxPredictor, Predictor, load_model
 
     images = np.random.default_rng(3).integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
     results = []
     for run in _zoo_runs(root):
-        start = time.perf_counter()
-        predict = Predictor(load_model(run.model_path)).warm()
-        loaded = time.perf_counter() - start
-        results.append(
-            {
-                "run": run.run_id,
-                "load_s": loaded,
-                "latency_ms_batch1": evaluate.latency_ms_per_image(predict, images[:1]),
-                "images_per_s_batch256": evaluate.throughput_images_per_s(predict, images),
-            }
-        )
+        if not run.has_model:
+            continue
+        row = {"run": run.run_id}
+        found = exports.find_export(run.model_path)
+        for name in ("keras", "onnx") if found is not None else ("keras",):
+            start = time.perf_counter()
+            try:  # the run's own code is never imported here: a model that needs it is skipped
+                predict = (
+                    OnnxPredictor(found) if name == "onnx" else Predictor(load_model(run.model_path))
+                ).warm()
+            except ModelLoadError:
+                row.update({f"{name}_{key}": None for key in KEYS})
+                continue
+            row[f"{name}_load_s"] = time.perf_counter() - start
+            row[f"{name}_latency_ms_batch1"] = evaluate.latency_ms_per_image(predict, images[:1])
+            row[f"{name}_images_per_s_batch256"] = evaluate.throughput_images_per_s(predict, images)
+        served = "onnx" if found is not None else "keras"
+        if row.get(f"{served}_load_s") is None:
+            continue
+        row["served_by"] = served
+        row.update({key: row[f"{served}_{key}"] for key in KEYS})
+        results.append(row)
     return results
 
 
