@@ -190,3 +190,50 @@ def test_every_page_works_with_a_seed_group_and_single_runs(monkeypatch, group_r
     if page == "compare":
         said = " ".join(m.value for m in at.success) + " ".join(m.value for m in at.info)
         assert "baseline_cnn is" in said and "cnn_bn" in said and "n = 2 and 1 seeds" in said
+
+
+def test_a_ladder_with_several_seeds_gives_each_steps_gain_an_interval(tmp_path):
+    from cifar_core.ladders import get_ladder, ladder_table
+
+    ladder = get_ladder("seed004")
+    rng = np.random.default_rng(0)
+    n = 400
+    for index, accuracy in ((0, 0.6), (1, 0.8)):
+        for seed in (0, 1, 2):
+            values = run_values()
+            correct = rng.random(n) < accuracy
+            y_true = np.zeros(n, dtype=int)
+            y_pred = np.where(correct, 0, 1)
+            values["predictions"] = {
+                "probs": np.eye(3)[y_pred].astype("float32"),
+                "y_true": y_true,
+                "test_ids": np.array([f"t{i}" for i in range(n)]),
+            }
+            values["metrics"]["test"] = {**values["metrics"]["test"], "accuracy": float(correct.mean())}
+            values["confusion"] = np.array(
+                [[int(correct.sum()), int((~correct).sum()), 0], [0, 0, 0], [0, 0, 0]]
+            )
+            values["manifest"] = {**values["manifest"], "seed": seed, "ladder": ladder.record(index)}
+            values["manifest"]["config"] = {**values["manifest"]["config"], "seed": seed}
+            artifacts.write_run(tmp_path, ladder.run_id(index, seed), save_model=None, **values)
+    runs, bad = artifacts.load_runs(tmp_path)
+    assert not bad and ladder.run_id(1, 2).endswith("-s2") and ladder.run_id(1, 0) == ladder.run_id(1)
+    table = ladder_table(ladder, runs).set_index("rung")
+    assert table.loc[1, "n"] == 3 and table.loc[2, "n"] == 3 and table.loc[1, "run_id"] == ladder.run_id(0)
+    assert table.loc[2, "gain_low"] < 0.2 < table.loc[2, "gain_high"] and table.loc[2, "gain_low"] > 0
+    assert table.loc[2, "test_sd"] > 0
+
+
+def test_ladder_run_seeds_plans_one_ladder_per_seed(tmp_path, image_folder, capsys):
+    from cifar_core.cli import main
+
+    argv = ["ladder", "run", "seed004", "--rungs", "1-2", "--seeds", "0,1", "--dry-run"]
+    assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ids = [line.split(": ")[0].split("] ")[1] for line in lines]
+    assert ids == [
+        "seed004-01-base",
+        "seed004-02-more-layers",
+        "seed004-01-base-s1",
+        "seed004-02-more-layers-s1",
+    ]

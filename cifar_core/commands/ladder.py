@@ -28,6 +28,16 @@ def register(sub) -> None:
     )
     p.add_argument("--val-size", type=int, default=None, help="validation images (default: as every run)")
     p.add_argument("--train-limit", type=int, default=None, help="train on at most this many images")
+    from cifar_core.commands.train import parse_seeds
+
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=[0],
+        metavar="0,1,2",
+        help="train every rung with each seed (default: 0): the table then gives each step's gain "
+        "with its 95%% interval over test images and seeds",
+    )
     add_common(p)
     parser.set_defaults(handler=main)
 
@@ -103,23 +113,27 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
         raise ConfigError(str(error)) from None
     overrides = {"epochs": args.epochs, "val_size": args.val_size, "train_limit": args.train_limit}
     configs = {i: ladder.config(i, **overrides) for i in chosen}  # a bad declaration fails here
+    jobs = [(i, seed) for seed in args.seeds for i in chosen]  # a whole ladder per seed, in turn
     if args.dry_run:
-        for i in chosen:
-            state = "kept (finished)" if ladder.run_id(i) in done else "would train"
-            print(f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}: {state}: {ladder.rungs[i].change}")
+        for i, seed in jobs:
+            state = "kept (finished)" if ladder.run_id(i, seed) in done else "would train"
+            print(
+                f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i, seed)}: {state}: {ladder.rungs[i].change}"
+            )
         return 0
     from cifar_core import progress
     from cifar_core.data import load_cifar10
 
     data = load_cifar10(args.data_dir)
-    with progress.batch("ladder", ladder.name, len(chosen)) as batch:
-        for k, i in enumerate(chosen, 1):
-            head = f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i)}"
-            note = keep_finished_rung(root, ladder, i, configs[i])
+    with progress.batch("ladder", ladder.name, len(jobs)) as batch:
+        for k, (i, seed) in enumerate(jobs, 1):
+            config = configs[i] if seed == configs[i].seed else ladder.config(i, **overrides, seed=seed)
+            head = f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i, seed)}"
+            note = keep_finished_rung(root, ladder, i, config, seed)
             if note is not None:
                 print(f"{head}: finished, kept{note}")
                 continue
             print(f"{head}: {ladder.rungs[i].change}", flush=True)
-            batch.at(k, [{"label": ladder.run_id(j), "model": None} for j in chosen[k:]])
-            train_rung(ladder, i, configs[i], data, root)
+            batch.at(k, [{"label": ladder.run_id(j, s), "model": None} for j, s in jobs[k:]])
+            train_rung(ladder, i, config, data, root, seed)
     return 0

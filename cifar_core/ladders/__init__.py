@@ -20,6 +20,7 @@ from cifar_core.ladders.study import (
     idle_reason,
     ladder_table,
     mcnemar,
+    rung_members,
     rung_runs,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "ladder_table",
     "mcnemar",
     "parse_rungs",
+    "rung_members",
     "rung_runs",
     "train_rung",
     "trim_thumbnails",
@@ -57,7 +59,7 @@ def trim_thumbnails(root, run_id: str, most: int) -> int:
     return artifacts.keep_thumbnails(run.path / artifacts.THUMBNAILS, wrong[:most])
 
 
-def keep_finished_rung(root, ladder: Ladder, index: int, config) -> str | None:
+def keep_finished_rung(root, ladder: Ladder, index: int, config, seed: int = 0) -> str | None:
     """None when the rung has no finished run; else a note on the run kept ("" or what was
     said of it), after trimming it to what a rung trained now stores (its first mistakes'
     thumbnails, no model file)."""
@@ -65,7 +67,7 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config) -> str | None:
     from cifar_core.config import same_config
     from cifar_core.record import LEAN_THUMBNAILS
 
-    run_id = ladder.run_id(index)
+    run_id = ladder.run_id(index, seed)
     if not artifacts.run_exists(root, run_id):
         return None
     same = same_config(artifacts.read_manifest(root, run_id)["config"], config)
@@ -76,9 +78,10 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config) -> str | None:
     return note + (f" (model file dropped, {freed / 1e6:.1f} MB: a rung keeps none)" if freed else "")
 
 
-def train_rung(ladder: Ladder, index: int, config, data, root):
-    """Train one rung as an ordinary run, stored lean, its manifest naming the ladder."""
+def train_rung(ladder: Ladder, index: int, config, data, root, seed: int = 0):
+    """Train one rung as an ordinary run, stored lean, its manifest naming the ladder (and,
+    for ``ladder run --seeds``, its seed: ``config`` carries it, the run id ends ``-s<seed>``)."""
     from cifar_core.train import train_model
 
     marks = {"ladder": ladder.record(index)}
-    return train_model(config, data, root, run_id=ladder.run_id(index), marks=marks, lean=True)
+    return train_model(config, data, root, run_id=ladder.run_id(index, seed), marks=marks, lean=True)

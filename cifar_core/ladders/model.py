@@ -44,8 +44,10 @@ class Ladder:
         base = {**self.base, **{k: v for k, v in overrides.items() if v is not None}}
         return TrainConfig.from_preset(self.model, self.settings(index), **base)
 
-    def run_id(self, index: int) -> str:
-        return f"{self.name}-{index + 1:02d}-{self.rungs[index].slug}"
+    def run_id(self, index: int, seed: int = 0) -> str:
+        """Rung ``index``'s run id; a seed other than the ladder's 0 adds ``-s<seed>``."""
+        suffix = f"-s{seed}" if seed else ""
+        return f"{self.name}-{index + 1:02d}-{self.rungs[index].slug}{suffix}"
 
     def record(self, index: int) -> dict[str, Any]:
         """What a rung's manifest says of it (``manifest["ladder"]``)."""

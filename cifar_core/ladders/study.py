@@ -11,19 +11,28 @@ from cifar_core.evaluate import mcnemar_test
 from cifar_core.ladders.model import Ladder
 
 
-def rung_runs(ladder: Ladder, runs) -> dict[int, object]:
-    """Rung index -> its run (the newest when a rung was trained more than once)."""
-    found: dict[int, object] = {}
+def rung_members(ladder: Ladder, runs) -> dict[int, list]:
+    """Rung index -> its runs, one per seed (``ladder run --seeds``; the newest when a rung
+    was trained more than once with a seed), sorted by seed."""
+    from cifar_core.seeds import seed_of
+
+    found: dict[int, dict[int, object]] = {}
     for run in runs:
         mark = run.manifest.get("ladder") or {}
         if mark.get("ladder") != ladder.name or not 0 <= mark.get("index", -1) < len(ladder.rungs):
             continue
-        index = mark["index"]
-        if index not in found or run.manifest.get("finished_at", "") > found[index].manifest.get(
+        by_seed = found.setdefault(mark["index"], {})
+        seed = seed_of(run)
+        if seed not in by_seed or run.manifest.get("finished_at", "") > by_seed[seed].manifest.get(
             "finished_at", ""
         ):
-            found[index] = run
-    return found
+            by_seed[seed] = run
+    return {index: [by_seed[s] for s in sorted(by_seed)] for index, by_seed in found.items()}
+
+
+def rung_runs(ladder: Ladder, runs) -> dict[int, object]:
+    """Rung index -> its run: the first seed's (the ladder's own seed, 0, when trained)."""
+    return {index: members[0] for index, members in rung_members(ladder, runs).items()}
 
 
 def correct_on_test(run) -> pd.Series:
@@ -75,40 +84,57 @@ def idle_reason(run, previous) -> str | None:
 
 def ladder_table(ladder: Ladder, runs) -> pd.DataFrame:
     """One row per rung: the change, this run's train / validation / test accuracy, the
-    train-test gap, the test gain over the previous trained rung and McNemar's p for it,
+    train-test gap, the test gain over the previous trained rung and McNemar's p for it
+    (the first seeds' runs). With several seeds (``ladder run --seeds``) ``test`` and
+    ``gain`` are means over the rung's seeds, ``n`` and ``test_sd`` say how many and how
+    far apart, and ``gain_low`` / ``gain_high`` bound the gain (95%, a bootstrap over test
+    images and seeds: ``seeds.bootstrap_difference``);
     why a callback rung scored exactly as the one before (``idle``, idle_reason),
     epochs and minutes, and the write-up's figures (``reported_*``)."""
-    found = rung_runs(ladder, runs)
-    rows, previous = [], None
+    from cifar_core import seeds
+
+    members = rung_members(ladder, runs)
+    rows, previous, previous_group = [], None, None
     for index, rung in enumerate(ladder.rungs):
-        run = found.get(index)
+        group = members.get(index)
+        run = group[0] if group else None
         reported = dict(zip(("reported_train", "reported_val", "reported_test"), rung.reported))
         row = {"rung": index + 1, "slug": rung.slug, "change": rung.change, "run_id": None, **reported}
         if run is not None:
             m = run.metrics
+            tests = np.array([r.metrics["test"]["accuracy"] for r in group])
             row.update(
                 run_id=run.run_id,
+                n=len(group),
                 train=m["train"]["accuracy"],
                 val=m["val"]["accuracy"],
-                test=m["test"]["accuracy"],
+                test=float(tests.mean()),
+                test_sd=float(tests.std(ddof=1)) if len(group) > 1 else None,
                 macro_f1=m["test"]["macro_f1"],
                 epochs=m["epochs_run"],
                 minutes=m["train_time_s"] / 60,
                 params=m["params"],
             )
-            row["gap"] = row["train"] - row["test"]
+            row["gap"] = row["train"] - m["test"]["accuracy"]
             if previous is not None:
                 gained, lost, p = mcnemar(correct_on_test(previous), correct_on_test(run))
                 row.update(
-                    gain=row["test"] - previous.metrics["test"]["accuracy"],
+                    gain=row["test"]
+                    - float(np.mean([r.metrics["test"]["accuracy"] for r in previous_group])),
                     gained=gained,
                     lost=lost,
                     p_value=p,
                     idle=idle_reason(run, previous),
                 )
-            previous = run
+                if len(group) > 1 or len(previous_group) > 1:  # the step's gain over seeds and images
+                    before, after = seeds.Group("", previous_group), seeds.Group("", group)
+                    if before.correct().shape[1] == after.correct().shape[1]:
+                        interval = seeds.bootstrap_difference(before.correct(), after.correct())
+                        row.update(gain_low=interval["low"], gain_high=interval["high"])
+            previous, previous_group = run, group
         rows.append(row)
-    columns = ["rung", "slug", "change", "run_id", "train", "val", "test", "gap", "gain", "p_value"]
+    columns = ["rung", "slug", "change", "run_id", "n", "train", "val", "test", "test_sd", "gap", "gain"]
+    columns += ["gain_low", "gain_high", "p_value"]
     columns += ["gained", "lost", "idle", "macro_f1", "epochs", "minutes", "params"]
     columns += ["reported_train", "reported_val", "reported_test"]
     return pd.DataFrame(rows).reindex(columns=columns)

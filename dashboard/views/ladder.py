@@ -15,6 +15,11 @@ NOISE = 0.05  # McNemar p at or above this: the change reads as noise
 def gain_label(row) -> str:
     if pd.isna(row["gain"]):
         return ""
+    if "gain_low" in row and pd.notna(row.get("gain_low")):  # several seeds: the gain's interval
+        real = row["gain_low"] > 0 or row["gain_high"] < 0
+        low, high = row["gain_low"] * 100, row["gain_high"] * 100
+        verdict = "real" if real else "noise"
+        return f"{row['gain'] * 100:+.1f} pts (95% {low:+.1f} to {high:+.1f}, n = {int(row['n'])}, {verdict})"
     verdict = "noise" if row["p_value"] >= NOISE else "real"
     return f"{row['gain'] * 100:+.1f} pts (p={row['p_value']:.2g}, {verdict})"
 
@@ -139,7 +144,10 @@ else:
     event = st.plotly_chart(step_chart(table), width="stretch", key="ladder_steps", on_select="rerun")
     st.caption(
         f"Gains are in test accuracy over the rung before, with McNemar's exact test on the same "
-        f"test images: p >= {NOISE} reads as noise. Click a point to open its rung below."
+        f"test images: p >= {NOISE} reads as noise. Where a rung has several seeds (`ladder run "
+        "--seeds 0,1,2`), its test accuracy is their mean and its gain has a 95% interval (a "
+        "bootstrap over test images and seeds): an interval that includes 0 reads as noise. "
+        "Click a point to open its rung below."
     )
     shown = table.assign(gain_note=table.apply(gain_label, axis=1))[
         [
