@@ -7,8 +7,9 @@ Each try starts a fresh ``streamlit run dashboard/app.py`` (headless Chromium fr
 - **leaderboard**: seconds until the Leaderboard's table is drawn (first visit to ``/``);
 - then, on a second fresh server, **classify box**: seconds until the Classify page's upload
   box appears (first visit to ``/classify``); **all answers**: seconds from uploading a photo
-  as soon as the box is there until every model with a model file has answered; **warm**:
-  seconds from uploading a second photo until its answers are drawn.
+  as soon as the box is there until every model has answered (no model still loading);
+  **warm**: seconds from uploading a second photo until its answers are drawn, and **warm
+  server**: the server's own time for that answer (the page's caption).
 Prints one line per try and the medians, with the CPU. Needs playwright (requirements-dev).
 The models' exports must already be on this machine for the exported path (``python -m
 cifar_core export --all``); without them the first visit exports them (once).
@@ -17,6 +18,7 @@ cifar_core export --all``); without them the first visit exports them (once).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -42,23 +44,31 @@ def _idle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=180_000)
 
 
-def _answers(page, n: int, name: str, timeout_s: float = 180) -> float:
-    """Seconds until the verdict for photo ``name`` counts ``n`` models."""
+def _answers(page, name: str, timeout_s: float = 180) -> tuple[float, str]:
+    """Seconds until photo ``name`` has every model's answer: its verdict is drawn and no
+    model is still loading; and the verdict ("11/12 models say cat")."""
     start = time.perf_counter()
+    try:  # the upload's script run starts (its answers are not drawn before it ends)
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=10_000)
+    except Exception:  # noqa: BLE001 -- already over: the condition below still holds
+        pass
     page.wait_for_function(
-        """([n, name]) => [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
-            .some(e => new RegExp('^\\\\d+/' + n + ' models say').test(e.innerText))
-            && document.body.innerText.includes(name)""",
-        arg=[n, name],
+        """(name) => document.querySelector('[data-testid="stApp"]').dataset.testScriptState !== 'running'
+            && document.body.innerText.includes(name)
+            && !document.body.innerText.includes('Still loading')
+            && [...document.querySelectorAll('[data-testid="stMarkdownContainer"]')]
+               .some(e => /^\\d+\\/\\d+ models say/.test(e.innerText))""",
+        arg=name,
         timeout=timeout_s * 1000,
     )
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    verdict = page.get_by_text(re.compile(r"^\d+/\d+ models say")).last.inner_text()
+    return seconds, verdict
 
 
 def one_try(root: Path, photos: list[Path], logs: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
-    n = models_with_files(root)
     out = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -75,11 +85,15 @@ def one_try(root: Path, photos: list[Path], logs: Path) -> dict:
             box = page.locator('input[type="file"]')
             box.wait_for(state="attached", timeout=180_000)
             out["classify box"] = time.perf_counter() - start
+            start = time.perf_counter()
             box.set_input_files(str(photos[0]))
-            out["all answers"] = _answers(page, n, photos[0].name)
+            out["all answers"], verdict = _answers(page, photos[0].name)
             _idle(page)
             page.locator('input[type="file"]').set_input_files(str(photos[1]))
-            out["warm"] = _answers(page, n, photos[1].name)
+            out["warm"], _ = _answers(page, photos[1].name)
+            server = page.get_by_text(re.compile("^Server time for this answer")).last.inner_text()
+            out["warm server"] = float(re.search(r"([\d.]+) s", server).group(1))
+            print(f"  {photos[0].name}: {verdict}; {photos[1].name}: {server}", flush=True)
         browser.close()
     return out
 

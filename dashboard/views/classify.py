@@ -6,7 +6,6 @@ from pathlib import Path
 import common
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from cifar_core.errors import ImageError, ModelLoadError
@@ -87,6 +86,8 @@ def show(
     why: str | None = None,
     loading: list[str] = (),
 ) -> None:
+    import plotly.graph_objects as go  # on an answer only: the first visit needs none
+
     left, right = st.columns([1, 3])
     left.image(image, caption=title, width="stretch")
     left.image(pixels, caption="what the models see (32x32)", width="stretch")

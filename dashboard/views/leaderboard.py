@@ -3,8 +3,6 @@
 import common
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from cifar_core import report
@@ -123,6 +121,8 @@ def table(frame: pd.DataFrame) -> None:
 
 
 def bar_charts(frame: pd.DataFrame) -> None:
+    import plotly.express as px  # here, not at the top: the table a first visit shows needs no plotly
+
     left, right = st.columns(2)
     for column, metric, title in ((left, "test_acc", "Test accuracy"), (right, "macro_f1", "Macro F1")):
         ranked = frame.sort_values(metric)
@@ -151,6 +151,9 @@ def _flops(run) -> float:
 
 
 def cost_scatter(frame: pd.DataFrame) -> None:
+    import plotly.express as px
+    import plotly.graph_objects as go
+
     cost_label = st.radio("Cost axis", list(COSTS), horizontal=True, key="lb_cost")
     x = COSTS[cost_label]
     if x == "flops":  # counted by the engine per model, once per server
