@@ -8,8 +8,9 @@ Each try starts a fresh ``streamlit run dashboard/app.py`` (headless Chromium fr
 - then, on a second fresh server, **classify box**: seconds until the Classify page's upload
   box appears (first visit to ``/classify``); **all answers**: seconds from uploading a photo
   as soon as the box is there until every model has answered (no model still loading);
-  **warm**: seconds from uploading a second photo until its answers are drawn, and **warm
-  server**: the server's own time for that answer (the page's caption).
+  **warm**: a second visitor on that server (the models loaded) uploads another photo:
+  seconds until its answers are drawn, and **warm server**: the server's own time for that
+  answer (the page's caption).
 Prints one line per try and the medians, with the CPU. Needs playwright (requirements-dev).
 The models' exports must already be on this machine for the exported path (``python -m
 cifar_core export --all``); without them the first visit exports them (once).
@@ -88,6 +89,11 @@ def one_try(root: Path, photos: list[Path], logs: Path) -> dict:
             start = time.perf_counter()
             box.set_input_files(str(photos[0]))
             out["all answers"], verdict = _answers(page, photos[0].name)
+            _idle(page)
+            # Warm: a second visitor on the same server (models loaded), one photo.
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{url}/classify")
+            page.locator('input[type="file"]').wait_for(state="attached", timeout=180_000)
             _idle(page)
             page.locator('input[type="file"]').set_input_files(str(photos[1]))
             out["warm"], _ = _answers(page, photos[1].name)
