@@ -78,7 +78,32 @@ def _custom_layers(file: Path) -> dict:
     }
 
 
-class Predictor:
+class _Batched:
+    """What every predictor does with a batch of images: uint8 (N, H, W, C) in, float32
+    probabilities out, through ``_run`` in chunks of ``batch_size``."""
+
+    batch_size: int
+    input_dtype: type
+    input_shape: tuple
+
+    def _run(self, chunk: np.ndarray):
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.input_dtype)
+        parts = [
+            np.asarray(self._run(x[i : i + self.batch_size]), dtype=np.float32)
+            for i in range(0, len(x), self.batch_size)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def warm(self):
+        """Run once on one blank image, so the next call is inference only."""
+        self(np.zeros((1, *self.input_shape), self.input_dtype))
+        return self
+
+
+class Predictor(_Batched):
     """A model's one compiled inference call: uint8 images (N, H, W, C) in, float32 out.
 
     One ``tf.function`` of ``model(x, training=False)``, traced once for a batch-free input
@@ -99,21 +124,15 @@ class Predictor:
         self.input_dtype = spec.dtype.as_numpy_dtype
         self.input_shape = tuple(model.input_shape[1:])
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=self.input_dtype)
-        parts = [
-            np.asarray(self._call(x[i : i + self.batch_size]), dtype=np.float32)
-            for i in range(0, len(x), self.batch_size)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def _run(self, chunk: np.ndarray):
+        return self._call(chunk)
 
     def warm(self) -> Predictor:
         """Trace and run once (about 1 s for Lite0 here), so the next call is inference only."""
-        self(np.zeros((1, *self.input_shape), self.input_dtype))
-        return self
+        return super().warm()
 
 
-class OnnxPredictor:
+class OnnxPredictor(_Batched):
     """An exported model (``exports.py``) served by ONNX Runtime: the ``Predictor``
     interface (uint8 images (N, H, W, C) in, float32 probabilities out, in chunks of
     ``batch_size``) without TensorFlow. ``model`` is None: gradients and features need the
@@ -137,17 +156,8 @@ class OnnxPredictor:
         self.input_shape = tuple(spec.shape[1:])
         self.input_dtype = np.uint8 if spec.type == "tensor(uint8)" else np.float32
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=self.input_dtype)
-        parts = [
-            np.asarray(self._session.run(None, {self._input: x[i : i + self.batch_size]})[0], np.float32)
-            for i in range(0, len(x), self.batch_size)
-        ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def warm(self) -> OnnxPredictor:
-        self(np.zeros((1, *self.input_shape), self.input_dtype))
-        return self
+    def _run(self, chunk: np.ndarray):
+        return self._session.run(None, {self._input: chunk})[0]
 
 
 def as_predictor(model):
@@ -182,9 +192,9 @@ class PredictorPool:
 
     def _load(self, path: str, code: tuple[Path, ...]):
         if self.exported:
-            from cifar_core import exports
+            from cifar_core.artifacts.exported import find_export
 
-            found = exports.find_export(path)
+            found = find_export(path)
             if found is None and self.exporter is not None and self.exporter.running():
                 found = self.exporter.wait(Path(path))
             reason = "it has no checked export (python -m cifar_core export)"

@@ -71,17 +71,8 @@ LABELS = {
     "test_acc_max": "Max acc",
     "test_acc_sd": "SD acc",
 }
-PERCENT_COLUMNS = (
-    "test_acc",
-    "top3_acc",
-    "train_acc",
-    "val_acc",
-    "gap",
-    "test_acc_sd",
-    "test_acc_min",
-    "test_acc_max",
-    "spread",
-)
+GROUP_PERCENT = ("test_acc_sd", "test_acc_min", "test_acc_max", "spread")  # groups_table's
+PERCENT_COLUMNS = ("test_acc", "top3_acc", "train_acc", "val_acc", "gap", *GROUP_PERCENT)
 README_COLUMNS = (
     "model",
     "family",
@@ -172,13 +163,13 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
 
 
 def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
-    """One row per seed group (``seeds.group_runs``), best mean test accuracy first: the
-    first seed's row (its run, model, cost) with the group's test accuracy and macro F1 as
-    means over its seeds, plus ``n``, ``seeds``, the accuracy's SD and min-max, and
-    ``spread``: the SD over seeds, or for a single run its binomial standard error, with
-    ``spread_kind`` saying which."""
+    """One row per seed group (``seeds.group_runs``), best mean test accuracy first: the first
+    seed's row with the group's mean test accuracy and macro F1, ``n``, ``seeds``, the SD and
+    min-max, and ``spread`` (SD over seeds; one run: binomial SE; ``spread_kind`` says)."""
     from cifar_core import seeds
 
+    if not runs:
+        return pd.DataFrame()
     frame = runs_table(runs).set_index("run")
     rows = []
     for group in seeds.group_runs(runs):

@@ -74,6 +74,7 @@ def test_inference_speed_is_timed_for_every_zoo_run_through_the_predictor(capsys
     assert "3 models: batch-1 latencies sum to" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~33 s; the recorder itself is tested in test_tracking.py
 def test_the_recorder_benchmark_times_plain_and_recorded_fits_and_finish(capsys, image_folder):
     argv = [
         "benchmark",

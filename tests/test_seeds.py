@@ -59,6 +59,7 @@ def fake_group(accuracies, n_images=4000, seed=0, shared=None):
         y_true = np.zeros(n_images, dtype=int)
         run = type("R", (), {})()
         run.run_id, run.label = f"r{seed}-{k}", f"model{seed}"
+        run.base_label = run.label
         run.manifest = {"seed": k, "config": {}}
         run.predictions = {"y_true": y_true, "y_pred": np.where(correct, 0, 1)}
         run.metrics = {"test": {"accuracy": float(correct.mean())}}

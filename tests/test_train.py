@@ -217,6 +217,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # ~36 s; the mirrored strategy's test stays in the default run
 def test_multiworker_strategy_with_two_local_workers(tmp_path, image_folder):
     root = tmp_path / "art"
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]

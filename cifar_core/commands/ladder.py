@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cifar_core.commands.options import add_common
+from cifar_core.commands.options import add_common, parse_seeds
 
 
 def register(sub) -> None:
@@ -28,8 +28,6 @@ def register(sub) -> None:
     )
     p.add_argument("--val-size", type=int, default=None, help="validation images (default: as every run)")
     p.add_argument("--train-limit", type=int, default=None, help="train on at most this many images")
-    from cifar_core.commands.train import parse_seeds
-
     p.add_argument(
         "--seeds",
         type=parse_seeds,

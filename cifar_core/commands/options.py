@@ -78,3 +78,15 @@ def prepare_runtime(args: argparse.Namespace) -> None:
         from cifar_core.runtime import split_cpu
 
         split_cpu(args.logical_cpus)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: seeds are integers separated by commas, e.g. 0,1,2"
+        ) from None
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
+    return values

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from cifar_core.commands import export
-from cifar_core.commands.options import EPILOG, add_common, add_train_options, overrides, prepare_runtime
+from cifar_core.commands.export import after_training
+from cifar_core.commands.options import (
+    EPILOG,
+    add_common,
+    add_train_options,
+    overrides,
+    parse_seeds,
+    prepare_runtime,
+)
 
 
 def register(sub) -> None:
@@ -54,18 +61,6 @@ def add_seeds(parser) -> None:
         "seed's run is stored in full, the others lean (no model file, no map, mistakes-only "
         "thumbnails); finished seeds are kept",
     )
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: seeds are integers separated by commas, e.g. 0,1,2"
-        ) from None
-    if not values or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds, e.g. 0,1,2")
-    return values
 
 
 def seed_plan(args) -> list[tuple[int | None, bool]]:
@@ -135,7 +130,7 @@ def train(args: argparse.Namespace) -> int:
             this, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
         )
         if not args.no_export and not lean:  # your builder file has just run: its layers load
-            export.after_training(args.artifacts_dir, path, trust_code=is_builder_ref(this.model))
+            after_training(args.artifacts_dir, path, trust_code=is_builder_ref(this.model))
     return 0
 
 
@@ -181,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
                 config, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
             )
             if not args.no_export and not lean:
-                export.after_training(args.artifacts_dir, path, trust_code=is_builder_ref(config.model))
+                after_training(args.artifacts_dir, path, trust_code=is_builder_ref(config.model))
     return 0
