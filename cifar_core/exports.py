@@ -103,16 +103,12 @@ def _timed(predict, x: np.ndarray) -> tuple[np.ndarray, float]:
     return out, (time.perf_counter() - start) * 1000 / len(x)
 
 
-def _batch1_ms(predict, image: np.ndarray, repeats: int = 20) -> float:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        predict(image[None])
-    return (time.perf_counter() - start) * 1000 / repeats
-
-
 def parity(keras_predict, export_predict, x: np.ndarray) -> dict:
     """How far the export's probabilities are from the Keras model's on images ``x``
-    (max absolute difference, top-1 agreement) and the latency of both."""
+    (max absolute difference, top-1 agreement) and the latency of both (batch 1: the
+    engine's ``evaluate.latency_ms_per_image``, the median of 30 calls)."""
+    from cifar_core.evaluate import latency_ms_per_image
+
     reference, keras_ms = _timed(keras_predict, x)
     exported, export_ms = _timed(export_predict, x)
     return {
@@ -121,8 +117,8 @@ def parity(keras_predict, export_predict, x: np.ndarray) -> dict:
         "top1_agreement": float((reference.argmax(1) == exported.argmax(1)).mean()),
         "keras_ms_per_image": round(keras_ms, 4),
         "export_ms_per_image": round(export_ms, 4),
-        "keras_ms_batch1": round(_batch1_ms(keras_predict, x[0]), 3),
-        "export_ms_batch1": round(_batch1_ms(export_predict, x[0]), 3),
+        "keras_ms_batch1": round(latency_ms_per_image(keras_predict, x[0]), 3),
+        "export_ms_batch1": round(latency_ms_per_image(export_predict, x[0]), 3),
     }
 
 
