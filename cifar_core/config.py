@@ -37,6 +37,9 @@ class AugmentConfig:
         return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0
 
 
+# AirbenchMuon's arguments that ``optimizer_args`` may set (the rest come from the config).
+MUON_ARGS = frozenset({"bias_lr", "head_lr", "sgd_momentum", "ns_steps"})
+
 NO_AUGMENT = {"flip": False, "translate": 0, "rotation": 0.0, "zoom": 0.0}
 
 
@@ -53,25 +56,36 @@ class TrainConfig:
     model: str
     epochs: int = _opt(30, "maximum epochs (early stopping may end sooner)")
     batch_size: int = _opt(128, "images per step")
-    optimizer: str = _opt("adam", "optimizer", choices=("adam", "adamw", "sgd"))
+    optimizer: str = _opt(
+        "adam",
+        "optimizer (muon: airbench94_muon's Muon on conv filters + Nesterov SGD on the rest, "
+        "cifar_core.muon; --lr is Muon's rate, the others are optimizer_args)",
+        choices=("adam", "adamw", "sgd", "muon"),
+    )
     learning_rate: float = _opt(
         1e-3, "(peak) learning rate for cosine / one_cycle", flags=("--learning-rate", "--lr")
     )
-    momentum: float = 0.9  # SGD only
+    momentum: float = 0.9  # SGD; muon: Muon's momentum on the conv filters
     nesterov: bool = True  # SGD only
     lr_schedule: str = _opt(
         "plateau",
-        "plateau: ReduceLROnPlateau on val_loss; cosine / one_cycle: per step",
-        choices=("constant", "plateau", "cosine", "one_cycle"),
+        "plateau: ReduceLROnPlateau on val_loss; cosine / one_cycle / linear (to 0): per step",
+        choices=("constant", "plateau", "cosine", "one_cycle", "linear"),
     )
     warmup_fraction: float = 0.25  # one_cycle: share of steps spent rising to the peak
     lr_start_factor: float = 0.1  # one_cycle: the first step's LR as a fraction of the peak
     lr_end_factor: float = 0.01  # one_cycle: the last step's LR as a fraction of the peak
     plateau_factor: float = 0.5  # plateau: multiply the LR by this ...
     plateau_patience: int = 3  # ... after this many epochs without val_loss improving
-    weight_decay: float = _opt(0.0, "decoupled weight decay (AdamW, SGD), per step, times the LR")
+    weight_decay: float = _opt(
+        0.0,
+        "decoupled weight decay (AdamW, SGD), per step, times the LR; muon: the recipe's "
+        "summed-loss decay of its SGD groups (2e-6 x batch)",
+    )
     label_smoothing: float = _opt(0.0, "label smoothing in [0, 1)")
     bias_lr_scale: float = 1.0  # SGD: BatchNorm shifts (beta) learn this many times faster (airbench: 64)
+    # muon only: AirbenchMuon's other arguments (bias_lr, head_lr, sgd_momentum, ns_steps)
+    optimizer_args: dict[str, Any] = field(default_factory=dict)
     lookahead: bool = False  # airbench's lookahead: every 5 steps pull weights towards a slow average
     # layer name -> epochs it trains for; frozen after that (airbench's whitening bias: 3)
     freeze_after: dict[str, int] = field(default_factory=dict)
@@ -136,6 +150,19 @@ class TrainConfig:
                 self.bias_lr_scale == 1 or self.optimizer == "sgd",
                 "bias_lr_scale needs optimizer 'sgd'",
             ),
+            (
+                self.optimizer != "muon" or self.lr_schedule == "linear",
+                "optimizer 'muon' decays every group linearly to 0: needs lr_schedule 'linear'",
+            ),
+            (
+                not self.optimizer_args or self.optimizer == "muon",
+                "optimizer_args are for optimizer 'muon'",
+            ),
+            (
+                set(self.optimizer_args) <= MUON_ARGS,
+                f"optimizer_args: unknown keys {sorted(set(self.optimizer_args) - MUON_ARGS)} "
+                f"(allowed: {', '.join(sorted(MUON_ARGS))})",
+            ),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must be >= 0"),
             (
                 all(isinstance(n, int) and n >= 1 for n in self.freeze_after.values()),
@@ -170,7 +197,8 @@ class TrainConfig:
     ) -> "TrainConfig":
         """The model's registered preset, with ``overrides`` (None values ignored; ``augment``
         merged key by key, any other field replaced) and then ``--set`` ``settings`` on top
-        (``augment.X``, ``model_args.X``, ``freeze_after.X`` change one key of the dict)."""
+        (``augment.X``, ``model_args.X``, ``optimizer_args.X``, ``freeze_after.X`` change one
+        key of the dict)."""
         from cifar_core.models import get_spec
 
         values: dict[str, Any] = {
@@ -275,8 +303,10 @@ def apply_setting(overrides: dict[str, Any], setting: str) -> None:
     if sub:
         if head == "augment" and sub not in {f.name for f in dataclasses.fields(AugmentConfig)}:
             raise ConfigError(f"--set {key}: augment has no field {sub!r}")
-        if head not in ("augment", "model_args", "freeze_after"):
-            raise ConfigError(f"--set {key}: only augment, model_args and freeze_after take a sub-key")
+        if head not in ("augment", "model_args", "freeze_after", "optimizer_args"):
+            raise ConfigError(
+                f"--set {key}: only augment, model_args, optimizer_args and freeze_after take a sub-key"
+            )
         overrides[head] = {**(overrides.get(head) or {}), sub: value}
     else:
         overrides[head] = value

@@ -89,7 +89,7 @@ def fit_in(
             check_same_config(work, config, data.checksum)
             keras.utils.set_random_seed(config.seed)
             resumed = files.history_file(work).exists()
-            policy = runtime.resolve_precision(config.precision, config.model)
+            policy = runtime.resolve_precision(config.precision, config.model, config=config)
             try:
                 with runtime.dtype_policy(policy):
                     model, records = fit(

@@ -51,6 +51,7 @@ def newton_schulz(x, steps: int = 3, coefficients=NS_COEFFICIENTS, eps: float = 
     return ops.transpose(x) if tall else x
 
 
+@keras.saving.register_keras_serializable(package="cifar_core")
 class AirbenchMuon(keras.optimizers.Optimizer):
     """Muon for 4-D conv kernels, Nesterov SGD for every other trainable variable.
 
@@ -76,7 +77,10 @@ class AirbenchMuon(keras.optimizers.Optimizer):
         name: str = "airbench_muon",
         **kwargs,
     ):
-        super().__init__(learning_rate=1.0, name=name, **kwargs)
+        kwargs.pop("learning_rate", None)
+        # The base class' rate is Muon's own decaying rate: what training logs show as the LR.
+        schedule = keras.optimizers.schedules.PolynomialDecay(float(muon_lr), int(total_steps), 0.0)
+        super().__init__(learning_rate=schedule, name=name, **kwargs)
         self.total_steps = int(total_steps)
         self.whiten_steps = int(whiten_steps or total_steps)
         self.muon_lr, self.muon_momentum, self.ns_steps = float(muon_lr), float(muon_momentum), int(ns_steps)

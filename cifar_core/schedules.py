@@ -8,6 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from cifar_core.muon import AirbenchMuon
+
 
 @keras.saving.register_keras_serializable(package="cifar_core")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
@@ -70,6 +72,8 @@ def make_schedule(config, steps_per_epoch: int):
     total = max(config.epochs * steps_per_epoch, 1)
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total)
+    if config.lr_schedule == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(config.learning_rate, total, 0.0)
     if config.lr_schedule == "one_cycle":
         return OneCycle(
             config.learning_rate,
@@ -82,6 +86,8 @@ def make_schedule(config, steps_per_epoch: int):
 
 
 def make_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    if config.optimizer == "muon":
+        return make_muon(config, steps_per_epoch)
     lr = make_schedule(config, steps_per_epoch)
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
@@ -99,6 +105,23 @@ def make_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
     return keras.optimizers.Adam(lr, weight_decay=decay)
+
+
+def make_muon(config, steps_per_epoch: int) -> AirbenchMuon:
+    """airbench94_muon's optimizers: ``--lr`` and ``momentum`` are Muon's, ``weight_decay``
+    the SGD groups' summed-loss decay; the whitening bias decays over the epochs it trains
+    (``freeze_after.whiten_bias``); the mean loss is scaled back to a sum by the batch size."""
+    total = max(config.epochs * steps_per_epoch, 1)
+    whiten_epochs = config.freeze_after.get("whiten_bias", config.epochs)
+    return AirbenchMuon(
+        total_steps=total,
+        whiten_steps=max(min(whiten_epochs, config.epochs) * steps_per_epoch, 1),
+        muon_lr=config.learning_rate,
+        muon_momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        gradient_scale=float(config.batch_size),
+        **config.optimizer_args,
+    )
 
 
 def steps_per_epoch(n_images: int, batch_size: int) -> int:

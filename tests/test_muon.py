@@ -119,3 +119,66 @@ def test_keras_muon_would_not_touch_the_conv_filters():
     kernel = model.get_layer("g0_conv0").kernel
     assert optimizer._should_use_adamw(kernel)
     keras.backend.clear_session()
+
+
+def test_the_fast_preset_is_the_muon_recipe_and_its_optimizer_is_built_from_it():
+    from cifar_core.config import TrainConfig
+    from cifar_core.schedules import make_optimizer
+
+    config = TrainConfig.from_preset("fast")
+    assert (config.optimizer, config.epochs, config.batch_size, config.lookahead) == ("muon", 8, 2000, False)
+    optimizer = make_optimizer(config, steps_per_epoch=23)
+    assert isinstance(optimizer, AirbenchMuon)
+    assert (optimizer.total_steps, optimizer.whiten_steps) == (8 * 23, 3 * 23)
+    assert optimizer.gradient_scale == 2000 and optimizer.wd == pytest.approx(0.004)
+    assert (optimizer.muon_lr, optimizer.muon_momentum) == (0.24, 0.6)
+    assert (optimizer.bias_lr, optimizer.head_lr, optimizer.sgd_momentum) == (0.053, 0.67, 0.85)
+    # What training logs as the LR is Muon's own rate, decaying linearly to 0.
+    assert float(optimizer.learning_rate) == pytest.approx(0.24)
+    optimizer.iterations.assign(4 * 23)
+    assert float(optimizer.learning_rate) == pytest.approx(0.12)
+    # --set reaches the optimizer's other arguments.
+    changed = TrainConfig.from_preset("fast", ["optimizer_args.head_lr=0.5"])
+    assert make_optimizer(changed, 23).head_lr == 0.5
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["lr_schedule=one_cycle"], "needs lr_schedule 'linear'"),
+        (["optimizer_args.momentum=0.9"], "unknown keys ['momentum']"),
+        (["optimizer=sgd", "lr_schedule=one_cycle"], "optimizer_args are for optimizer 'muon'"),
+    ],
+)
+def test_a_muon_config_that_cannot_train_is_refused(settings, message):
+    from cifar_core.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        TrainConfig.from_preset("fast", settings)
+
+
+def test_the_muon_head_has_unit_weights_and_a_width_scaled_output():
+    from cifar_core.config import TrainConfig
+    from cifar_core.models import create_model
+
+    config = TrainConfig.from_preset("fast")
+    model = create_model("fast", **config.model_kwargs())
+    assert np.std(np.asarray(model.get_layer("head").kernel)) == pytest.approx(1.0, abs=0.1)
+    assert float(model.get_layer("logit_scale").scale) == pytest.approx(1 / 256)
+    old = create_model("fast")  # the builder's defaults: airbench94's head
+    assert np.std(np.asarray(old.get_layer("head").kernel)) < 0.1
+    assert float(old.get_layer("logit_scale").scale) == pytest.approx(1 / 9)
+    keras.backend.clear_session()
+
+
+def test_a_model_compiled_with_it_saves_and_loads_with_its_optimizer(tmp_path):
+    model = small_net()
+    model.compile(optimizer=AirbenchMuon(total_steps=7, whiten_steps=3, gradient_scale=8.0), loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32")
+    model.fit(x, np.zeros((8, 10), "float32"), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, AirbenchMuon)
+    assert (loaded.optimizer.total_steps, loaded.optimizer.whiten_steps) == (7, 3)
+    assert loaded.optimizer.gradient_scale == 8.0
+    keras.backend.clear_session()
