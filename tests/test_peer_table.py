@@ -1,0 +1,54 @@
+"""scripts/peer_table.py: a peer's printed table read back, beside a run's history."""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+PEER_LOG = """\
+---------------------------------------------------------------------------------
+|  run     |  epoch  |  train_acc  |  val_acc  |  tta_val_acc  |  time_seconds  |
+---------------------------------------------------------------------------------
+|       0  |      0  |     0.6305  |   0.5288  |               |      893.1488  |
+|          |      1  |     0.7485  |   0.7168  |               |     1495.2566  |
+|          |   eval  |     0.7485  |   0.7168  |       0.7301  |     1535.2566  |
+---------------------------------------------------------------------------------
+extra test set: tta 0.9044, no tta 0.8948
+test accuracy with TTA: 0.7301
+"""
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("peer_table", ROOT / "scripts" / "peer_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_peer_log_gives_each_epochs_own_seconds_and_the_final_figures():
+    rows, final = load().peer_epochs(PEER_LOG)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["val_acc"] == 0.7168 and rows[1]["seconds"] == pytest.approx(602.1078)
+    assert final["tta_val_acc"] == 0.7301 and final["tta_seconds"] == pytest.approx(40.0)
+    assert (final["extra_tta"], final["extra_no_tta"]) == (0.9044, 0.8948)
+
+
+def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
+    (tmp_path / "peer.log").write_text(PEER_LOG)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "epoch,accuracy,epoch_time_s,val_accuracy\n0,0.5,300.0,0.55\n1,0.7,280.0,0.72\n2,0.8,279.0,0.80\n"
+    )
+    script = ROOT / "scripts" / "peer_table.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "peer.log"), str(run)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "| 2 | 71.68% | 72.00% | 602 | 280 |" in lines
+    assert "| 3 |  | 80.00% |  | 279 |" in lines
+    assert "fast: 3 epochs, 859 s of training" in result.stdout
+    assert "extra test set with TTA 90.44%" in result.stdout
