@@ -164,8 +164,9 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
 
 def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
     """One row per seed group (``seeds.group_runs``), best mean test accuracy first: the first
-    seed's row with the group's mean test accuracy and macro F1, ``n``, ``seeds``, the SD and
-    min-max, and ``spread`` (SD over seeds; one run: binomial SE; ``spread_kind`` says)."""
+    seed's row with the group's means (test accuracy, macro, cat and dog F1, train time), ``n``,
+    ``seeds``, the SD and min-max, and ``spread`` (SD over seeds; one run: binomial SE;
+    ``spread_kind`` says)."""
     from cifar_core import seeds
 
     if not runs:
@@ -175,6 +176,8 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
     for group in seeds.group_runs(runs):
         acc, f1 = seeds.summary(group), seeds.summary(group, "macro_f1")
         row = frame.loc[group.first.run_id].to_dict()
+        members = frame.loc[[r.run_id for r in group.members]]
+        row.update({column: members[column].mean() for column in ("cat_f1", "dog_f1")})
         row.update(
             {
                 "run": group.first.run_id,

@@ -15,9 +15,14 @@ def test_the_readme_results_table_matches_the_committed_runs():
     assert runs and not broken
     block = report.readme_block(ROOT / "artifacts")
     assert block in readme, "README results are stale: python -m cifar_core report --readme README.md"
-    for run in (r for r in runs if not artifacts.is_ladder_run(r)):  # every zoo run, its own figures
-        assert f"| {run.label} |" in block
-        assert f"{run.metrics['test']['accuracy']:.2%}" in block
+    zoo = [r for r in runs if not artifacts.is_ladder_run(r)]
+    for _, row in report.results_frame(ROOT / "artifacts").iterrows():  # a row per seed group
+        assert f"| {row['label']} | {row['family']} |" in block
+        assert f"| {report.accuracy_text(row)} |" in block
+        members = [r for r in zoo if r.run_id in row["members"]]
+        accuracies = [r.metrics["test"]["accuracy"] for r in members]
+        assert row["test_acc"] == pytest.approx(sum(accuracies) / len(accuracies))
+    for run in zoo:  # every zoo run says how it was made
         how = "python -m cifar_core " if run.manifest["command"] else report.made_by(run)
         assert f"`{run.run_id}`: `{how}" in block
 
