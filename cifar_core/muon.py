@@ -114,7 +114,7 @@ class AirbenchMuon(keras.optimizers.Optimizer):
         buf, kind = self.buffers[index], self.groups[index]
         gradient = ops.cast(gradient, variable.dtype)
         if kind == "muon":
-            lr = self.muon_lr * self._factor(self.total_steps)
+            lr = learning_rate  # the base class' schedule: Muon's rate, decaying linearly to 0
             self.assign(buf, self.muon_momentum * buf + gradient)
             g = gradient + self.muon_momentum * buf
             # Keras kernels are (kh, kw, in, out); the recipe's rows are the out channels.
