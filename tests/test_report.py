@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 
 from cifar_core import artifacts, report
+from cifar_core import readme as blocks
 from cifar_core.fileio import write_json
 
 
@@ -13,7 +14,7 @@ def test_the_readme_results_table_matches_the_committed_runs():
     readme = (ROOT / "README.md").read_text()
     runs, broken = artifacts.load_runs(ROOT / "artifacts")
     assert runs and not broken
-    block = report.readme_block(ROOT / "artifacts")
+    block = blocks.readme_block(ROOT / "artifacts")
     assert block in readme, "README results are stale: python -m cifar_core report --readme README.md"
     zoo = [r for r in runs if not artifacts.is_ladder_run(r)]
     for _, row in report.results_frame(ROOT / "artifacts").iterrows():  # a row per seed group
@@ -31,17 +32,17 @@ def test_update_readme_rewrites_only_its_block(tmp_path, trained_run):
     root, run_id, _ = trained_run
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"# Title\n\nintro\n\n{report.README_START}\nold table\n{report.README_END}\n\n## Next\n"
+        f"# Title\n\nintro\n\n{blocks.README_START}\nold table\n{blocks.README_END}\n\n## Next\n"
     )
-    assert report.update_readme(readme, root)
+    assert blocks.update_readme(readme, root)
     text = readme.read_text()
     assert text.startswith("# Title\n\nintro\n\n") and text.endswith("\n\n## Next\n")
     assert "old table" not in text and f"`{run_id}`" in text and "| baseline_cnn | scratch |" in text
-    assert not report.update_readme(readme, root)  # idempotent
+    assert not blocks.update_readme(readme, root)  # idempotent
 
     readme.write_text("# no markers\n")
     with pytest.raises(artifacts.ArtifactError, match="no generated results block"):
-        report.update_readme(readme, root)
+        blocks.update_readme(readme, root)
     assert readme.read_text() == "# no markers\n"
 
 
@@ -52,15 +53,15 @@ def test_the_reproduce_command_leaves_out_the_machine_specific_artifacts_dir(tmp
     manifest["command"] = "python -m cifar_core run --models fast --artifacts-dir /x/art --data-dir d"
     manifest["environment"]["git_commit"] = "0123456789abcdef"
     write_json(tmp_path / "runs" / run_id / artifacts.MANIFEST, manifest)
-    assert report.reproduce_commands(tmp_path) == [
+    assert blocks.reproduce_commands(tmp_path) == [
         (run_id, "python -m cifar_core run --models fast --data-dir d", "0123456")
     ]
-    assert "--data-dir d` (code at 0123456)" in report.readme_block(tmp_path)
+    assert "--data-dir d` (code at 0123456)" in blocks.readme_block(tmp_path)
 
 
 def test_the_readme_models_table_is_the_registrys():
     readme = (ROOT / "README.md").read_text()
-    block = report.models_block()
+    block = blocks.models_block()
     assert block in readme, "README models table is stale: python -m cifar_core report --readme README.md"
     assert "64/256/256" in block  # fast's widths, as its builder and preset have them
     from cifar_core.models import list_models

@@ -164,10 +164,10 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from cifar_core import report
+    from cifar_core import readme, report
 
     if args.readme:
-        changed = report.update_readme(args.readme, args.artifacts_dir)
+        changed = readme.update_readme(args.readme, args.artifacts_dir)
         print(f"{args.readme}: generated blocks {'updated' if changed else 'already up to date'}")
         return 0
     print(report.render(args.artifacts_dir, markdown=args.markdown))
