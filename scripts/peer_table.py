@@ -2,12 +2,12 @@
 
     python scripts/peer_table.py PEER_LOG RUN_FOLDER_OR_WORK_FOLDER [--label fast]
 
-PEER_LOG is what ``airbench94_cpu.py`` or ``airbench94_muon_cpu.py`` printed when run on the
-folder ``scripts/peer_split.py`` lays out (its "test" folder is the workbench's validation
-split); the run's ``history.csv`` has the same split's ``val_accuracy`` per epoch. Prints a
-Markdown table: per epoch, each side's validation accuracy (no TTA) and the seconds that
-epoch took (the peer prints its training time so far; the run records each epoch's own),
-then each side's final figures.
+PEER_LOG is what ``airbench94_cpu.py`` or ``airbench94_muon_cpu.py`` printed (either's
+columns) when run on the folder ``scripts/peer_split.py`` lays out (its "test" folder is
+the workbench's validation split); the run's ``history.csv`` has the same split's
+``val_accuracy`` per epoch. Prints a Markdown table: per epoch, each side's validation
+accuracy (no TTA) and the seconds that epoch took (the peer prints its training time so
+far; the run records each epoch's own), then each side's final figures.
 """
 
 from __future__ import annotations
@@ -19,21 +19,31 @@ from pathlib import Path
 
 
 def peer_epochs(log: str) -> tuple[list[dict], dict]:
-    """(rows of epoch, train_acc, val_acc, seconds for that epoch), final figures."""
-    rows, final, previous = [], {}, 0.0
+    """(rows of epoch, train_acc, val_acc, seconds for that epoch), final figures. The
+    columns are found by the header's names: airbench94 prints a train_loss column and
+    total_time_seconds, airbench94_muon neither of the first and time_seconds."""
+    rows, final, previous, columns = [], {}, 0.0, None
     for line in log.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 6 or not re.fullmatch(r"\d+|eval", cells[1] or ""):
+        if "epoch" in cells and "val_acc" in cells:
+            columns = {name: i for i, name in enumerate(cells)}
+            time_column = next(i for name, i in columns.items() if name.endswith("time_seconds"))
             continue
-        total = float(cells[5])
-        if cells[1] == "eval":
-            final = {"tta_val_acc": float(cells[4]), "seconds": total, "tta_seconds": total - previous}
+        if columns is None or len(cells) != len(columns):
+            continue
+        epoch = cells[columns["epoch"]]
+        if not re.fullmatch(r"\d+|eval", epoch):
+            continue
+        total = float(cells[time_column])
+        if epoch == "eval":
+            tta = float(cells[columns["tta_val_acc"]])
+            final = {"tta_val_acc": tta, "seconds": total, "tta_seconds": total - previous}
             continue
         rows.append(
             {
-                "epoch": int(cells[1]) + 1,
-                "train_acc": float(cells[2]),
-                "val_acc": float(cells[3]),
+                "epoch": int(epoch) + 1,
+                "train_acc": float(cells[columns["train_acc"]]),
+                "val_acc": float(cells[columns["val_acc"]]),
                 "seconds": total - previous,
             }
         )

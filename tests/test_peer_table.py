@@ -19,6 +19,17 @@ extra test set: tta 0.9044, no tta 0.8948
 test accuracy with TTA: 0.7301
 """
 
+# airbench94 prints a train_loss column and the time as total_time_seconds; its last epoch is a partial one.
+AIRBENCH94_LOG = """\
+------------------------------------------------------------------------------------------------------
+|  run     |  epoch  |  train_loss  |  train_acc  |  val_acc  |  tta_val_acc  |  total_time_seconds  |
+------------------------------------------------------------------------------------------------------
+|       0  |      0  |      1.4954  |     0.6514  |   0.6168  |               |            383.8896  |
+|          |      1  |      1.1002  |     0.7812  |   0.7452  |               |            760.0000  |
+|          |   eval  |      1.1002  |     0.7812  |   0.7452  |       0.7600  |            790.5000  |
+------------------------------------------------------------------------------------------------------
+"""
+
 
 def load():
     spec = importlib.util.spec_from_file_location("peer_table", ROOT / "scripts" / "peer_table.py")
@@ -33,6 +44,14 @@ def test_the_peer_log_gives_each_epochs_own_seconds_and_the_final_figures():
     assert rows[1]["val_acc"] == 0.7168 and rows[1]["seconds"] == pytest.approx(602.1078)
     assert final["tta_val_acc"] == 0.7301 and final["tta_seconds"] == pytest.approx(40.0)
     assert (final["extra_tta"], final["extra_no_tta"]) == (0.9044, 0.8948)
+
+
+def test_airbench94s_columns_are_found_by_their_names():
+    rows, final = load().peer_epochs(AIRBENCH94_LOG)
+    got = [(r["epoch"], r["train_acc"], r["val_acc"]) for r in rows]
+    assert got == [(1, 0.6514, 0.6168), (2, 0.7812, 0.7452)]
+    assert rows[1]["seconds"] == pytest.approx(760.0 - 383.8896)
+    assert final["tta_val_acc"] == 0.76 and final["tta_seconds"] == pytest.approx(30.5)
 
 
 def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
