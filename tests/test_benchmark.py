@@ -91,3 +91,11 @@ def test_the_recorder_benchmark_times_plain_and_recorded_fits_and_finish(capsys,
     assert r["model"] == "cnn_bn" and 0 < r["images"] <= 200 and r["epochs"] == 1
     assert all(s > 0 for s in r["plain_s"]) and r["recorded_s"] > 0 and r["finish_s"] > 0
     assert r["overhead"] == r["recorded_s"] / (sum(r["plain_s"]) / 2) - 1
+
+
+def test_the_default_precisions_leave_out_bfloat16_where_the_cpu_would_emulate_it():
+    from cifar_core.commands.benchmark import default_precisions
+
+    assert default_precisions("none") == "float32"  # AVX2, or AVX-512 without BF16
+    assert default_precisions("avx512_bf16") == "float32,mixed_bfloat16"
+    assert default_precisions("amx_bf16") == "float32,mixed_bfloat16"

@@ -70,7 +70,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("--models", help="comma-separated names (default: the reference zoo, as run --all)")
     p.add_argument("--steps", type=int, default=8, help="timed training steps per precision")
-    p.add_argument("--precisions", default="float32,mixed_bfloat16", help="comma-separated")
+    help = "comma-separated (default: float32, and mixed_bfloat16 where the CPU has bfloat16 instructions)"
+    p.add_argument("--precisions", help=help)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
     p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
@@ -90,10 +91,18 @@ def add_arguments(p) -> None:
     p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
 
 
+def default_precisions(kind: str | None = None) -> str:
+    """float32 everywhere; bfloat16 beside it only where the CPU runs it natively: an
+    emulated bfloat16 step (AVX2, AVX-512 without BF16) is many times slower and says nothing."""
+    from cifar_core import runtime
+
+    return "float32" if (kind or runtime.cpu_kind()) == "none" else "float32,mixed_bfloat16"
+
+
 def main(args: argparse.Namespace) -> int:
     from cifar_core.benchmark import measure
 
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    precisions = [p.strip() for p in (args.precisions or default_precisions()).split(",") if p.strip()]
     settings = list(args.settings or [])
     if args.saliency:
         return _saliency(args)

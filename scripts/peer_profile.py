@@ -1,0 +1,100 @@
+"""Where the Muon peer's training step goes: forward + backward time per layer, in PyTorch.
+
+    /tmp/peer-venv/bin/python scripts/peer_profile.py [--batch 2000] [--repeats 5]
+
+The counterpart of ``python -m cifar_core benchmark --models fast --profile`` (``stepprofile``)
+for ``../shared/peers/airbench94_muon_cpu.py``'s net, measured the same way: each layer on
+its own, in training mode, on a batch of the shape it sees in the net (random values, the
+peer's ``channels_last`` layout), forward, a sum-of-squares loss, gradients with respect to
+its input and its weights, best of ``repeats``. Run it with the peer's virtual environment
+(it needs PyTorch, which the project does not), on the machine and in the sitting of the
+benchmark it is compared with. A tool, never a dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "airbench94_muon_cpu.py"
+
+
+def load_peer(path: Path):
+    argv, sys.argv = sys.argv, [str(path)]  # the peer reads its data folders from argv at import
+    try:
+        spec = importlib.util.spec_from_file_location("airbench94_muon_cpu", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.argv = argv
+    return module
+
+
+def layer_calls(net, torch, batch: int) -> list[tuple[str, object, tuple]]:
+    """(name, module, input shape) of every leaf module call of one forward pass, in order."""
+    names = {module: name for name, module in net.named_modules()}
+    calls, hooks = [], []
+    for module in net.modules():
+        if not list(module.children()):
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, inputs, output: calls.append((names[m], m, tuple(inputs[0].shape)))
+                )
+            )
+    with torch.no_grad():
+        net(torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last))
+    for hook in hooks:
+        hook.remove()
+    return calls
+
+
+def time_layer(module, shape, torch, repeats: int) -> float:
+    x = torch.randn(shape)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    best = float("inf")
+    for i in range(repeats + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        y = module(x)
+        loss = (y.float() ** 2).sum()
+        weights = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        torch.autograd.grad(loss, [x, *weights])
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peer", type=Path, default=PEER)
+    args = parser.parse_args()
+    import torch
+
+    peer = load_peer(args.peer)
+    torch.manual_seed(0)
+    net = peer.CifarNet().to(memory_format=torch.channels_last)
+    net.train()
+    rows = []
+    # the peer calls its whitening conv functionally (F.conv2d), so no hook sees it: time it first
+    calls = [("whiten", net.whiten, (args.batch, 3, 32, 32)), *layer_calls(net, torch, args.batch)]
+    for name, module, shape in calls:
+        ms = time_layer(module, shape, torch, args.repeats)
+        rows.append((name, type(module).__name__, "x".join(map(str, shape[1:])), ms))
+    total = sum(r[3] for r in rows)
+    print(
+        f"airbench94_muon, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}"
+    )
+    print(f"{'layer':<20}{'type':<12}{'input':>12}{'ms/batch':>10}{'share':>7}")
+    for name, kind, shape, ms in rows:
+        print(f"{name:<20}{kind:<12}{shape:>12}{ms:>10.1f}{ms / total:>7.1%}")
+    print(f"{'sum of layers':<44}{total:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
