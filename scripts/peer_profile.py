@@ -9,6 +9,10 @@ peer's ``channels_last`` layout), forward, a sum-of-squares loss, gradients with
 its input and its weights, best of ``repeats``. Run it with the peer's virtual environment
 (it needs PyTorch, which the project does not), on the machine and in the sitting of the
 benchmark it is compared with. A tool, never a dependency.
+
+It ends with a full training step as the peer takes it (forward, summed cross-entropy with
+label smoothing 0.2, backward, the Nesterov SGD groups and Muon), median of ``--steps``:
+the counterpart of the benchmark's "measured full train step".
 """
 
 from __future__ import annotations
@@ -68,10 +72,41 @@ def time_layer(module, shape, torch, repeats: int) -> float:
     return best * 1000
 
 
+def full_step_seconds(peer, net, torch, batch: int, steps: int) -> list[tuple[float, float]]:
+    """(seconds per training step, of which the optimizers' steps) of the peer's recipe on
+    random images (a first step is a warm-up). Its Muon orthogonalises in bfloat16, which a
+    CPU without bfloat16 instructions emulates: the second figure shows what that costs."""
+    import torch.nn.functional as F
+
+    wd = 2e-6 * batch
+    filters = [p for p in net.parameters() if len(p.shape) == 4 and p.requires_grad]
+    biases = [p for n, p in net.named_parameters() if "norm" in n and p.requires_grad]
+    groups = [
+        dict(params=[net.whiten.bias], lr=0.053, weight_decay=wd / 0.053),
+        dict(params=biases, lr=0.053, weight_decay=wd / 0.053),
+        dict(params=[net.head.weight], lr=0.67, weight_decay=wd / 0.67),
+    ]
+    sgd = torch.optim.SGD(groups, momentum=0.85, nesterov=True)
+    optimizers = [sgd, peer.Muon(filters, lr=0.24, momentum=0.6)]
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        F.cross_entropy(net(x), y, label_smoothing=0.2, reduction="sum").backward()
+        backward = time.perf_counter()
+        for optimizer in optimizers:
+            optimizer.step()
+        net.zero_grad(set_to_none=True)
+        times.append((time.perf_counter() - start, time.perf_counter() - backward))
+    return times[1:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4, help="timed full training steps")
     parser.add_argument("--peer", type=Path, default=PEER)
     args = parser.parse_args()
     import torch
@@ -94,6 +129,10 @@ def main() -> None:
     for name, kind, shape, ms in rows:
         print(f"{name:<20}{kind:<12}{shape:>12}{ms:>10.1f}{ms / total:>7.1%}")
     print(f"{'sum of layers':<44}{total:>10.1f}")
+    times = sorted(full_step_seconds(peer, net, torch, args.batch, args.steps))
+    median, optimizers = times[len(times) // 2]
+    print(f"{'measured full train step':<44}{median * 1000:>10.1f}   ({args.batch / median:.1f} images/s)")
+    print(f"{'  of which the optimizers (SGD, Muon)':<44}{optimizers * 1000:>10.1f}")
 
 
 if __name__ == "__main__":
