@@ -16,7 +16,8 @@ from cifar_core.schedules import FreezeAfter, Lookahead
 
 
 class EpochInfo(keras.callbacks.Callback):
-    """Adds the phase, learning rate and epoch wall time to the logs (before CSVLogger)."""
+    """Adds the phase, learning rate, epoch wall time and, of that, the validation pass's
+    seconds (``validation_s``) to the logs (before CSVLogger)."""
 
     def __init__(self, phase: int):
         super().__init__()
@@ -24,12 +25,33 @@ class EpochInfo(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._val_s = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._val_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._val_s += time.perf_counter() - self._val_start
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["phase"] = self.phase
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             logs["epoch_time_s"] = time.perf_counter() - self._start
+            logs["validation_s"] = self._val_s
+
+
+class HistoryLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger that, appending to a history a resumed run began with other code,
+    keeps that file's columns (a column added since is left out; a missing one reads NA)
+    instead of writing rows that do not match the header."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        path = Path(self.filename)
+        header = path.read_text().split("\n", 1)[0].strip() if path.exists() else ""
+        if self.append and header:
+            self.keys = header.split(self.sep)[1:]
 
 
 class Progress(keras.callbacks.Callback):
@@ -112,7 +134,7 @@ def phase_callbacks(
         *([Lookahead(total_steps)] if config.lookahead and total_steps else []),
         *([FreezeAfter(config.freeze_after)] if config.freeze_after else []),
         EpochInfo(phase.number),
-        keras.callbacks.CSVLogger(str(files.history_file(work)), append=True),
+        HistoryLogger(str(files.history_file(work)), append=True),
         *([Progress(tracker)] + ([EtaProgbar(tracker)] if verbose else []) if tracker else []),
     ]
     if config.validates:  # no validation split (val_size 0): nothing to pick the best epoch by

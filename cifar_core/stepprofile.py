@@ -7,6 +7,10 @@ model (random values of its input dtype): forward, loss, gradients with respect 
 input and its trainable weights, in one compiled TensorFlow function, best of ``repeats``.
 The sum is close to, but not exactly, a full step (no optimizer update, no fusion across
 layers): read it for shares, and compare variants measured in one invocation.
+
+``step_parts`` splits the real model's step the other way: gradients (forward, loss,
+backward) against the optimizer's update, the step as ``fit`` runs it (input pipeline and
+callbacks included), and the validation pass that ``fit`` runs inside every epoch.
 """
 
 from __future__ import annotations
@@ -59,6 +63,69 @@ def layer_times(model, batch_size: int, repeats: int = 5) -> list[dict]:
             }
         )
     return rows
+
+
+def _best_ms(fn, repeats: int) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def step_parts(model, dataset, steps: int, val_images: int = 5_000, repeats: int = 3) -> dict:
+    """Milliseconds per training batch of a compiled, warmed-up ``model``: ``gradients``,
+    ``update`` (the optimizer on those gradients), ``fit_step`` (``steps`` steps of ``fit``
+    on the endless training ``dataset``, per step) and ``validation_s``, the seconds ``fit``
+    spends evaluating ``val_images`` images (batch 512, as ``fit`` does) after each epoch."""
+    import tensorflow as tf
+
+    xb, yb = next(iter(dataset))
+    variables = model.trainable_variables
+
+    @tf.function
+    def gradients(x, y):
+        with tf.GradientTape() as tape:
+            pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=pred, training=True)
+        return tape.gradient(loss, variables)
+
+    grads = gradients(xb, yb)
+    update = tf.function(lambda: model.optimizer.apply(grads, variables))
+    update()  # trace
+    wait = lambda out: [np.asarray(t) for t in out[:1]]  # noqa: E731
+    out = {
+        "gradients": _best_ms(lambda: wait(gradients(xb, yb)), repeats),
+        "update": _best_ms(lambda: (update(), np.asarray(variables[0])), repeats),
+    }
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    out["fit_step"] = (time.perf_counter() - start) * 1000 / steps
+    x_val = tf.cast(tf.random.uniform((val_images, *xb.shape[1:]), 0, 256, dtype="int32"), xb.dtype)
+    y_val = tf.one_hot(tf.zeros(val_images, "int32"), yb.shape[-1])
+    evaluate = lambda: model.evaluate(x_val, y_val, batch_size=512, verbose=0)  # noqa: E731
+    evaluate()  # trace
+    out["validation_s"] = _best_ms(evaluate, 1) / 1000
+    return out
+
+
+def parts_table(parts: dict, step_ms: float, batch_size: int, epoch_images: int) -> str:
+    """The step split into its parts, and what ``fit`` adds to an epoch."""
+    steps = -(-epoch_images // batch_size)
+    rows = [
+        ("gradients (forward, loss, backward)", parts["gradients"]),
+        ("optimizer update", parts["update"]),
+        ("train_on_batch (the two, one call)", step_ms),
+        ("fit, per step (input pipeline, callbacks)", parts["fit_step"]),
+    ]
+    lines = [f"{name:<50}{ms:>10.1f}" for name, ms in rows]
+    train_s, val_s = steps * parts["fit_step"] / 1000, parts["validation_s"]
+    lines.append(
+        f"an epoch of {epoch_images:,} images: {steps} steps of fit {train_s:.0f} s"
+        f" + validation {val_s:.0f} s ({val_s / (train_s + val_s):.1%})"
+    )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], step_ms: float | None = None) -> str:

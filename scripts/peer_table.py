@@ -7,7 +7,9 @@ columns) when run on the folder ``scripts/peer_split.py`` lays out (its "test" f
 the workbench's validation split); the run's ``history.csv`` has the same split's
 ``val_accuracy`` per epoch. Prints a Markdown table: per epoch, each side's validation
 accuracy (no TTA) and the seconds that epoch took (the peer prints its training time so
-far; the run records each epoch's own), then each side's final figures.
+far; the run records each epoch's own), then each side's final figures. Both sides' seconds
+leave out the validation pass after each epoch: the peers stop their timer for it, and a
+run's history records it apart (``validation_s``; runs before that column include it).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def run_epochs(folder: Path) -> list[dict]:
             {
                 "epoch": int(row["epoch"]) + 1,
                 "val_acc": float(row["val_accuracy"]),
-                "seconds": float(row["epoch_time_s"]),
+                "seconds": float(row["epoch_time_s"]) - float(row.get("validation_s") or 0),
             }
             for row in csv.DictReader(handle)
         ]

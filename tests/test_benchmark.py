@@ -53,6 +53,15 @@ def test_profile_times_every_layer_and_settings_reach_the_model(capsys, tmp_path
     assert names["g2_bn1"][1] == "BatchNormalization"  # kernels=keras: Keras' own layer
     assert names["g0_conv0"][2] == "31x31x8" and float(names["g0_conv0"][3]) > 0
     assert "measured full train step" in out
+    parts = {
+        line[:50].strip(): float(line[50:])
+        for line in out.splitlines()
+        if line[50:].strip().replace(".", "").isdigit()
+    }
+    assert parts["gradients (forward, loss, backward)"] > 0 and parts["optimizer update"] > 0
+    assert parts["fit, per step (input pipeline, callbacks)"] > 0
+    epoch = [line for line in out.splitlines() if line.startswith("an epoch of 45,000 images: 1407 steps")]
+    assert epoch and "+ validation" in epoch[0]
 
 
 def test_a_bad_setting_is_refused_before_anything_is_measured(capsys):

@@ -71,3 +71,19 @@ def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
     assert "| 3 |  | 80.00% |  | 279 |" in lines
     assert "fast: 3 epochs, 859 s of training" in result.stdout
     assert "extra test set with TTA 90.44%" in result.stdout
+
+
+def test_a_runs_validation_pass_is_left_out_of_its_epoch_seconds_as_the_peers_do(tmp_path):
+    (tmp_path / "peer.log").write_text(PEER_LOG)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "epoch,accuracy,epoch_time_s,val_accuracy,validation_s\n0,0.5,300.0,0.55,14.0\n1,0.7,280.0,0.72,13.5\n"
+    )
+    script = ROOT / "scripts" / "peer_table.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "peer.log"), str(run)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| 1 | 52.88% | 55.00% | 893 | 286 |" in result.stdout.splitlines()
+    assert "fast: 2 epochs, 552 s of training" in result.stdout

@@ -30,6 +30,9 @@ def test_one_epoch_run_is_complete_and_reads_back(trained_run, tiny_data):
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"} <= set(
         run.history
     )
+    # The validation pass fit runs inside each epoch is timed on its own (peers time it apart).
+    assert (run.history["validation_s"] > 0).all()
+    assert (run.history["validation_s"] < run.history["epoch_time_s"]).all()
     assert run.metrics["epochs_run"] == 2 and run.metrics["params"] == 356_810
     assert run.confusion.sum() == len(tiny_data.y_test) == len(run.predictions["probs"])
     assert run.metrics["inference"]["latency_ms_batch1"] > 0
@@ -290,3 +293,22 @@ def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, t
     top2 = np.sort(expected, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 1e-2  # a near tie may flip on another instruction set
     assert np.array_equal(probs.argmax(1)[clear], expected.argmax(1)[clear])
+
+
+def test_a_history_begun_by_older_code_keeps_its_columns_when_resumed(tmp_path):
+    from cifar_core.callbacks import HistoryLogger
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,accuracy,epoch_time_s,loss\n0,0.5,10.0,1.2\n")
+    logger = HistoryLogger(str(path), append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(1, {"accuracy": 0.6, "epoch_time_s": 9.0, "loss": 1.1, "validation_s": 1.0})
+    logger.on_train_end()
+    lines = path.read_text().splitlines()
+    assert lines == ["epoch,accuracy,epoch_time_s,loss", "0,0.5,10.0,1.2", "1,0.6,9.0,1.1"]
+    fresh = HistoryLogger(str(tmp_path / "new.csv"), append=True)
+    fresh.on_train_begin()
+    fresh.on_epoch_end(0, {"accuracy": 0.6, "validation_s": 1.0})
+    fresh.on_train_end()
+    header = (tmp_path / "new.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["epoch", "accuracy", "validation_s"]  # a new history: every column

@@ -32,7 +32,8 @@ def train_speed(
     name: str, precision: str, steps: int, phase: int = 1, input_size=None, settings=(), profile=False
 ) -> dict:
     """Training images/s on pixels (phase 2: with the top of the backbone unfrozen); with
-    ``profile``, also the forward + backward time of every layer (stepprofile.py)."""
+    ``profile``, also the forward + backward time of every layer and the step's parts
+    (stepprofile.py)."""
     import keras
     import tensorflow as tf
 
@@ -78,6 +79,7 @@ def train_speed(
             from cifar_core import stepprofile
 
             out["layers"] = stepprofile.layer_times(model, config.batch_size)
+            out["parts"] = stepprofile.step_parts(model, ds, steps)
         return out
 
 

@@ -75,7 +75,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--input-size", type=int, help="transfer models: measure at this input size (px)")
     p.add_argument("--epochs", type=int, help="also print the wall time of an N-epoch run at this speed")
-    p.add_argument("--profile", action="store_true", help="forward + backward time per layer")
+    p.add_argument(
+        "--profile", action="store_true", help="forward + backward time per layer; the step's parts"
+    )
     help = "only time the heatmaps of one photo for every run's model (the Classify page's Why?)"
     p.add_argument("--saliency", action="store_true", help=help)
     help = "only time every committed run's inference as the Classify page calls it (load, batch 1, 256)"
@@ -267,7 +269,10 @@ def _details(r: dict, args: argparse.Namespace, precisions: list[str]) -> None:
 
         t = r["train"][p]
         print(f"\n{r['model']}, {p}, batch {t['batch_size']}: forward + backward per layer")
-        print(stepprofile.table(t["layers"], step_ms=1000 * t["batch_size"] / t["images_per_s"]))
+        step_ms = 1000 * t["batch_size"] / t["images_per_s"]
+        print(stepprofile.table(t["layers"], step_ms=step_ms))
+        print(f"\n{r['model']}, {p}, batch {t['batch_size']}: the step's parts, ms per batch")
+        print(stepprofile.parts_table(t["parts"], step_ms, t["batch_size"], 45_000))
 
 
 def _time_to_accuracy(root) -> None:
