@@ -48,21 +48,20 @@ def layer_times(model, batch_size: int, repeats: int = 5) -> list[dict]:
             return tape.gradient(loss, sources) if sources else [loss]
 
         step(x)  # trace
-        best = np.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = step(x)
-            _ = [np.asarray(t) for t in out[:1]]  # wait for the result
-            best = min(best, time.perf_counter() - start)
         rows.append(
             {
                 "layer": layer.name,
                 "type": type(layer).__name__,
                 "output": "x".join(str(d) for d in layer.output.shape[1:]),
-                "ms": best * 1000,
+                "ms": _best_ms(lambda step=step, x=x: _wait(step(x)), repeats),
             }
         )
     return rows
+
+
+def _wait(out) -> None:
+    """Block until a compiled function's (first) result is computed."""
+    _ = [np.asarray(t) for t in out[:1]]
 
 
 def _best_ms(fn, repeats: int) -> float:
@@ -94,9 +93,8 @@ def step_parts(model, dataset, steps: int, val_images: int = 5_000, repeats: int
     grads = gradients(xb, yb)
     update = tf.function(lambda: model.optimizer.apply(grads, variables))
     update()  # trace
-    wait = lambda out: [np.asarray(t) for t in out[:1]]  # noqa: E731
     out = {
-        "gradients": _best_ms(lambda: wait(gradients(xb, yb)), repeats),
+        "gradients": _best_ms(lambda: _wait(gradients(xb, yb)), repeats),
         "update": _best_ms(lambda: (update(), np.asarray(variables[0])), repeats),
     }
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Where the Muon peer's training step goes: forward + backward time per layer, in PyTorch.
 
-    /tmp/peer-venv/bin/python scripts/peer_profile.py [--batch 2000] [--repeats 5]
+    /tmp/peer-venv/bin/python scripts/peer_profile.py [--batch 2000] [--repeats 5] [--step-only]
 
 The counterpart of ``python -m cifar_core benchmark --models fast --profile`` (``stepprofile``)
 for ``../shared/peers/airbench94_muon_cpu.py``'s net, measured the same way: each layer on
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="timed full training steps")
     parser.add_argument("--peer", type=Path, default=PEER)
+    parser.add_argument("--step-only", action="store_true", help="only the full training step")
     args = parser.parse_args()
     import torch
 
@@ -116,19 +117,20 @@ def main() -> None:
     net = peer.CifarNet().to(memory_format=torch.channels_last)
     net.train()
     rows = []
-    # the peer calls its whitening conv functionally (F.conv2d), so no hook sees it: time it first
-    calls = [("whiten", net.whiten, (args.batch, 3, 32, 32)), *layer_calls(net, torch, args.batch)]
-    for name, module, shape in calls:
-        ms = time_layer(module, shape, torch, args.repeats)
-        rows.append((name, type(module).__name__, "x".join(map(str, shape[1:])), ms))
-    total = sum(r[3] for r in rows)
     print(
         f"airbench94_muon, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}"
     )
-    print(f"{'layer':<20}{'type':<12}{'input':>12}{'ms/batch':>10}{'share':>7}")
-    for name, kind, shape, ms in rows:
-        print(f"{name:<20}{kind:<12}{shape:>12}{ms:>10.1f}{ms / total:>7.1%}")
-    print(f"{'sum of layers':<44}{total:>10.1f}")
+    # the peer calls its whitening conv functionally (F.conv2d), so no hook sees it: time it first
+    calls = [("whiten", net.whiten, (args.batch, 3, 32, 32)), *layer_calls(net, torch, args.batch)]
+    for name, module, shape in [] if args.step_only else calls:
+        ms = time_layer(module, shape, torch, args.repeats)
+        rows.append((name, type(module).__name__, "x".join(map(str, shape[1:])), ms))
+    if rows:
+        total = sum(r[3] for r in rows)
+        print(f"{'layer':<20}{'type':<12}{'input':>12}{'ms/batch':>10}{'share':>7}")
+        for name, kind, shape, ms in rows:
+            print(f"{name:<20}{kind:<12}{shape:>12}{ms:>10.1f}{ms / total:>7.1%}")
+        print(f"{'sum of layers':<44}{total:>10.1f}")
     times = sorted(full_step_seconds(peer, net, torch, args.batch, args.steps))
     median, optimizers = times[len(times) // 2]
     print(f"{'measured full train step':<44}{median * 1000:>10.1f}   ({args.batch / median:.1f} images/s)")
