@@ -97,6 +97,12 @@ class TrainConfig:
         "this model as well and faster on this kind of CPU (runtime.BF16_MEASURED)",
         choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     )
+    xla: str = _opt(
+        "auto",
+        "compile the training step with XLA (Keras' jit_compile): auto = Keras' choice (on "
+        "with a GPU, off on a CPU); on; off",
+        choices=("auto", "on", "off"),
+    )
     seed: int = _opt(0, "random seed (split, initialisation, shuffling)")
     val_size: int | None = _opt(
         None,

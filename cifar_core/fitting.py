@@ -49,6 +49,7 @@ class FitResult:
     phases: list[PhaseRecord]
     work: Path  # the locked work folder: checkpoints and history.csv until the caller leaves
     precision: str  # the dtype policy it trained under
+    xla: bool  # whether its training step was compiled with XLA
     resumed: bool  # started from an earlier process's checkpoints
     tracker: progress.Tracker  # the progress file (say "recording" while the run is written)
 
@@ -99,7 +100,7 @@ def fit_in(
                 if not resumed:  # failed before training: leave nothing behind
                     shutil.rmtree(work, ignore_errors=True)
                 raise
-            yield FitResult(model, records, work, policy, resumed, tracker)
+            yield FitResult(model, records, work, policy, bool(model.jit_compile), resumed, tracker)
         except Exception as error:
             if not isinstance(error, StopRequested):
                 progress.record_failure(work, error)
@@ -136,6 +137,7 @@ def compile_for(model: keras.Model, phase: Phase, strategy, steps: int) -> None:
             optimizer=make_optimizer(phase.config, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=phase.config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            jit_compile={"auto": "auto", "on": True, "off": False}[phase.config.xla],
         )
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         runtime.patch_multiworker_build(model)

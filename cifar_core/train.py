@@ -115,6 +115,7 @@ def train_model(
             "strategy": strategy_name,
             "num_replicas": strategy.num_replicas_in_sync,
             "precision": result.precision,
+            "xla": result.xla,
             "started_at": started,
             "resumed": result.resumed,
             "environment": env,

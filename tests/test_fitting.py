@@ -79,3 +79,34 @@ def test_run_ids_hash_only_what_differs_from_the_defaults():
     assert not same_config({**saved, "no_such_field": 1}, config)
     assert TrainConfig(model="baseline_cnn", epochs=3).fingerprint() == config.fingerprint()
     assert TrainConfig(model="baseline_cnn", epochs=4).fingerprint() != config.fingerprint()
+
+
+def test_xla_compiles_the_same_training_step_and_is_off_by_default_on_a_cpu():
+    """``xla``: on compiles fast's step (Muon, fused kernels) with XLA and computes the same
+    loss and weights as without; auto leaves Keras' choice (off on a CPU) and the run id."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cifar_core.config import ConfigError
+    from cifar_core.fitting import build_model, compile_for
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    y = keras.utils.to_categorical(rng.integers(0, 10, 64), 10)
+    results = {}
+    for xla in ("auto", "on"):
+        config = TrainConfig.from_preset("fast", batch_size=32, model_args={"widths": [8, 16, 16]}, xla=xla)
+        keras.utils.set_random_seed(0)
+        model = build_model(config, tf.distribute.get_strategy(), x)
+        compile_for(model, plan(config)[0], tf.distribute.get_strategy(), 10)
+        losses = [float(model.train_on_batch(x[i : i + 32], y[i : i + 32])[0]) for i in (0, 32)]
+        results[xla] = (model.jit_compile, losses, model.get_layer("head").kernel.numpy())
+    assert results["auto"][0] is False and results["on"][0] is True
+    np.testing.assert_allclose(results["on"][1], results["auto"][1], rtol=1e-4)
+    np.testing.assert_allclose(results["on"][2], results["auto"][2], atol=1e-4)
+    default = TrainConfig.from_preset("fast")
+    assert TrainConfig.from_preset("fast", xla="auto").fingerprint() == default.fingerprint()
+    assert TrainConfig.from_preset("fast", xla="on").fingerprint() != default.fingerprint()
+    with pytest.raises(ConfigError, match="xla must be one of"):
+        TrainConfig.from_preset("fast", xla="yes")

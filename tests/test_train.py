@@ -26,6 +26,7 @@ def test_one_epoch_run_is_complete_and_reads_back(trained_run, tiny_data):
     for key in ("python", "tensorflow", "keras", "cpu", "git_commit"):
         assert key in run.manifest["environment"]
     assert run.manifest["seed"] == 0 and run.manifest["precision"] == "float32"
+    assert run.manifest["xla"] is False  # xla=auto: Keras' choice, off on a CPU
     assert list(run.history["epoch"]) == [0, 1]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s"} <= set(
         run.history
