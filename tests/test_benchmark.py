@@ -108,3 +108,21 @@ def test_the_default_precisions_leave_out_bfloat16_where_the_cpu_would_emulate_i
     assert default_precisions("none") == "float32"  # AVX2, or AVX-512 without BF16
     assert default_precisions("avx512_bf16") == "float32,mixed_bfloat16"
     assert default_precisions("amx_bf16") == "float32,mixed_bfloat16"
+
+
+def test_xla_pairs_alternate_steps_with_xla_off_and_on(capsys):
+    argv = [
+        "benchmark", "--models", "fast", "--xla-pairs", "2", "--precisions", "float32",
+        "--set", "model_args.widths=[8,16,16]", "--set", "batch_size=32",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fast, float32, batch 32: seconds per training step, XLA off / on, in turn" in out
+    pairs = [line.split() for line in out.splitlines() if line.strip().startswith("pair ")]
+    assert len(pairs) == 2 and all(float(p[2]) > 0 and float(p[4]) > 0 for p in pairs)
+    assert "median on/off" in out and "XLA takes" in out
+
+
+def test_xla_pairs_refuse_an_unknown_model_before_building_anything(capsys):
+    assert main(["benchmark", "--models", "no_such_net", "--xla-pairs", "2"]) == 2
+    assert "no_such_net" in capsys.readouterr().err

@@ -28,6 +28,32 @@ def preset(name: str, settings: list[str] = (), **overrides):
     return TrainConfig.from_preset(name, list(settings), **overrides)
 
 
+def _prepared(name: str, precision: str, phase: int = 1, input_size=None, settings=()):
+    """(model compiled for ``phase``, endless batch iterator, the phase's config, dataset):
+    the preset with ``settings``, on random images (speed does not depend on the values)."""
+    import tensorflow as tf
+
+    from cifar_core import finetune
+    from cifar_core.fitting import build_model, compile_for
+    from cifar_core.pipeline import make_dataset
+
+    full = preset(name, settings, precision=precision, input_size=input_size)
+    if full.weights is not None:  # nothing to download
+        full.weights = "none"
+    planned = plan(full)[phase - 1]
+    config = planned.config
+    rng = np.random.default_rng(0)
+    n = config.batch_size * 4
+    x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n)
+    strategy = tf.distribute.get_strategy()
+    model = build_model(config, strategy, x)
+    finetune.apply_phase(model, planned.unfrozen)
+    compile_for(model, planned, strategy, 100)
+    ds = make_dataset(x, y, config.batch_size, 10, augment=config.augment, shuffle=True, repeat=True)
+    return model, iter(ds), config, ds
+
+
 def train_speed(
     name: str, precision: str, steps: int, phase: int = 1, input_size=None, settings=(), profile=False
 ) -> dict:
@@ -35,30 +61,13 @@ def train_speed(
     ``profile``, also the forward + backward time of every layer and the step's parts
     (stepprofile.py)."""
     import keras
-    import tensorflow as tf
 
-    from cifar_core import finetune, runtime
-    from cifar_core.fitting import build_model, compile_for
+    from cifar_core import runtime
     from cifar_core.models import count_trainable
-    from cifar_core.pipeline import make_dataset
 
-    full = preset(name, settings, precision=precision, input_size=input_size)
-    if full.weights is not None:  # speed does not depend on the values: nothing to download
-        full.weights = "none"
-    planned = plan(full)[phase - 1]
-    config = planned.config
     keras.backend.clear_session()
     with runtime.dtype_policy(precision):
-        rng = np.random.default_rng(0)
-        n = config.batch_size * 4
-        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-        y = rng.integers(0, 10, n)
-        strategy = tf.distribute.get_strategy()
-        model = build_model(config, strategy, x)
-        finetune.apply_phase(model, planned.unfrozen)
-        compile_for(model, planned, strategy, 100)
-        ds = make_dataset(x, y, config.batch_size, 10, augment=config.augment, shuffle=True, repeat=True)
-        batches = iter(ds)
+        model, batches, config, ds = _prepared(name, precision, phase, input_size, settings)
         for _ in range(2):  # warm-up: tracing, allocation
             model.train_on_batch(*next(batches))
         wait = total = 0.0
@@ -81,6 +90,28 @@ def train_speed(
             out["layers"] = stepprofile.layer_times(model, config.batch_size)
             out["parts"] = stepprofile.step_parts(model, ds, steps)
         return out
+
+
+def xla_pairs(name: str, pairs: int, precision: str = "float32", settings=()) -> dict:
+    """Seconds per training step of ``name`` with XLA off and on, two models in this process
+    taking steps in turn, so that both see the same machine (its drift, its other load)."""
+    from cifar_core import runtime
+
+    runs = {}
+    with runtime.dtype_policy(precision):
+        for xla in ("off", "on"):
+            model, batches, config, _ = _prepared(name, precision, settings=[*settings, f"xla={xla}"])
+            model.train_on_batch(*next(batches))  # trace (and compile)
+            runs[xla] = (model, batches)
+        times = {"off": [], "on": []}
+        for _ in range(pairs):
+            for xla, (model, batches) in runs.items():
+                xb, yb = next(batches)
+                start = time.perf_counter()
+                model.train_on_batch(xb, yb)
+                times[xla].append(time.perf_counter() - start)
+    ratios = sorted(on / off for off, on in zip(times["off"], times["on"]))
+    return {"model": name, "batch_size": config.batch_size, **times, "median_ratio": float(np.median(ratios))}
 
 
 def measure(

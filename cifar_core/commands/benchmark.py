@@ -85,6 +85,8 @@ def add_arguments(p) -> None:
     help = "only time a 5-epoch fit of cnn_bn with and without the recorder (tracking), and its finish"
     p.add_argument("--recorder", action="store_true", help=help)
     p.add_argument("--train-limit", type=int, default=5000, help="--recorder: train images")
+    help = "only time N training steps with XLA off and N with it on, in turn, for each of --models"
+    p.add_argument("--xla-pairs", type=int, metavar="N", help=help)
     help = "only the Run page's cost of every committed zoo run: FLOPs, file size, latency, memory"
     p.add_argument("--cost", action="store_true", help=help)
     help = "only time one refresh of the Training now page with N live (simulated) trainings"
@@ -116,11 +118,31 @@ def main(args: argparse.Namespace) -> int:
         return _status(args)
     if args.cost:
         return _cost(args)
+    if args.xla_pairs:
+        return _xla(args, precisions[0], settings)
     if args.single:  # the child process of _models: one model, JSON on stdout
         result = measure(args.single, args.steps, precisions, args.input_size, settings, args.profile)
         print(json.dumps(result))
         return 0
     return _models(args, precisions, settings)
+
+
+def _xla(args: argparse.Namespace, precision: str, settings: list[str]) -> int:
+    from cifar_core.benchmark import xla_pairs
+    from cifar_core.models import get_spec
+
+    for name in [n.strip() for n in (args.models or "fast").split(",")]:
+        get_spec(name)  # an unknown name: a clear error before anything is built
+        r = xla_pairs(name, args.xla_pairs, precision, settings)
+        print(
+            f"{name}, {precision}, batch {r['batch_size']}: seconds per training step, XLA off / on, in turn"
+        )
+        for i, (off, on) in enumerate(zip(r["off"], r["on"]), 1):
+            print(f"  pair {i}: {off:7.2f} / {on:7.2f}   {on / off:.2f}")
+        change = 1 - r["median_ratio"]
+        more = "less" if change > 0 else "more"
+        print(f"  median on/off {r['median_ratio']:.2f}: XLA takes {abs(change):.0%} {more} time")
+    return 0
 
 
 def _saliency(args: argparse.Namespace) -> int:
