@@ -54,18 +54,25 @@ def test_airbench94s_columns_are_found_by_their_names():
     assert final["tta_val_acc"] == 0.76 and final["tta_seconds"] == pytest.approx(30.5)
 
 
-def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
+def _table(tmp_path, history: str) -> subprocess.CompletedProcess:
+    """peer_table.py run on PEER_LOG beside a run folder holding ``history``."""
     (tmp_path / "peer.log").write_text(PEER_LOG)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "history.csv").write_text(
-        "epoch,accuracy,epoch_time_s,val_accuracy\n0,0.5,300.0,0.55\n1,0.7,280.0,0.72\n2,0.8,279.0,0.80\n"
-    )
+    (run / "history.csv").write_text(history)
     script = ROOT / "scripts" / "peer_table.py"
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "peer.log"), str(run)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
+    result = _table(
+        tmp_path,
+        "epoch,accuracy,epoch_time_s,val_accuracy\n0,0.5,300.0,0.55\n1,0.7,280.0,0.72\n2,0.8,279.0,0.80\n",
+    )
     lines = result.stdout.splitlines()
     assert "| 2 | 71.68% | 72.00% | 602 | 280 |" in lines
     assert "| 3 |  | 80.00% |  | 279 |" in lines
@@ -74,16 +81,9 @@ def test_the_table_puts_both_sides_epoch_by_epoch(tmp_path):
 
 
 def test_a_runs_validation_pass_is_left_out_of_its_epoch_seconds_as_the_peers_do(tmp_path):
-    (tmp_path / "peer.log").write_text(PEER_LOG)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "history.csv").write_text(
-        "epoch,accuracy,epoch_time_s,val_accuracy,validation_s\n0,0.5,300.0,0.55,14.0\n1,0.7,280.0,0.72,13.5\n"
+    result = _table(
+        tmp_path,
+        "epoch,accuracy,epoch_time_s,val_accuracy,validation_s\n0,0.5,300.0,0.55,14.0\n1,0.7,280.0,0.72,13.5\n",
     )
-    script = ROOT / "scripts" / "peer_table.py"
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "peer.log"), str(run)], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
     assert "| 1 | 52.88% | 55.00% | 893 | 286 |" in result.stdout.splitlines()
     assert "fast: 2 epochs, 552 s of training" in result.stdout
