@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, synthetic_images
 from PIL import Image
@@ -232,10 +233,15 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
 
     at = open_page(monkeypatch, dash_root, "classify")
     x, _ = synthetic_images(3, seed=11)
-    for i in range(3):  # each upload is a new script run, after the previous run's clean-up
-        at.file_uploader(key="cls_upload").set_value([(f"p{i}.png", _png(x[i]), "image/png")]).run()
-    assert not at.exception and not at.error
-    page_ms = at.dataframe[0].value.set_index("model")["ms"]
+    answers = []
+    for i in range(4):  # each upload is a new script run, after the previous run's clean-up
+        at.file_uploader(key="cls_upload").set_value([(f"p{i}.png", _png(x[i % 3]), "image/png")]).run()
+        assert not at.exception and not at.error
+        if i:  # the first answer may still pay for loading; the regression slowed every rerun
+            answers.append(at.dataframe[0].value.set_index("model")["ms"])
+    # One timed call per model and photo: a busy CPU can stall any single one (CI saw 13 ms
+    # against a 0.6 ms median once), so each model's best rerun is compared.
+    page_ms = pd.concat(answers, axis=1).min(axis=1)
     runs = artifacts.load_runs(dash_root)[0]
     engine_ms = {}
     for run in runs:
