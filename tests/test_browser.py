@@ -238,8 +238,9 @@ def test_a_training_in_progress_is_on_the_training_now_page_and_moves(
             arg=first,
             timeout=60_000,
         )
-        assert page.locator(".js-plotly-plot").count() >= 1
-        assert page.get_by_role("button", name="Stop…").count() >= 1
+        # The fragment redraws below the bar after the bar moved: wait for the rest to arrive.
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.get_by_role("button", name="Stop…").first.wait_for(timeout=60_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(shots / "training-now.png"), full_page=True)
     finally:

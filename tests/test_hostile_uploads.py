@@ -5,6 +5,7 @@ first frame) or one clear line naming the file, never a traceback. The Classify 
 the ``predict`` CLI both go through ``cifar_core.images.open_image``.
 """
 
+import functools
 import io
 import json
 import subprocess
@@ -53,6 +54,7 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
+@functools.cache  # built once: the bomb alone takes seconds to write
 def corpus() -> dict[str, bytes]:
     """At least 25 bad or unusual files, all generated here."""
     png, jpeg = _save(_photo(), "PNG"), _save(_photo(), "JPEG", quality=90)

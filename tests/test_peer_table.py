@@ -87,3 +87,30 @@ def test_a_runs_validation_pass_is_left_out_of_its_epoch_seconds_as_the_peers_do
     )
     assert "| 1 | 52.88% | 55.00% | 893 | 286 |" in result.stdout.splitlines()
     assert "fast: 2 epochs, 552 s of training" in result.stdout
+
+
+def test_peer_abab_reports_each_blocks_later_epochs_and_the_ratio_per_image(tmp_path):
+    """scripts/peer_abab.py --report: A blocks are peer logs, B blocks fast's (unfinished) work
+    folders; the first epoch of a block is start-up and stays out of the means."""
+    out = tmp_path / "abab"
+    for k, (a_times, b_rows) in enumerate(
+        [((893.1488, 1495.2566), (700, 500)), ((500.0, 1000.0), (650, 520))], 1
+    ):
+        out.mkdir(exist_ok=True)
+        log = PEER_LOG.replace("893.1488", f"{a_times[0]:.4f}").replace("1495.2566", f"{a_times[1]:.4f}")
+        (out / f"A{k}.log").write_text(log)
+        work = out / f"B{k}" / "work" / "fast-x"
+        work.mkdir(parents=True)
+        rows = "".join(f"{e},0.5,{s},10\n" for e, s in enumerate(b_rows))
+        (work / "history.csv").write_text("epoch,val_accuracy,epoch_time_s,validation_s\n" + rows)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "peer_abab.py"), str(out), "--report"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    # Peer later epochs: 602.1 and 500 s (mean 551.05); fast's: 490 and 510 (mean 500).
+    assert "| A1 | airbench94_muon (PyTorch) | 893 | 602 | 602 |" in done.stdout
+    assert "| B2 | fast (Keras 3, TensorFlow) | 640 | 510 | 510 |" in done.stdout
+    per_epoch, per_image = 500 / 551.0539, (500 / 45_000) / (551.0539 / 44_000)
+    assert f"fast/peer {per_epoch:.3f} per epoch, {per_image:.3f} per image" in done.stdout
