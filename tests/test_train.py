@@ -290,7 +290,11 @@ def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, t
     run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
     expected = np.array(json.loads(GOLDEN.read_text())[case])
     probs = run.predictions["probs"]
-    np.testing.assert_allclose(probs, expected, atol=2e-3)
+    # Another instruction set sums in another order, and two epochs amplify it: on a Zen 4
+    # (AVX-512) fast's probabilities moved by up to 0.0059 (mean 0.0005) from the golden
+    # ones, with every top-1 the same. A changed recipe moves them far more than that.
+    np.testing.assert_allclose(probs, expected, atol=1e-2)
+    assert np.abs(probs - expected).mean() < 2e-3
     top2 = np.sort(expected, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 1e-2  # a near tie may flip on another instruction set
     assert np.array_equal(probs.argmax(1)[clear], expected.argmax(1)[clear])
