@@ -226,7 +226,7 @@ def test_a_training_in_progress_is_on_the_training_now_page_and_moves(
         page.get_by_role("heading", name="Training now").first.wait_for(timeout=60_000)
         page.get_by_text(live.run).first.wait_for(timeout=60_000)
         bar = page.locator('[data-testid="stProgress"]').first
-        bar.wait_for(timeout=60_000)
+        bar.wait_for(timeout=120_000)  # the fragment draws it after the run name; slower beside a busy worker
         first = bar.inner_text()
         assert "ETA" in first and "epoch" in first
         # The fragment re-reads every few seconds: the epoch moves without a reload.
