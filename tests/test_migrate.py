@@ -113,8 +113,8 @@ def test_the_committed_runs_are_version_2_and_read_without_shims():
     runs, bad = artifacts.load_runs(COMMITTED)
     zoo = [r for r in runs if not artifacts.is_ladder_run(r)]
     made = [(r.manifest.get("source") or {}).get("kind") for r in zoo]
-    # one seed group per zoo model, cnn_bn-tune's retrained best and fast's two bfloat16 runs on
-    # a Zen 4 (8 and 10 epochs: issue 32); one of your own of each way in
+    # one seed group per zoo model, cnn_bn-tune's retrained best and fast's two bfloat16 groups
+    # on a Zen 4 (8 epochs, seeds 0 and 1; 10 epochs: issue 32); one of your own of each way in
     groups = seeds.group_runs([r for r, kind in zip(zoo, made) if kind is None])
     assert not bad and len(groups) == 12 and made.count("builder_file") == made.count("recorded") == 1
     assert sum(1 for r in zoo if r.manifest.get("study")) == 1
