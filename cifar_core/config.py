@@ -31,10 +31,23 @@ class AugmentConfig:
     translate: int = 4  # pad by this many pixels (reflect) and crop back to 32x32; 0 = off
     rotation: float = 0.0  # max rotation as a fraction of a full turn (0.1 = +-36 degrees)
     zoom: float = 0.0  # max zoom in/out as a fraction of the size (0.1 = +-10%)
+    # Progressive resizing: the first ``small_crop_epochs`` epochs train on random
+    # small_crop x small_crop windows (same object scale, less context, ~half the work at 24).
+    small_crop: int = 0  # 0 = off
+    small_crop_epochs: int = 0
+    # Fields added after runs were recorded: left out of a config's identity while at these
+    # defaults, so older run ids stay what they were (TrainConfig.non_default).
+    LATER = {"small_crop": 0, "small_crop_epochs": 0}
+
+    def __post_init__(self) -> None:
+        if self.small_crop and not 8 <= self.small_crop < 32:
+            raise ConfigError(f"augment.small_crop must be in [8, 32) or 0 (off), not {self.small_crop}")
+        if self.small_crop_epochs < 0 or (self.small_crop_epochs > 0) != (self.small_crop > 0):
+            raise ConfigError("augment.small_crop and augment.small_crop_epochs go together (both > 0)")
 
     @property
     def enabled(self) -> bool:
-        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0
+        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0 or self.small_crop > 0
 
 
 # AirbenchMuon's arguments that ``optimizer_args`` may set (the rest come from the config).
@@ -254,7 +267,9 @@ class TrainConfig:
             if f.name != "model"
         }
         values = self.to_dict()
-        return {k: v for k, v in values.items() if k == "model" or _plain(v) != _plain(defaults[k])}
+        return {
+            k: _identity(v) for k, v in values.items() if k == "model" or _plain(v) != _plain(defaults[k])
+        }
 
     def fingerprint(self) -> str:
         """Short hash of the config: the same command gives the same run id."""
@@ -274,6 +289,13 @@ def cli_fields() -> list[tuple[dataclasses.Field, type]]:
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         out.append((f, kind))
     return out
+
+
+def _identity(value: Any) -> Any:
+    """An augmentation dict without the later fields that are at their defaults."""
+    if isinstance(value, dict) and set(AugmentConfig.LATER) <= set(value):
+        return {k: v for k, v in value.items() if k not in AugmentConfig.LATER or v != AugmentConfig.LATER[k]}
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -22,16 +22,27 @@ def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
+def crop_at(images: tf.Tensor, offsets: tf.Tensor, height, width) -> tf.Tensor:
+    """Each image's ``height`` x ``width`` window whose top-left corner is its (row, col) offset."""
+    rows = offsets[:, :1] + tf.range(height)[None, :]  # (B, H)
+    cols = offsets[:, 1:] + tf.range(width)[None, :]  # (B, W)
+    cropped = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+
+
 def random_translate(images: tf.Tensor, pad: int, seed: tf.Tensor) -> tf.Tensor:
     """Reflect-pad a batch by ``pad`` pixels and crop each image back at its own offset."""
     shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
-    rows = offsets[:, :1] + tf.range(height)[None, :]  # (B, H)
-    cols = offsets[:, 1:] + tf.range(width)[None, :]  # (B, W)
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+    offsets = tf.random.stateless_uniform([shape[0], 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
+    return crop_at(padded, offsets, shape[1], shape[2])
+
+
+def random_crop(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+    """A random ``size`` x ``size`` window of each (square) image of a batch."""
+    shape = tf.shape(images)
+    offsets = tf.random.stateless_uniform([shape[0], 2], seed, 0, shape[1] - size + 1, dtype=tf.int32)
+    return crop_at(images, offsets, size, size)
 
 
 def alternate_flip(images: tf.Tensor, first_epoch: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
@@ -60,6 +71,12 @@ def build_augmenter(config: AugmentConfig, seed: int, steps_per_epoch: int = 1):
             images = random_flip(images, base + [0, 1])
         if config.translate > 0:
             images = random_translate(images, config.translate, base + [0, 2])
+        if config.small_crop > 0:  # progressive resizing: small windows first, whole images after
+            early = tf.cast(step, tf.int32) // steps_per_epoch < config.small_crop_epochs
+            whole = images
+            images = tf.cond(
+                early, lambda: random_crop(whole, config.small_crop, base + [0, 3]), lambda: whole
+            )
         if geometric:
             floats = tf.cast(images, tf.float32)
             for layer in geometric:

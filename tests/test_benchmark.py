@@ -69,6 +69,12 @@ def test_a_bad_setting_is_refused_before_anything_is_measured(capsys):
     assert "not a config field" in capsys.readouterr().err
 
 
+def test_small_crops_are_refused_with_where_their_speed_is_measured(capsys):
+    settings = ["--set", "augment.small_crop=24", "--set", "augment.small_crop_epochs=4"]
+    assert main(["benchmark", "--models", "fast", *settings]) == 2
+    assert "history.csv" in capsys.readouterr().err
+
+
 def test_saliency_speed_is_timed_for_every_run(capsys, dash_root):
     assert main(["benchmark", "--saliency", "--artifacts-dir", str(dash_root)]) == 0
     out = capsys.readouterr().out

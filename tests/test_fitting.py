@@ -33,6 +33,10 @@ def _config(**overrides) -> TrainConfig:
         ({"fine_tune_epochs": 0}, {1: 0}),  # no phase 2: cache the whole frozen backbone
         ({"augment": {"flip": True, "translate": 2}}, {1: None, 2: None}),
         ({"cache_features": False}, {1: None, 2: None}),
+        (  # small crops change the pixels too: phase 2 on pixels
+            {"fine_tune_augment": {"flip": True, "translate": 0, "small_crop": 24, "small_crop_epochs": 1}},
+            {1: 0, 2: None},
+        ),
     ],
 )
 def test_each_phase_caches_only_what_its_augmentation_leaves_unchanged(overrides, expected):

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from cifar_core.config import AugmentConfig
+from cifar_core.config import AugmentConfig, ConfigError, TrainConfig
 from cifar_core.pipeline import make_dataset, random_flip, random_translate
 
 
@@ -83,3 +84,37 @@ def test_alternating_flips_show_every_image_both_ways_in_two_epochs():
     assert all(sorted(ways) == [False, True] for ways in seen.values())  # once each way
     first = [ways[0] for ways in seen.values()]
     assert 4 < sum(first) < n - 4  # epoch 0 flips a random part, not all or none
+
+
+def test_small_crops_first_then_whole_images_each_a_window_of_its_image():
+    n, batch = 12, 4  # three batches per epoch
+    x = np.random.default_rng(5).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    aug = AugmentConfig(flip=False, translate=0, small_crop=20, small_crop_epochs=2)
+    ds = make_dataset(x, np.arange(n) % 10, batch, 10, augment=aug, seed=1, repeat=True)
+    shapes = [tuple(images.shape[1:3]) for images, _ in ds.take(4 * n // batch)]
+    assert shapes == [(20, 20)] * 6 + [(32, 32)] * 6  # two epochs small, then whole
+    windows = next(iter(ds))[0].numpy()
+    offsets = set()
+    for original, window in zip(x[:batch], windows):
+        found = [
+            (r, c)
+            for r in range(13)
+            for c in range(13)
+            if np.array_equal(original[r : r + 20, c : c + 20], window)
+        ]
+        assert found, "a small crop is a window of its own image, at the same scale"
+        offsets.add(found[0])
+    assert len(offsets) > 1  # each image its own offset
+
+
+def test_small_crop_settings_are_checked_and_leave_older_run_ids_alone():
+    for bad in ({"small_crop": 32, "small_crop_epochs": 1}, {"small_crop": 24}, {"small_crop_epochs": 2}):
+        with pytest.raises(ConfigError, match="small_crop"):
+            AugmentConfig(**bad)
+    preset = TrainConfig.from_preset("fast")
+    assert "small_crop" not in preset.non_default()["augment"]  # ids of runs made before it stay
+    changed = TrainConfig.from_preset(
+        "fast", settings=["augment.small_crop=24", "augment.small_crop_epochs=3"]
+    )
+    assert changed.non_default()["augment"]["small_crop"] == 24
+    assert changed.fingerprint() != preset.fingerprint()

@@ -23,9 +23,15 @@ def peak_memory_mb() -> float:
 
 def preset(name: str, settings: list[str] = (), **overrides):
     """The model's preset with ``--set`` settings and ``overrides`` on top."""
-    from cifar_core.config import TrainConfig
+    from cifar_core.config import ConfigError, TrainConfig
 
-    return TrainConfig.from_preset(name, list(settings), **overrides)
+    config = TrainConfig.from_preset(name, list(settings), **overrides)
+    if config.augment.small_crop:
+        raise ConfigError(
+            "benchmark times steps on whole 32x32 images; small crops (augment.small_crop) are "
+            "timed by a run: its history.csv has every epoch's seconds"
+        )
+    return config
 
 
 def _prepared(name: str, precision: str, phase: int = 1, input_size=None, settings=()):
