@@ -49,6 +49,11 @@ class AugmentConfig:
     def enabled(self) -> bool:
         return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0 or self.small_crop > 0
 
+    @property
+    def flips_only(self) -> bool:
+        """Whether every epoch sees the same pixels, flips aside (what caching activations needs)."""
+        return self.translate == 0 and self.rotation == 0 and self.zoom == 0 and self.small_crop == 0
+
 
 # AirbenchMuon's arguments that ``optimizer_args`` may set (the rest come from the config).
 MUON_ARGS = frozenset({"bias_lr", "head_lr", "sgd_momentum", "ns_steps"})

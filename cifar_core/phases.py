@@ -72,14 +72,7 @@ def plan(config: TrainConfig, backbone_layers: int = 0) -> list[Phase]:
 
 def _can_cache(config: TrainConfig) -> bool:
     """Caching is exact only when the frozen part always sees the same pixels (flip aside)."""
-    a = config.augment
-    return (
-        bool(config.cache_features)
-        and a.translate == 0
-        and a.rotation == 0
-        and a.zoom == 0
-        and not a.small_crop
-    )
+    return bool(config.cache_features) and config.augment.flips_only
 
 
 @dataclass

@@ -73,9 +73,8 @@ def build_augmenter(config: AugmentConfig, seed: int, steps_per_epoch: int = 1):
             images = random_translate(images, config.translate, base + [0, 2])
         if config.small_crop > 0:  # progressive resizing: small windows first, whole images after
             early = tf.cast(step, tf.int32) // steps_per_epoch < config.small_crop_epochs
-            whole = images
             images = tf.cond(
-                early, lambda: random_crop(whole, config.small_crop, base + [0, 3]), lambda: whole
+                early, lambda: random_crop(images, config.small_crop, base + [0, 3]), lambda: images
             )
         if geometric:
             floats = tf.cast(images, tf.float32)

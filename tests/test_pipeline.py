@@ -12,6 +12,18 @@ def _ramp(n=8):
     return x
 
 
+def _offsets_of(window: np.ndarray, image: np.ndarray) -> list[tuple[int, int]]:
+    """Every (row, col) at which ``window`` lies in ``image``."""
+    h, w = window.shape[:2]
+    rows, cols = image.shape[0] - h + 1, image.shape[1] - w + 1
+    return [
+        (r, c)
+        for r in range(rows)
+        for c in range(cols)
+        if np.array_equal(image[r : r + h, c : c + w], window)
+    ]
+
+
 def test_flip_mirrors_some_images_and_leaves_the_rest():
     x = _ramp(64)
     out = random_flip(tf.constant(x), tf.constant([1, 2])).numpy()
@@ -28,12 +40,7 @@ def test_translate_shifts_each_image_by_its_own_offset_within_the_pad():
     shifts = set()
     for original, moved in zip(x, out):
         padded = np.pad(original, ((2, 2), (2, 2), (0, 0)), mode="reflect")
-        match = [
-            (dy, dx)
-            for dy in range(5)
-            for dx in range(5)
-            if np.array_equal(padded[dy : dy + 32, dx : dx + 32], moved)
-        ]
+        match = _offsets_of(moved, padded)
         assert match, "every output is a crop of the reflect-padded input"
         shifts.add(match[0])
     assert len(shifts) > 5  # offsets differ per image, not one per batch
@@ -96,12 +103,7 @@ def test_small_crops_first_then_whole_images_each_a_window_of_its_image():
     windows = next(iter(ds))[0].numpy()
     offsets = set()
     for original, window in zip(x[:batch], windows):
-        found = [
-            (r, c)
-            for r in range(13)
-            for c in range(13)
-            if np.array_equal(original[r : r + 20, c : c + 20], window)
-        ]
+        found = _offsets_of(window, original)
         assert found, "a small crop is a window of its own image, at the same scale"
         offsets.add(found[0])
     assert len(offsets) > 1  # each image its own offset
