@@ -180,6 +180,8 @@ def test_a_live_training_is_watched_stopped_killed_resumed_and_then_on_the_leade
         assert list(table["training"]) == [live.run] and list(table["state"]) == ["running"]
         before = curve_points(at)
         wait_for(lambda: training(root, before + 2), 120, "two more epochs", proc, log)
+        # Paused while the page is clicked: its 30 epochs of 0.1-0.2 s could end before the Stop.
+        proc.send_signal(signal.SIGSTOP)
         at.run()
         assert curve_points(at) >= before + 2  # the curve grew on a refresh
         assert "ETA" in texts(at) and table["ETA"].iloc[0]
@@ -187,6 +189,7 @@ def test_a_live_training_is_watched_stopped_killed_resumed_and_then_on_the_leade
         at.button(key=f"stop_{live.key}").click().run()
         at.button(key=f"yes_{live.key}").click().run()
         assert files.stop_request(live.folder).exists() and "Stop requested" in texts(at)
+        proc.send_signal(signal.SIGCONT)
         assert proc.wait(timeout=120) == 3  # stopped at the end of an epoch
     finally:
         if proc.poll() is None:
