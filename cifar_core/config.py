@@ -112,7 +112,7 @@ class TrainConfig:
     precision: str = _opt(
         "auto",
         "auto: mixed_float16 on a GPU; on a CPU float32, unless bfloat16 was measured to train "
-        "this model as well and faster on this kind of CPU (runtime.BF16_MEASURED)",
+        "this model as well and faster on this kind of CPU (precision.BF16_MEASURED)",
         choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     )
     xla: str = _opt(

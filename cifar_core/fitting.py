@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_core import finetune, progress, runtime
+from cifar_core import finetune, precision, progress, runtime
 from cifar_core.artifacts import work as files
 from cifar_core.callbacks import phase_callbacks
 from cifar_core.config import TrainConfig, same_config
@@ -90,9 +90,9 @@ def fit_in(
             check_same_config(work, config, data.checksum)
             keras.utils.set_random_seed(config.seed)
             resumed = files.history_file(work).exists()
-            policy = runtime.resolve_precision(config.precision, config.model, config=config)
+            policy = precision.resolve_precision(config.precision, config.model, config=config)
             try:
-                with runtime.dtype_policy(policy):
+                with precision.dtype_policy(policy):
                     model, records = fit(
                         config, splits, strategy, work, len(data.class_names), verbose, callbacks, tracker
                     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cifar_core import artifacts, evaluate, runtime
+from cifar_core import artifacts, evaluate, precision, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, Splits
 from cifar_core.fitting import FitResult
@@ -35,7 +35,7 @@ LEAN_THUMBNAILS = 100
 
 def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     """A float32, uncompiled copy of the trained model: what the run stores and serves."""
-    with runtime.dtype_policy("float32"):
+    with precision.dtype_policy("float32"):
         model = create_model(config.model, **config.model_kwargs(load_weights=False))
     model.set_weights([np.asarray(w, dtype=np.float32) for w in trained.get_weights()])
     return model

@@ -17,10 +17,10 @@ import time
 
 def main() -> None:
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    from cifar_core import runtime
+    from cifar_core import precision
     from cifar_core.benchmark.training import _prepared
 
-    with runtime.dtype_policy("float32"):
+    with precision.dtype_policy("float32"):
         model, _, _, ds = _prepared("fast", "float32")
         model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
         t0, c0, r0 = time.perf_counter(), os.times(), resource.getrusage(resource.RUSAGE_SELF)

@@ -25,11 +25,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifar_core import runtime
+    from cifar_core import precision
     from cifar_core.benchmark.training import _prepared
     from cifar_core.pipeline import make_dataset
 
-    with runtime.dtype_policy("float32"):
+    with precision.dtype_policy("float32"):
         model, batches, config, augmented = _prepared("fast", "float32")
         rng = np.random.default_rng(0)
         n = 4 * config.batch_size

@@ -119,11 +119,11 @@ def test_fast_kernels_compute_what_keras_computes(policy):
     running statistics as Keras' BatchNormalization and GELU, in both precisions."""
     import tensorflow as tf
 
-    from cifar_core import runtime
+    from cifar_core import precision
     from cifar_core.models.kernels import FusedBatchNorm, gelu
 
     x = tf.random.stateless_normal((8, 5, 5, 6), seed=[1, 2]) * 3 + 1
-    with runtime.dtype_policy(policy):
+    with precision.dtype_policy(policy):
         fused = FusedBatchNorm(momentum=0.6, epsilon=1e-12, scale=False)
         plain = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False)
         outs, grads = [], []

@@ -7,7 +7,7 @@ import sys
 import keras
 import pytest
 
-from cifar_core import errors, runtime
+from cifar_core import errors, precision, runtime
 from cifar_core.cli import build_parser
 from cifar_core.config import TrainConfig, cli_fields
 
@@ -19,12 +19,12 @@ ZEN4 = ZEN3 | {"avx512f", "avx512_bf16"}
     "model", ["fast", "cnn_bn", "resnet20", "efficientnet_lite0", "efficientnet_lite0_frozen"]
 )
 def test_auto_is_float32_wherever_bfloat16_was_not_shown_to_train_as_well_and_faster(model):
-    assert runtime.resolve_precision("auto", model, flags=ZEN3) == "float32"
+    assert precision.resolve_precision("auto", model, flags=ZEN3) == "float32"
     # On a Zen 4 bfloat16 made the transfer models ~2x slower; of the rest only fast's
     # recipes had their bfloat16 accuracy measured (below): float32 until they are.
     if model != "fast":
-        assert runtime.resolve_precision("auto", model, flags=ZEN4) == "float32"
-    assert runtime.resolve_precision("mixed_bfloat16", model, flags=ZEN3) == "mixed_bfloat16"  # as asked
+        assert precision.resolve_precision("auto", model, flags=ZEN4) == "float32"
+    assert precision.resolve_precision("mixed_bfloat16", model, flags=ZEN3) == "mixed_bfloat16"  # as asked
 
 
 def test_fast_trains_in_bfloat16_on_a_zen4_only_with_the_recipes_that_were_measured():
@@ -32,16 +32,18 @@ def test_fast_trains_in_bfloat16_on_a_zen4_only_with_the_recipes_that_were_measu
 
     for recipe in (AIRBENCH94_RECIPE, MUON_RECIPE):
         measured = TrainConfig(model="fast", **recipe)
-        assert runtime.resolve_precision("auto", "fast", flags=ZEN4, config=measured) == "mixed_bfloat16"
-        assert runtime.resolve_precision("auto", "fast", flags=ZEN3, config=measured) == "float32"
+        assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=measured) == "mixed_bfloat16"
+        assert precision.resolve_precision("auto", "fast", flags=ZEN3, config=measured) == "float32"
     # Without a config the preset (airbench94_muon's recipe) is the one compared.
-    assert runtime.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
-    # A recipe nobody measured in bfloat16 (Muon for 10 epochs, or at batch 1,024) stays float32.
-    for change in ({"epochs": 10}, {"batch_size": 1024}):
+    assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
+    # A recipe nobody measured in bfloat16 (Muon for 10 epochs, or at batch 1,024, or the
+    # preset with its first epochs on small crops) stays float32.
+    crops = {"augment": {**MUON_RECIPE["augment"], "small_crop": 24, "small_crop_epochs": 4}}
+    for change in ({"epochs": 10}, {"batch_size": 1024}, crops):
         other = TrainConfig(model="fast", **{**MUON_RECIPE, **change})
-        assert runtime.resolve_precision("auto", "fast", flags=ZEN4, config=other) == "float32"
-    muon, airbench = runtime.BF16_MEASURED["avx512_bf16"]["fast"]
-    assert muon["images_per_s"] == (245, 379) and muon["accuracy_loss"] <= runtime.BF16_MAX_ACCURACY_LOSS
+        assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=other) == "float32"
+    muon, airbench = precision.BF16_MEASURED["avx512_bf16"]["fast"]
+    assert muon["images_per_s"] == (245, 379) and muon["accuracy_loss"] <= precision.BF16_MAX_ACCURACY_LOSS
     assert airbench["images_per_s"] == (277, 422) and airbench["accuracy_loss"] == 0.0
 
 
@@ -52,8 +54,8 @@ def test_an_unmeasured_or_less_accurate_entry_in_a_list_keeps_float32(monkeypatc
         {"images_per_s": (245, 379), "accuracy_loss": 0.004, "recipe": recipe},  # less accurate
         {"images_per_s": (379, 245), "accuracy_loss": 0.0, "recipe": recipe},  # slower
     ):
-        monkeypatch.setattr(runtime, "BF16_MEASURED", {"avx512_bf16": {"fast": [entry]}})
-        assert runtime.resolve_precision("auto", "fast", flags=ZEN4) == "float32"
+        monkeypatch.setattr(precision, "BF16_MEASURED", {"avx512_bf16": {"fast": [entry]}})
+        assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "float32"
 
 
 def test_auto_picks_bfloat16_only_for_a_measured_win(monkeypatch):
@@ -64,21 +66,21 @@ def test_auto_picks_bfloat16_only_for_a_measured_win(monkeypatch):
             "efficientnet_lite0": {"images_per_s": (236, 131), "accuracy_loss": 0.0},  # slower
         }
     }
-    monkeypatch.setattr(runtime, "BF16_MEASURED", table)
-    assert runtime.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
-    assert runtime.resolve_precision("auto", "cnn_bn", flags=ZEN4) == "float32"
-    assert runtime.resolve_precision("auto", "efficientnet_lite0", flags=ZEN4) == "float32"
-    assert runtime.resolve_precision("auto", "fast", flags=ZEN3) == "float32"  # another kind of CPU
+    monkeypatch.setattr(precision, "BF16_MEASURED", table)
+    assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
+    assert precision.resolve_precision("auto", "cnn_bn", flags=ZEN4) == "float32"
+    assert precision.resolve_precision("auto", "efficientnet_lite0", flags=ZEN4) == "float32"
+    assert precision.resolve_precision("auto", "fast", flags=ZEN3) == "float32"  # another kind of CPU
 
 
 def test_the_dtype_policy_is_restored_to_what_it_was():
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        with runtime.dtype_policy("float32"):
+        with precision.dtype_policy("float32"):
             assert keras.config.dtype_policy().name == "float32"
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
         with pytest.raises(RuntimeError):
-            with runtime.dtype_policy("mixed_float16"):
+            with precision.dtype_policy("mixed_float16"):
                 raise RuntimeError("training failed")
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
     finally:

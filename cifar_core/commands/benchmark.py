@@ -98,9 +98,9 @@ def add_arguments(p) -> None:
 def default_precisions(kind: str | None = None) -> str:
     """float32 everywhere; bfloat16 beside it only where the CPU runs it natively: an
     emulated bfloat16 step (AVX2, AVX-512 without BF16) is many times slower and says nothing."""
-    from cifar_core import runtime
+    from cifar_core import precision
 
-    return "float32" if (kind or runtime.cpu_kind()) == "none" else "float32,mixed_bfloat16"
+    return "float32" if (kind or precision.cpu_kind()) == "none" else "float32,mixed_bfloat16"
 
 
 def main(args: argparse.Namespace) -> int:
