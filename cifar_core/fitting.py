@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar_core import finetune, precision, progress, runtime
+from cifar_core import finetune, progress, runtime
 from cifar_core.artifacts import work as files
 from cifar_core.callbacks import phase_callbacks
 from cifar_core.config import TrainConfig, same_config
@@ -40,6 +40,7 @@ from cifar_core.fileio import write_json
 from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import Phase, PhaseRecord, plan
 from cifar_core.pipeline import make_array_dataset, make_dataset
+from cifar_core.precision import dtype_policy, resolve_precision
 from cifar_core.schedules import make_optimizer, steps_per_epoch
 
 
@@ -90,9 +91,9 @@ def fit_in(
             check_same_config(work, config, data.checksum)
             keras.utils.set_random_seed(config.seed)
             resumed = files.history_file(work).exists()
-            policy = precision.resolve_precision(config.precision, config.model, config=config)
+            policy = resolve_precision(config.precision, config.model, config=config)
             try:
-                with precision.dtype_policy(policy):
+                with dtype_policy(policy):
                     model, records = fit(
                         config, splits, strategy, work, len(data.class_names), verbose, callbacks, tracker
                     )

@@ -16,13 +16,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cifar_core import artifacts, evaluate, precision, runtime
+from cifar_core import artifacts, evaluate, runtime
 from cifar_core.config import TrainConfig
 from cifar_core.data import Cifar10Data, Splits
 from cifar_core.fitting import FitResult
 from cifar_core.inference import Predictor, predict_probs
 from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import PhaseRecord
+from cifar_core.precision import dtype_policy
 from cifar_core.runmap import map_run
 
 # Test images stored with a run as 32x32 thumbnails (for machines without the data):
@@ -35,7 +36,7 @@ LEAN_THUMBNAILS = 100
 
 def export_float32(config: TrainConfig, trained: keras.Model) -> keras.Model:
     """A float32, uncompiled copy of the trained model: what the run stores and serves."""
-    with precision.dtype_policy("float32"):
+    with dtype_policy("float32"):
         model = create_model(config.model, **config.model_kwargs(load_weights=False))
     model.set_weights([np.asarray(w, dtype=np.float32) for w in trained.get_weights()])
     return model

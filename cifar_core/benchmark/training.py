@@ -68,11 +68,11 @@ def train_speed(
     (stepprofile.py)."""
     import keras
 
-    from cifar_core import precision
     from cifar_core.models import count_trainable
+    from cifar_core.precision import dtype_policy
 
     keras.backend.clear_session()
-    with precision.dtype_policy(precision):
+    with dtype_policy(precision):
         model, batches, config, ds = _prepared(name, precision, phase, input_size, settings)
         for _ in range(2):  # warm-up: tracing, allocation
             model.train_on_batch(*next(batches))
@@ -101,10 +101,10 @@ def train_speed(
 def xla_pairs(name: str, pairs: int, precision: str = "float32", settings=()) -> dict:
     """Seconds per training step of ``name`` with XLA off and on, two models in this process
     taking steps in turn, so that both see the same machine (its drift, its other load)."""
-    from cifar_core import precision
+    from cifar_core.precision import dtype_policy
 
     runs = {}
-    with precision.dtype_policy(precision):
+    with dtype_policy(precision):
         for xla in ("off", "on"):
             model, batches, config, _ = _prepared(name, precision, settings=[*settings, f"xla={xla}"])
             model.train_on_batch(*next(batches))  # trace (and compile)
