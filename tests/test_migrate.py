@@ -116,7 +116,7 @@ def test_the_committed_runs_are_version_2_and_read_without_shims():
     # one seed group per zoo model, cnn_bn-tune's retrained best and fast's five bfloat16 groups
     # on a Zen 4 (issue 32: 8 epochs, seeds 0 and 1; 10 epochs; 10 epochs with small crops on
     # 45,000 and, seeds 0-2, on all 50,000; 10 epochs on all 50,000) and the small-crop recipe's
-    # float32 twin of seed 0 (precision.BF16_MEASURED); one of your own of each way in
+    # float32 twins of seeds 0 and 1 (precision.BF16_MEASURED); one of your own of each way in
     groups = seeds.group_runs([r for r, kind in zip(zoo, made) if kind is None])
     assert not bad and len(groups) == 16 and made.count("builder_file") == made.count("recorded") == 1
     assert sum(1 for r in zoo if r.manifest.get("study")) == 1

@@ -48,7 +48,7 @@ def test_fast_trains_in_bfloat16_on_a_zen4_only_with_the_recipes_that_were_measu
     assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=measured) == "mixed_bfloat16"
     assert precision.resolve_precision("auto", "fast", flags=ZEN3, config=measured) == "float32"
     muon, crop, airbench = precision.BF16_MEASURED["avx512_bf16"]["fast"]
-    assert crop["images_per_s"] == (348, 502) and crop["recipe"]["augment.small_crop"] == 24
+    assert crop["images_per_s"] == (354, 517) and crop["recipe"]["augment.small_crop"] == 24
     assert muon["images_per_s"] == (245, 379) and muon["accuracy_loss"] <= precision.BF16_MAX_ACCURACY_LOSS
     assert airbench["images_per_s"] == (277, 422) and airbench["accuracy_loss"] == 0.0
 
