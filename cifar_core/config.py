@@ -77,7 +77,7 @@ class TrainConfig:
     optimizer: str = _opt(
         "adam",
         "optimizer (muon: airbench94_muon's Muon on conv filters + Nesterov SGD on the rest, "
-        "cifar_core.muon; --lr is Muon's rate, the others are optimizer_args)",
+        "cifar_core.training.muon; --lr is Muon's rate, the others are optimizer_args)",
         choices=("adam", "adamw", "sgd", "muon"),
     )
     learning_rate: float = _opt(

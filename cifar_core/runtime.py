@@ -1,5 +1,5 @@
 """The machine side of training: distribution strategy, environment facts (the precision
-rule: cifar_core.precision)."""
+rule: cifar_core.training.precision)."""
 
 from __future__ import annotations
 

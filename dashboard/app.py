@@ -7,11 +7,11 @@ path, so the pages import ``common`` directly.
 
 from __future__ import annotations
 
-import common
 import streamlit as st
+from common import loading, serving
 
 st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
-common.preload_models()  # the first visit to any page starts loading the models in the background
+serving.preload_models()  # the first visit to any page starts loading the models in the background
 
 pages = [
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
@@ -31,10 +31,10 @@ pages = [
 page = st.navigation(pages, expanded=True)  # all 13 pages listed, no "View more"
 
 with st.sidebar:
-    runs, bad = common.load_runs()
+    runs, bad = loading.load_runs()
     st.caption(
-        f"{len(runs)} run(s) in `{common.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
+        f"{len(runs)} run(s) in `{loading.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
     )
-    common.trust_switch(runs)
+    serving.trust_switch(runs)
 
 page.run()

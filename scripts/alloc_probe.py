@@ -17,8 +17,8 @@ import time
 
 def main() -> None:
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    from cifar_core import precision
-    from cifar_core.benchmark.training import _prepared
+    from cifar_core.benchmark.train_speed import _prepared
+    from cifar_core.training import precision
 
     with precision.dtype_policy("float32"):
         model, _, _, ds = _prepared("fast", "float32")

@@ -25,9 +25,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from cifar_core import precision
-    from cifar_core.benchmark.training import _prepared
-    from cifar_core.pipeline import make_dataset
+    from cifar_core.benchmark.train_speed import _prepared
+    from cifar_core.data.pipeline import make_dataset
+    from cifar_core.training import precision
 
     with precision.dtype_policy("float32"):
         model, batches, config, augmented = _prepared("fast", "float32")

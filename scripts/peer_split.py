@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core.data import auto_val_size
-from cifar_core.folders import _class_names, _list_images
+from cifar_core.data.folders import _class_names, _list_images
 
 
 def main() -> None:

@@ -215,11 +215,13 @@ def trained_run(tmp_path_factory, tiny_data):
     """Two epochs of baseline_cnn on 300 synthetic images, written to its own artifacts root."""
     from cifar_core import artifacts
     from cifar_core.config import TrainConfig
-    from cifar_core.train import train_model
+    from cifar_core.training.trainer import train_model
 
     settings = {"epochs": 2, "batch_size": 64, "val_size": 50, "precision": "float32"}
     config = TrainConfig.from_preset("baseline_cnn", **settings)
-    root = built_once(tmp_path_factory, "artifacts", lambda r: train_model(config, tiny_data, r, verbose=0))
+    root = built_once(
+        tmp_path_factory, "artifacts", lambda r: train_model(config, tiny_data, r, verbose=0, export=False)
+    )
     (run_id,) = artifacts.list_runs(root)
     return root, run_id, config
 
@@ -228,16 +230,16 @@ def trained_run(tmp_path_factory, tiny_data):
 def dash_root(tmp_path_factory, tiny_data):
     """Three tiny runs (baseline_cnn, cnn_bn, resnet20) for the dashboard tests, exported
     to ONNX as ``train`` does (the dashboard serves the exports)."""
-    from cifar_core import exports
     from cifar_core.config import TrainConfig
-    from cifar_core.train import train_model
+    from cifar_core.serving import exports
+    from cifar_core.training.trainer import train_model
 
     def build(root):
         for model, epochs in (("baseline_cnn", 2), ("cnn_bn", 2), ("resnet20", 1)):
             config = TrainConfig.from_preset(
                 model, epochs=epochs, val_size=50, batch_size=64, precision="float32"
             )
-            path = train_model(config, tiny_data, root, verbose=0)
+            path = train_model(config, tiny_data, root, verbose=0, export=False)
             exports.export_run(root, path.name)
 
     return built_once(tmp_path_factory, "dash-artifacts", build)

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from conftest import write_image_folder
 
-from cifar_core import artifacts, crossrun, datafacts, embeddings
+from cifar_core import artifacts
+from cifar_core.analysis import crossrun, embeddings
 from cifar_core.cli import main
+from cifar_core.data import datafacts
 from cifar_core.errors import ArtifactError
 
 

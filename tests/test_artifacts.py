@@ -13,7 +13,7 @@ from cifar_core.artifacts import ArtifactError, RunExistsError, RunLockedError
 
 def _write(root, run_id="r1"):
     values = run_values()
-    artifacts.write_run(root, run_id, save_model=_fake_model, **values)
+    artifacts.write_run(root, run_id, artifacts.RunContents(**values, save_model=_fake_model))
     return values
 
 
@@ -47,7 +47,7 @@ def test_a_failing_writer_leaves_no_trace(tmp_path):
 
     values = _write(tmp_path, "ok")
     with pytest.raises(OSError, match="disk full"):
-        artifacts.write_run(tmp_path, "broken", save_model=broken_model, **values)
+        artifacts.write_run(tmp_path, "broken", artifacts.RunContents(**values, save_model=broken_model))
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ok"]
 
 
@@ -125,7 +125,7 @@ def test_predicted_labels_are_the_argmax_before_float16_rounding(tmp_path):
     values["predictions"] = {**values["predictions"], "y_true": np.array([0, 0, 2, 0])}
     values["predictions"]["probs"] = probs
     values["confusion"] = np.array([[2, 1, 0], [0, 0, 0], [0, 0, 1]])
-    artifacts.write_run(tmp_path, "r1", save_model=_fake_model, **values)
+    artifacts.write_run(tmp_path, "r1", artifacts.RunContents(**values, save_model=_fake_model))
     run = artifacts.read_run(tmp_path, "r1")
     assert run.predictions["probs"][1, 0] == run.predictions["probs"][1, 1]  # tied once stored
     assert run.predictions["y_pred"].tolist() == [0, 1, 2, 0]
@@ -194,7 +194,7 @@ def test_thumbnails_are_stored_as_jpegs_and_read_back_close_to_the_pixels(tmp_pa
     values = _write(tmp_path)
     images = _photo_like(3)
     values["thumbnails"] = {"index": np.array([0, 2, 3]), "images": images}
-    artifacts.write_run(tmp_path, "r2", save_model=_fake_model, **values)
+    artifacts.write_run(tmp_path, "r2", artifacts.RunContents(**values, save_model=_fake_model))
     path = tmp_path / "runs" / "r2" / artifacts.THUMBNAILS
     with np.load(path) as stored:
         assert sorted(stored.files) == ["index", "jpeg", "offsets"]
@@ -233,9 +233,9 @@ def test_runs_of_one_model_get_distinct_labels_and_a_ladder_rung_does_not_rename
     _write(tmp_path, "m-second")
     values = run_values()
     values["manifest"] = {**values["manifest"], "model": "solo"}
-    artifacts.write_run(tmp_path, "solo-1", save_model=_fake_model, **values)
+    artifacts.write_run(tmp_path, "solo-1", artifacts.RunContents(**values, save_model=_fake_model))
     values["manifest"] = {**values["manifest"], "ladder": {"ladder": "l", "rung": "r"}}
-    artifacts.write_run(tmp_path, "solo-rung", save_model=_fake_model, **values)
+    artifacts.write_run(tmp_path, "solo-rung", artifacts.RunContents(**values, save_model=_fake_model))
     runs, bad = artifacts.load_runs(tmp_path)
     labels = {run.run_id: run.label for run in runs}
     assert not bad

@@ -9,7 +9,7 @@ import pytest
 
 from cifar_core import benchmark
 from cifar_core.cli import main
-from cifar_core.commands.benchmark import table
+from cifar_core.commands.bench import table
 
 
 @pytest.mark.slow  # times Lite0 in both phases (~50 s)
@@ -109,7 +109,7 @@ def test_the_recorder_benchmark_times_plain_and_recorded_fits_and_finish(capsys,
 
 
 def test_the_default_precisions_leave_out_bfloat16_where_the_cpu_would_emulate_it():
-    from cifar_core.commands.benchmark import default_precisions
+    from cifar_core.commands.bench import default_precisions
 
     assert default_precisions("none") == "float32"  # AVX2, or AVX-512 without BF16
     assert default_precisions("avx512_bf16") == "float32,mixed_bfloat16"

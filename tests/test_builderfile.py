@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from cifar_core import artifacts
 from cifar_core.cli import main
-from cifar_core.inference import load_model
+from cifar_core.serving.inference import load_model
 
 EXAMPLES = ROOT / "examples" / "my_nets.py"
 GOOD = """

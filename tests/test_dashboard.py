@@ -39,13 +39,13 @@ def open_page(monkeypatch, root, page: str) -> AppTest:
 
 
 def _wait_for_models(root) -> None:
-    import common  # dashboard/ is on the test path (pyproject: pythonpath)
+    from common import serving
 
     from cifar_core import artifacts
 
     for run in artifacts.load_runs(Path(root))[0]:
         try:
-            common.predictor_for(run)
+            serving.predictor_for(run)
         except Exception:  # a corrupt model: the page reports it, as the tests expect
             pass
 
@@ -93,7 +93,7 @@ def test_leaderboard_sorts_by_test_accuracy_and_names_columns_for_people(monkeyp
     table = at.dataframe[0].value
     assert list(table["test_acc"]) == sorted(table["test_acc"], reverse=True)
     assert table["test_acc"].between(0, 100).all() and table["test_acc"].max() > 1  # percent
-    from cifar_core import report
+    from cifar_core.analysis import report
 
     labels = [report.label(c) for c in table.columns]
     assert {"Test acc", "Top-3 acc", "Log loss", "ECE", "Train min", "Macro F1"} <= set(labels)
@@ -205,18 +205,18 @@ def test_uploading_a_photo_shows_every_models_prediction(monkeypatch, dash_root)
 
 
 def test_pages_serve_the_checked_export_and_load_keras_only_for_gradients(monkeypatch, dash_root):
-    import common  # dashboard/ is on the test path (pyproject: pythonpath)
+    from common import serving
 
     from cifar_core import artifacts
-    from cifar_core.inference import OnnxPredictor
+    from cifar_core.serving.inference import OnnxPredictor
 
     run = artifacts.load_runs(dash_root)[0][0]
-    predict = common.predictor_for(run)
+    predict = serving.predictor_for(run)
     assert isinstance(predict, OnnxPredictor) and predict.model is None
-    assert common.predictor_for(run) is predict  # one per process, shared by all sessions
+    assert serving.predictor_for(run) is predict  # one per process, shared by all sessions
     # The Keras pool (heatmaps, features) traces its model once, at load: without the warm-up
     # the first heatmap's time was the graph tracing (945 ms for Lite0).
-    keras_predict = common._keras_pool().get(run.model_path)
+    keras_predict = serving._keras_pool().get(run.model_path)
     assert keras_predict._call.experimental_get_tracing_count() == 1
     keras_predict(np.zeros((3, 32, 32, 3), np.uint8))
     assert keras_predict._call.experimental_get_tracing_count() == 1  # another batch size: no retrace
@@ -226,10 +226,10 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
     # Streamlit clears Keras' session after every script run, which cleared TensorFlow's
     # kernel cache: every model re-optimised its graph on the next photo (issue 18: 30x
     # the engine's latency). The page must time the engine's own warm call (now the export's).
-    import common
+    from common import serving
 
     from cifar_core import artifacts, evaluate
-    from cifar_core.inference import OnnxPredictor
+    from cifar_core.serving.inference import OnnxPredictor
 
     at = open_page(monkeypatch, dash_root, "classify")
     x, _ = synthetic_images(3, seed=11)
@@ -245,7 +245,7 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
     runs = artifacts.load_runs(dash_root)[0]
     engine_ms = {}
     for run in runs:
-        predict = common.predictor_for(run)
+        predict = serving.predictor_for(run)
         assert isinstance(predict, OnnxPredictor)
         engine_ms[run.model] = evaluate.latency_ms_per_image(predict, x[0])
     assert set(page_ms.index) == set(engine_ms)
@@ -255,9 +255,9 @@ def test_the_pages_model_time_is_the_engines_batch_one_latency(monkeypatch, dash
 
 
 def test_classify_shows_a_progress_bar_while_the_models_load(monkeypatch, dash_root):
-    import common
+    from common import serving
 
-    monkeypatch.setattr(common, "models_ready", lambda paths=None: (1, 3))
+    monkeypatch.setattr(serving, "models_ready", lambda paths=None: (1, 3))
     at = open_page(monkeypatch, dash_root, "classify")
     assert not at.exception
     bars = at.get("progress")
@@ -265,15 +265,15 @@ def test_classify_shows_a_progress_bar_while_the_models_load(monkeypatch, dash_r
 
 
 def test_a_photo_sent_while_a_model_loads_is_answered_by_the_loaded_ones(monkeypatch, dash_root):
-    import common
+    from common import serving
 
     at = open_page(monkeypatch, dash_root, "classify")
     from cifar_core import artifacts
 
-    real = common.predictor_for
+    real = serving.predictor_for
     pending = artifacts.load_runs(dash_root)[0][0]
     monkeypatch.setattr(
-        common,
+        serving,
         "predictor_for",
         lambda run, wait=True: None if run.run_id == pending.run_id and not wait else real(run, wait),
     )
@@ -327,12 +327,12 @@ def test_why_shows_every_models_heatmap_for_its_class_or_the_one_asked_for(monke
     assert any("Why?" in m.value for m in at.markdown)
     at.selectbox(key="cls_why_class").set_value("cat").run()
     assert not at.exception and len(at.get("image")) == before + 3
-    import common
+    from common import serving
 
     from cifar_core import artifacts
 
     run = artifacts.load_runs(dash_root)[0][0]
-    heat, how = common.heatmap_for(run, x[0], run.class_names.index("cat"))
+    heat, how = serving.heatmap_for(run, x[0], run.class_names.index("cat"))
     assert heat.shape == (32, 32) and 0 <= heat.min() and heat.max() <= 1
     assert how.startswith("Grad-CAM on ")
 
@@ -386,12 +386,12 @@ def test_map_shows_the_scatter_neighbours_of_a_test_image_and_of_an_upload(monke
 
 
 def test_a_selection_on_the_map_is_read_as_test_image_indices():
-    import common
+    from common import widgets
 
     event = {"selection": {"points": [{"customdata": [12]}, {"customdata": [3]}, {"customdata": [12]}, {}]}}
-    assert common.selected_points(event) == [3, 12]
-    assert common.selected_points({"selection": {"points": []}}) == []
-    assert common.selected_points(None) == []
+    assert widgets.selected_points(event) == [3, 12]
+    assert widgets.selected_points({"selection": {"points": []}}) == []
+    assert widgets.selected_points(None) == []
 
 
 def test_runs_without_a_map_or_with_a_broken_one_are_named(monkeypatch, tmp_path, dash_root):
@@ -452,7 +452,7 @@ def _runs_with_wrong_labels(root, flipped=(3, 15, 30), n=60):
         values["manifest"]["data"]["n_test"] = n
         values["manifest"]["model"] = f"m{r}"
         values["metrics"]["test"]["accuracy"] = float((y_pred == labels).mean())
-        artifacts.write_run(root, f"m{r}-run", save_model=fake_model, **values)
+        artifacts.write_run(root, f"m{r}-run", artifacts.RunContents(**values, save_model=fake_model))
 
 
 def test_marking_suspect_labels_shows_every_models_accuracy_without_them(monkeypatch, tmp_path):

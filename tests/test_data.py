@@ -9,9 +9,9 @@ import pytest
 from conftest import synthetic_images, write_image_folder
 from PIL import Image
 
-from cifar_core import folders
-from cifar_core.data import CIFAR10_CLASSES, DataError, load_cifar10, split_train_val
-from cifar_core.folders import load_labelled_folder
+from cifar_core.data import CIFAR10_CLASSES, folders, load_cifar10, split_train_val
+from cifar_core.data.folders import load_labelled_folder
+from cifar_core.errors import DataError
 
 
 def _batch_bytes(x: np.ndarray, y: np.ndarray) -> bytes:

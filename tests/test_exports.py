@@ -1,4 +1,4 @@
-"""ONNX exports (cifar_core.exports): parity with the Keras model, where they live, the
+"""ONNX exports (cifar_core.serving.exports): parity with the Keras model, where they live, the
 fallback to Keras, the ``export`` command, and that reading pages never import TensorFlow."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, synthetic_images
 
-from cifar_core import artifacts, exports
+from cifar_core import artifacts
 from cifar_core.cli import main
 from cifar_core.errors import ExportError, ModelLoadError
-from cifar_core.inference import OnnxPredictor, Predictor, PredictorPool, load_model
+from cifar_core.serving import exports
+from cifar_core.serving.inference import OnnxPredictor, Predictor, PredictorPool, load_model
 
 
 @pytest.fixture()
@@ -114,12 +115,12 @@ def test_the_export_command_checks_reports_copies_and_refuses_bad_input(own_run,
 
 
 def test_train_exports_the_new_run_and_a_failed_export_leaves_it_intact(own_run, monkeypatch, capsys):
-    from cifar_core.commands import export
+    from cifar_core.training.record import export_new_run
 
     root, run_id = own_run
     monkeypatch.setattr(exports, "export_run", lambda *a, **k: (_ for _ in ()).throw(ExportError("boom")))
     before = sorted(p.name for p in (root / "runs" / run_id).iterdir())
-    export.after_training(root, root / "runs" / run_id)
+    export_new_run(root, run_id)
     out = capsys.readouterr().out
     assert "the run is complete, but export failed: boom" in out
     assert f"python -m cifar_core export {run_id}" in out
@@ -170,10 +171,10 @@ def test_the_reading_pages_never_import_tensorflow(dash_root, tmp_path):
             for page in pages:
                 at.switch_page(f"views/{page}.py").run()
                 if page == "classify":
-                    import common
+                    from common import loading, serving
                     from cifar_core import artifacts
-                    for run in artifacts.load_runs(common.artifacts_dir())[0]:
-                        common.predictor_for(run)  # every model loaded: the answers are all there
+                    for run in artifacts.load_runs(loading.artifacts_dir())[0]:
+                        serving.predictor_for(run)  # every model loaded: the answers are all there
                     at.button(key="cls_random").click().run()
                 seen[page] = {
                     "errors": [e.value for e in at.exception] + [e.value for e in at.error],

@@ -93,7 +93,7 @@ def test_xla_compiles_the_same_training_step_and_is_off_by_default_on_a_cpu():
     import tensorflow as tf
 
     from cifar_core.config import ConfigError
-    from cifar_core.fitting import build_model, compile_for
+    from cifar_core.training.fitting import build_model, compile_for
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)

@@ -76,7 +76,7 @@ def test_test_ids_cannot_make_the_dashboard_read_outside_the_data_folder(tmp_pat
     values["manifest"]["data"].update(kind="image_folder", root="data")
     values["predictions"]["test_ids"] = np.array(["test/cat/0.png", "../secret.png", "/etc/passwd", "x"])
     values["thumbnails"] = {"index": np.array([1]), "images": np.zeros((1, 32, 32, 3), np.uint8)}
-    artifacts.write_run(tmp_path / "art", "r", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path / "art", "r", artifacts.RunContents(**values, save_model=fake_model))
     run = artifacts.read_run(tmp_path / "art", "r")
     inside, outside, absolute = artifacts.test_images(run, np.array([0, 1, 2]))
     assert inside[0, 0, 2] > 200  # the blue image inside the folder
@@ -91,7 +91,7 @@ def test_streamlit_settings_limit_uploads_and_leak_nothing():
     assert config["server"]["enableStaticServing"] is False
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["showErrorDetails"] == "none"
-    from cifar_core.images import MAX_UPLOAD_BYTES
+    from cifar_core.data.images import MAX_UPLOAD_BYTES
 
     assert MAX_UPLOAD_BYTES == config["server"]["maxUploadSize"] * 1024 * 1024
 

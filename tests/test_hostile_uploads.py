@@ -2,7 +2,7 @@
 
 Every file must end in either a correct prediction (10 probabilities from the upright
 first frame) or one clear line naming the file, never a traceback. The Classify page and
-the ``predict`` CLI both go through ``cifar_core.images.open_image``.
+the ``predict`` CLI both go through ``cifar_core.data.images.open_image``.
 """
 
 import functools
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cifar_core.images import MAX_UPLOAD_BYTES, ImageError, open_image, to_pixels
+from cifar_core.data.images import MAX_UPLOAD_BYTES, ImageError, open_image, to_pixels
 
 
 def _save(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -161,7 +161,7 @@ def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path):
     bomb.write_bytes(corpus()["bomb.png"])  # 30000 x 30000 pixels in ~100 KB
     code = (
         "import json, sys\n"
-        "from cifar_core.images import ImageError, open_image\n"
+        "from cifar_core.data.images import ImageError, open_image\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "hwm = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
         "before = hwm()\n"

@@ -10,8 +10,8 @@ import pytest
 from conftest import fake_model, run_values, write_image_folder
 from PIL import Image
 
-from cifar_core import artifacts, folders, images
-from cifar_core.data import load_cifar10
+from cifar_core import artifacts
+from cifar_core.data import folders, images, load_cifar10
 
 
 def awkward_png() -> bytes:
@@ -55,8 +55,8 @@ def test_one_file_gives_the_same_pixels_through_every_path(tmp_path, monkeypatch
     np.testing.assert_array_equal(x[list(ids).index("cat/zz-awkward.png")], expected)
 
     # predict (the CLI): the pixels handed to the model
-    from cifar_core import inference
     from cifar_core.cli import main
+    from cifar_core.serving import inference
 
     seen = []
     original = inference.classify
@@ -78,7 +78,7 @@ def test_one_file_gives_the_same_pixels_through_every_path(tmp_path, monkeypatch
         kind="image_folder", root=artifacts.relative_path(folder, tmp_path / "art")
     )
     values["predictions"]["test_ids"] = np.array(["test/cat/zz-awkward.png", "a", "b", "c"])
-    artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path / "art", "r1", artifacts.RunContents(**values, save_model=fake_model))
     run = artifacts.read_run(tmp_path / "art", "r1")
     assert artifacts.data_folder(run) == folder.resolve()
     (shown,) = artifacts.test_images(run, [0])
@@ -89,7 +89,7 @@ def test_test_images_fall_back_to_thumbnails_when_the_data_is_elsewhere(tmp_path
     values = run_values()
     values["manifest"]["data"].update(kind="image_folder", root="../moved-away")
     values["thumbnails"] = {"index": np.array([2]), "images": np.full((1, 32, 32, 3), 200, np.uint8)}
-    artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path / "art", "r1", artifacts.RunContents(**values, save_model=fake_model))
     run = artifacts.read_run(tmp_path / "art", "r1")
     assert artifacts.data_folder(run) is None
     assert artifacts.available_test_indices(run).tolist() == [2]
@@ -113,7 +113,7 @@ def test_a_non_32px_test_folder_still_gives_32px_test_images(tmp_path, size):
     values["predictions"]["test_ids"] = np.array(
         ["test/a/0.png", "test/a/1.png", "test/b/0.png", "test/b/2.png"]
     )
-    artifacts.write_run(tmp_path / "art", "r1", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path / "art", "r1", artifacts.RunContents(**values, save_model=fake_model))
     run = artifacts.read_run(tmp_path / "art", "r1")
     shown = artifacts.test_images(run, [0, 1, 2, 3])
     assert all(image.shape == (32, 32, 3) for image in shown)

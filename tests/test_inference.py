@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifar_core.data.images import open_image, to_pixels
 from cifar_core.errors import ImageError, ModelLoadError
-from cifar_core.images import open_image, to_pixels
-from cifar_core.inference import Predictor, PredictorPool, load_model, predict_probs, translate_batch
+from cifar_core.serving.inference import Predictor, PredictorPool, load_model, predict_probs, translate_batch
 
 
 def _bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:

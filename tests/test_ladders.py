@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from test_dashboard import open_page
 
-from cifar_core import artifacts, evaluate, report
+from cifar_core import artifacts, evaluate
+from cifar_core.analysis import report
 from cifar_core.cli import main
 from cifar_core.config import same_config
 from cifar_core.ladders import LADDERS, get_ladder, idle_reason, ladder_table, mcnemar, trim_thumbnails
@@ -103,7 +104,7 @@ def test_a_ladder_trains_rung_by_rung_keeps_finished_rungs_and_reads_back_as_a_s
 def test_a_finished_rung_keeps_only_its_first_mistakes_pictures_as_a_rung_trained_now_would(
     ladder_root, tmp_path
 ):
-    from cifar_core.record import LEAN_THUMBNAILS as LADDER_THUMBNAILS
+    from cifar_core.training.record import LEAN_THUMBNAILS as LADDER_THUMBNAILS
 
     root = tmp_path / "artifacts"
     shutil.copytree(ladder_root, root)

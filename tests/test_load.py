@@ -33,8 +33,8 @@ def _expected(dash_root: Path, images: dict[str, bytes]) -> dict[str, dict[str, 
     """Per image, per model: the class each stored zoo model (what the Classify page shows,
     not a ladder's rungs) predicts, computed directly."""
     from cifar_core import artifacts
-    from cifar_core.images import decode_image
-    from cifar_core.inference import classify, load_model
+    from cifar_core.data.images import decode_image
+    from cifar_core.serving.inference import classify, load_model
 
     runs, _ = artifacts.load_runs(dash_root)
     expected = {name: {} for name in images}

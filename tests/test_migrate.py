@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from cifar_core import artifacts, report, seeds
+from cifar_core import artifacts
+from cifar_core.analysis import report, seeds
 from cifar_core.artifacts.migrate import argmax_matching_confusion
 from cifar_core.cli import main
 

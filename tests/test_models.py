@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_core import embeddings, saliency
+from cifar_core.analysis import embeddings, saliency
 from cifar_core.config import TrainConfig
 from cifar_core.models import UnknownModelError, create_model, get_spec, list_models
 
@@ -90,8 +90,8 @@ def test_fast_whitening_layer_decorrelates_patches():
 
 
 def test_fast_stage_convs_start_as_identity_and_the_model_round_trips(tmp_path):
-    from cifar_core.inference import load_model
     from cifar_core.models.fast import whiten_init
+    from cifar_core.serving.inference import load_model
 
     model = create_model("fast", widths=(16, 32, 32))
     x = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
@@ -119,8 +119,8 @@ def test_fast_kernels_compute_what_keras_computes(policy):
     running statistics as Keras' BatchNormalization and GELU, in both precisions."""
     import tensorflow as tf
 
-    from cifar_core import precision
     from cifar_core.models.kernels import FusedBatchNorm, gelu
+    from cifar_core.training import precision
 
     x = tf.random.stateless_normal((8, 5, 5, 6), seed=[1, 2]) * 3 + 1
     with precision.dtype_policy(policy):

@@ -1,4 +1,4 @@
-"""The engine's Muon (cifar_core.muon) against a NumPy transcription of airbench94_muon's
+"""The engine's Muon (cifar_core.training.muon) against a NumPy transcription of airbench94_muon's
 optimizers (its Muon class and torch.optim.SGD with Nesterov momentum and weight decay)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_core.muon import NS_COEFFICIENTS, AirbenchMuon
+from cifar_core.training.muon import NS_COEFFICIENTS, AirbenchMuon
 
 
 def ns_reference(g: np.ndarray, steps: int = 3, eps: float = 1e-7) -> np.ndarray:
@@ -123,7 +123,7 @@ def test_keras_muon_would_not_touch_the_conv_filters():
 
 def test_the_fast_preset_is_the_muon_recipe_and_its_optimizer_is_built_from_it():
     from cifar_core.config import TrainConfig
-    from cifar_core.schedules import make_optimizer
+    from cifar_core.training.schedules import make_optimizer
 
     config = TrainConfig.from_preset("fast")
     assert (config.optimizer, config.epochs, config.batch_size, config.lookahead) == ("muon", 8, 2000, False)

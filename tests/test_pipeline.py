@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from cifar_core.config import AugmentConfig, ConfigError, TrainConfig
-from cifar_core.pipeline import make_dataset, random_flip, random_translate
+from cifar_core.data.pipeline import make_dataset, random_flip, random_translate
 
 
 def _ramp(n=8):

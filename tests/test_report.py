@@ -5,8 +5,9 @@ import shutil
 import pytest
 from conftest import ROOT
 
-from cifar_core import artifacts, report
-from cifar_core import readme as blocks
+from cifar_core import artifacts
+from cifar_core.analysis import readme as blocks
+from cifar_core.analysis import report
 from cifar_core.fileio import write_json
 
 

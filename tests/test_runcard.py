@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from cifar_core import architecture, artifacts, runcard
+from cifar_core import artifacts
+from cifar_core.analysis import architecture, runcard
 from cifar_core.cli import main
 
 COMMITTED = ROOT / "artifacts"

@@ -7,9 +7,10 @@ import sys
 import keras
 import pytest
 
-from cifar_core import errors, precision, runtime
+from cifar_core import errors, runtime
 from cifar_core.cli import build_parser
 from cifar_core.config import TrainConfig, cli_fields
+from cifar_core.training import precision
 
 ZEN3 = {"avx", "avx2", "fma"}
 ZEN4 = ZEN3 | {"avx512f", "avx512_bf16"}
@@ -101,8 +102,8 @@ def test_hardware_labels_name_the_instruction_set():
 def test_config_reports_and_artifacts_import_without_tensorflow():
     code = (
         "import sys\n"
-        "import cifar_core.config, cifar_core.errors, cifar_core.images, cifar_core.artifacts\n"
-        "import cifar_core.report, cifar_core.folders, cifar_core.data\n"
+        "import cifar_core.config, cifar_core.errors, cifar_core.data.images, cifar_core.artifacts\n"
+        "import cifar_core.analysis.report, cifar_core.data.folders, cifar_core.data\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

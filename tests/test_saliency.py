@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_core import saliency
+from cifar_core.analysis import saliency
 from cifar_core.models import create_model
 
 

@@ -1,4 +1,4 @@
-"""Seed groups (cifar_core.seeds): which runs group, and the statistics against scipy."""
+"""Seed groups (cifar_core.analysis.seeds): which runs group, and the statistics against scipy."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import pytest
 from conftest import fake_model, run_values
 from scipy import stats
 
-from cifar_core import artifacts, seeds
+from cifar_core import artifacts
+from cifar_core.analysis import seeds
 
 
 def write(root, run_id, seed=0, **config):
     values = run_values()
     values["manifest"] = {**values["manifest"], "seed": seed}
     values["manifest"]["config"] = {**values["manifest"]["config"], "seed": seed, **config}
-    artifacts.write_run(root, run_id, save_model=fake_model, **values)
+    artifacts.write_run(root, run_id, artifacts.RunContents(**values, save_model=fake_model))
 
 
 def test_runs_that_differ_only_in_their_seed_form_a_group(tmp_path):
@@ -41,11 +42,11 @@ def test_other_data_or_another_model_never_group(tmp_path):
         "seed": 1,
         "data": {**values["manifest"]["data"], "checksum": "x"},
     }
-    artifacts.write_run(tmp_path, "b", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path, "b", artifacts.RunContents(**values, save_model=fake_model))
     values = run_values()
     values["manifest"] = {**values["manifest"], "seed": 1, "model": "other"}
     values["manifest"]["config"] = {**values["manifest"]["config"], "model": "other"}
-    artifacts.write_run(tmp_path, "c", save_model=fake_model, **values)
+    artifacts.write_run(tmp_path, "c", artifacts.RunContents(**values, save_model=fake_model))
     runs, _ = artifacts.load_runs(tmp_path)
     assert [g.n for g in seeds.group_runs(runs)] == [1, 1, 1]
 
@@ -138,7 +139,8 @@ def test_train_seeds_writes_a_group_whose_extra_seeds_are_lean(tmp_path, image_f
     (group,) = seeds.group_runs(runs)
     first, extra = group.members
     assert group.seeds == [0, 1] and first.has_model and not extra.has_model
-    assert first.manifest["group"] == extra.manifest["group"] and first.manifest["group"]["seeds"] == [0, 1]
+    assert seeds.group_key(first) == seeds.group_key(extra)  # the one definition of a group
+    assert "group" not in first.manifest  # nothing else names it
     assert len(extra.thumbnails["index"]) <= len(first.thumbnails["index"])
     assert not (extra.path / artifacts.EMBEDDING).exists()
     capsys.readouterr()
@@ -152,7 +154,7 @@ def group_root(tmp_path_factory, dash_root, tiny_data):
     import shutil
 
     from cifar_core.config import TrainConfig
-    from cifar_core.train import train_model
+    from cifar_core.training.trainer import train_model
 
     root = tmp_path_factory.mktemp("groups")
     shutil.copytree(dash_root / "runs", root / "runs")
@@ -216,7 +218,7 @@ def test_a_ladder_with_several_seeds_gives_each_steps_gain_an_interval(tmp_path)
             )
             values["manifest"] = {**values["manifest"], "seed": seed, "ladder": ladder.record(index)}
             values["manifest"]["config"] = {**values["manifest"]["config"], "seed": seed}
-            artifacts.write_run(tmp_path, ladder.run_id(index, seed), save_model=None, **values)
+            artifacts.write_run(tmp_path, ladder.run_id(index, seed), artifacts.RunContents(**values))
     runs, bad = artifacts.load_runs(tmp_path)
     assert not bad and ladder.run_id(1, 2).endswith("-s2") and ladder.run_id(1, 0) == ladder.run_id(1)
     table = ladder_table(ladder, runs).set_index("rung")

@@ -14,9 +14,9 @@ from conftest import ROOT, tiny_config
 from streamlit.testing.v1 import AppTest
 from trainers import command_of, simulate, start, train_args, training, wait_for
 
-from cifar_core import progress, status
 from cifar_core.artifacts import work as files
 from cifar_core.errors import ArtifactError
+from cifar_core.training import progress, status
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGE = str(ROOT / "dashboard" / "views" / "training_now.py")
@@ -64,18 +64,18 @@ def test_the_eta_is_the_rest_of_this_epoch_plus_the_epochs_left_at_the_recent_pa
 
 
 def test_a_tracker_writes_at_most_once_a_second_and_sees_a_stop_request(tmp_path):
-    tracker = progress.Tracker(tmp_path, run="r", kind="train", model="m", epochs=3, command="cmd")
-    tracker.begin_phase(1, 1, steps=100, batch_size=32)
-    tracker.begin_epoch(0)
+    writer = progress.ProgressWriter(tmp_path, run="r", kind="train", model="m", epochs=3, command="cmd")
+    writer.begin_phase(1, 1, steps=100, batch_size=32)
+    writer.begin_epoch(0)
     first = files.progress_file(tmp_path).read_text()
     for step in range(1, 50):
-        tracker.step(step)  # within the second: no rewrite
+        writer.step(step)  # within the second: no rewrite
     assert files.progress_file(tmp_path).read_text() == first
-    assert tracker.end_epoch(0, 1.5) is False
+    assert writer.end_epoch(0, 1.5) is False
     saved = json.loads(files.progress_file(tmp_path).read_text())
     assert saved["epoch"] == 1 and saved["eta_s"] == pytest.approx(3.0) and saved["command"] == "cmd"
     progress.request_stop(tmp_path)
-    assert tracker.end_epoch(1, 1.5) is True
+    assert writer.end_epoch(1, 1.5) is True
     assert json.loads(files.progress_file(tmp_path).read_text())["stage"] == "stopping"
 
 
@@ -134,7 +134,7 @@ def test_a_fit_that_fails_leaves_its_error_for_status(tmp_path, tiny_data):
     import keras
 
     from cifar_core.data import run_splits
-    from cifar_core.fitting import fit_in
+    from cifar_core.training.fitting import resumable_fit
 
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -143,7 +143,7 @@ def test_a_fit_that_fails_leaves_its_error_for_status(tmp_path, tiny_data):
     config = tiny_config("baseline_cnn", epochs=2)
     splits = run_splits(tiny_data, config.val_size, config.seed, config.train_limit)
     folder = files.work_dir(tmp_path, "boom")
-    with pytest.raises(RuntimeError), fit_in(folder, config, tiny_data, splits, callbacks=[Boom()]):
+    with pytest.raises(RuntimeError), resumable_fit(folder, config, tiny_data, splits, callbacks=[Boom()]):
         pass
     (t,) = status.trainings(tmp_path)[0]
     assert t.state == status.FAILED and t.error == "RuntimeError: at epoch 1"
@@ -262,7 +262,7 @@ def test_a_stopped_trial_is_queued_again_to_resume():
 def test_a_recorded_fit_stops_after_the_epoch_a_stop_was_requested_in(tmp_path, image_folder):
     import keras
 
-    from cifar_core import tracking
+    from cifar_core.training import tracking
 
     data = tracking.load_data(image_folder, val_size=50)
     model = keras.Sequential(
@@ -304,7 +304,7 @@ def test_a_kill_during_the_checkpoint_falls_back_to_the_previous_one(tmp_path):
     import keras
     import numpy as np
 
-    from cifar_core.callbacks import Backup
+    from cifar_core.training.callbacks import Backup
 
     def fit(epochs):
         keras.utils.set_random_seed(0)

@@ -1,4 +1,4 @@
-"""Recording your own ``model.fit`` as a run (cifar_core.tracking), and a model with custom
+"""Recording your own ``model.fit`` as a run (cifar_core.training.tracking), and a model with custom
 layers: loaded only when its stored code is trusted (``--trust-code``, the dashboard switch)."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import pytest
 from conftest import ROOT
 from test_dashboard import open_page
 
-from cifar_core import artifacts, tracking
+from cifar_core import artifacts
 from cifar_core.errors import ConfigError
-from cifar_core.inference import load_model
+from cifar_core.serving.inference import load_model
+from cifar_core.training import tracking
 
 
 def _small_model(keras):
@@ -47,6 +48,7 @@ def test_a_recorded_fit_becomes_an_ordinary_run_and_leaves_no_work_folder(tmp_pa
     assert list(recorded.history["epoch"]) == [0, 1] and recorded.history["val_accuracy"].notna().all()
     stored = load_model(recorded.model_path)
     assert stored.inputs[0].dtype == "uint8"  # raw pixels in, like every stored model
+    assert "onnx" in recorded.manifest["exports"]  # exported at the end, as every training is
     expected = model.predict(data.data.x_test, verbose=0)
     np.testing.assert_allclose(recorded.predictions["probs"], expected, atol=2e-3)
     assert artifacts.read_embedding(recorded) is not None  # its map, like a zoo run
@@ -67,7 +69,7 @@ def test_an_interrupted_recording_writes_nothing_and_names_are_not_reused(tmp_pa
             run.finish(model)
     with tracking.Run("once", data, root=tmp_path) as run:
         model.fit(data.x_train, data.y_train, epochs=1, callbacks=[run.callback], verbose=0)
-        run.finish(model)
+        run.finish(model, export=False)
     with pytest.raises(artifacts.RunExistsError, match="record under another name"):
         with tracking.Run("once", data, root=tmp_path):
             pass
@@ -90,7 +92,7 @@ spec = importlib.util.spec_from_file_location("my_layers", sys.argv[1])
 my_layers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(my_layers)
 import keras
-from cifar_core import tracking
+from cifar_core.training import tracking
 data = tracking.load_data(sys.argv[2], val_size=50)
 inputs = keras.Input((32, 32, 3))
 x = my_layers.Doubled()(keras.layers.Rescaling(1 / 510)(inputs))
@@ -99,7 +101,7 @@ model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 model.compile("adam", "sparse_categorical_crossentropy")
 with tracking.Run("custom", data, root=sys.argv[3]) as run:
     model.fit(data.x_train, data.y_train, validation_data=data.validation, epochs=1, callbacks=[run.callback])
-    run.finish(model, code=sys.argv[1])
+    run.finish(model, code=sys.argv[1], export=False)  # served by Keras: the code is needed
 """
 
 
@@ -141,13 +143,14 @@ def test_the_dashboard_loads_a_custom_layer_only_when_the_switch_is_on(monkeypat
     assert at.toggle(key="trust_code").value is False
     at = open_page(monkeypatch, custom_root, "curves")  # needs no model: drawn either way
     assert not at.exception and at.get("plotly_chart")
-    import common
+    import streamlit as st
+    from common import serving
 
     run = artifacts.read_run(custom_root, "custom")
     with pytest.raises(Exception, match="custom layers"):
-        common.predictor_for(run)  # no trust: the pool refuses with the one line
-    monkeypatch.setitem(common.st.session_state, common.TRUST_KEY, True)
-    assert common.predictor_for(run) is not None
+        serving.predictor_for(run)  # no trust: the pool refuses with the one line
+    monkeypatch.setitem(st.session_state, serving.TRUST_KEY, True)
+    assert serving.predictor_for(run) is not None
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +173,7 @@ def own_root(tmp_path_factory, dash_root, image_folder):
         model.fit(
             data.x_train, data.y_train, validation_data=data.validation, epochs=1, callbacks=[run.callback]
         )
-        run.finish(model)
+        run.finish(model, export=False)
     return root
 
 

@@ -13,9 +13,9 @@ from conftest import ROOT, tiny_config
 from cifar_core import artifacts
 from cifar_core.config import TrainConfig
 from cifar_core.errors import ConfigError
-from cifar_core.inference import load_model, predict_probs
 from cifar_core.models.fast import AIRBENCH94_RECIPE
-from cifar_core.train import train_model
+from cifar_core.serving.inference import load_model, predict_probs
+from cifar_core.training.trainer import train_model
 
 
 def test_one_epoch_run_is_complete_and_reads_back(trained_run, tiny_data):
@@ -85,7 +85,7 @@ def test_without_a_validation_split_the_run_trains_on_all_of_train(tmp_path, tin
         lr_schedule="cosine",
         epochs=1,
     )
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     assert run.manifest["data"]["n_train"] == len(tiny_data.y_train) and run.manifest["data"]["n_val"] == 0
     assert run.metrics["val"]["accuracy"] is None and "best_epoch" not in run.metrics
     assert run.history["val_accuracy"].isna().all() and run.history["accuracy"].notna().all()
@@ -108,7 +108,7 @@ def test_learning_on_synthetic_data_beats_chance(tmp_path, tiny_data):
         weight_decay=0.0,
         early_stopping_patience=6,
     )
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     assert run.metrics["val"]["accuracy"] > 0.3  # chance is 0.1
     best = run.history["val_accuracy"].idxmax()
     assert run.metrics["best_epoch"] == best + 1
@@ -126,7 +126,7 @@ def test_resuming_with_another_config_is_refused(tmp_path, tiny_data):
     work.mkdir(parents=True)
     (work / "config.json").write_text(json.dumps({"config": {"epochs": 99}, "data_checksum": "x"}))
     with pytest.raises(artifacts.ArtifactError, match="different config"):
-        train_model(config, tiny_data, tmp_path, run_id="same-id", verbose=0)
+        train_model(config, tiny_data, tmp_path, run_id="same-id", verbose=0, export=False)
 
 
 def _train(model, epochs, run_id, data, root, *extra, env_extra=None):
@@ -287,7 +287,7 @@ SLOW_CASES = {"lite0_two_phase"}
 def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, tiny_data):
     settings = dict(GOLDEN_CASES[case])
     config = tiny_config(settings.pop("model", case), **settings)
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     expected = np.array(json.loads(GOLDEN.read_text())[case])
     probs = run.predictions["probs"]
     # Another instruction set sums in another order, and two epochs amplify it: on a Zen 4
@@ -301,7 +301,7 @@ def test_a_fixed_seed_tiny_run_predicts_as_before_the_refactor(case, tmp_path, t
 
 
 def test_a_history_begun_by_older_code_keeps_its_columns_when_resumed(tmp_path):
-    from cifar_core.callbacks import HistoryLogger
+    from cifar_core.training.callbacks import HistoryLogger
 
     path = tmp_path / "history.csv"
     path.write_text("epoch,accuracy,epoch_time_s,loss\n0,0.5,10.0,1.2\n")

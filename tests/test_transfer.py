@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from cifar_core import artifacts, finetune
+from cifar_core import artifacts
 from cifar_core.config import TrainConfig
-from cifar_core.inference import load_model
 from cifar_core.models import create_model, get_spec, list_models
 from cifar_core.models.efficientnet_lite import (
     WeightsError,
@@ -28,7 +27,9 @@ from cifar_core.models.efficientnet_lite import (
 from cifar_core.models.torch_pth import LEGACY_MAGIC, PthError, read_state_dict
 from cifar_core.models.transfer import ImageNetPreprocess
 from cifar_core.phases import plan
-from cifar_core.train import train_model
+from cifar_core.serving.inference import load_model
+from cifar_core.training import finetune
+from cifar_core.training.trainer import train_model
 
 TRANSFER = list_models("transfer")
 
@@ -93,7 +94,7 @@ def test_imagenet_weights_offline_fail_before_training_naming_the_file(monkeypat
     config = TrainConfig.from_preset("mobilenetv2", epochs=1, val_size=50)
     assert config.weights == "imagenet"  # the default: never random weights silently
     with pytest.raises(WeightsError) as caught:
-        train_model(config, tiny_data, tmp_path, verbose=0)
+        train_model(config, tiny_data, tmp_path, verbose=0, export=False)
     message = str(caught.value)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5" in message
     assert "models" in message and "--weights none" in message
@@ -220,7 +221,7 @@ def test_every_lite0_tensor_is_used_once_and_shapes_are_checked(lite0_imagenet, 
 def _imagenet_input(image: np.ndarray, size: int = 224) -> np.ndarray:
     from PIL import Image
 
-    from cifar_core.images import to_pixels
+    from cifar_core.data.images import to_pixels
 
     return to_pixels(Image.fromarray(image).convert("RGB"), size)[None]
 
@@ -297,7 +298,7 @@ def test_two_phase_lite0_training_records_phases_and_trainable_layers(tmp_path, 
         weight_decay=0.0,
         fine_tune_lr_factor=0.03,
     )
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     assert list(run.history["phase"]) == [1, 1, 2]
     phase1, phase2 = run.manifest["phases"]
     assert run.manifest["phase_boundary_epoch"] == 2 == phase2["start_epoch"]
@@ -324,7 +325,7 @@ def test_lite0_phase_two_trains_on_augmented_pixels_after_a_cached_phase_one(tmp
         fine_tune_layers=1000,  # more than the backbone has: all of it (BatchNorm aside)
         model_args={"head_units": 32, "dropout": 0.2, "taps": ["block14_add", "head_relu6"]},
     )
-    path = train_model(config, tiny_data, tmp_path, verbose=0)
+    path = train_model(config, tiny_data, tmp_path, verbose=0, export=False)
     run = artifacts.read_run(tmp_path, path.name)
     phase1, phase2 = run.manifest["phases"]
     assert phase1["cached_activations"] and phase1["split_after_layer"] == "multiscale"
@@ -351,7 +352,7 @@ def test_the_fine_tuned_lite0_preset_unfreezes_from_block_5():
 
 def test_frozen_lite0_caches_pooled_multiscale_features_and_trains_the_head_only(tmp_path, tiny_data):
     config = tiny_config("efficientnet_lite0_frozen", epochs=3, input_size=64)
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     (phase,) = run.manifest["phases"]
     assert phase["cached_activations"] and phase["split_after_layer"] == "multiscale"
     assert phase["trainable_layers"] == ["classifier_dense", "classifier_bn", "probs"]
@@ -367,7 +368,7 @@ def test_random_weights_only_when_asked_and_recorded_without_caching(tmp_path, t
     config = _tiny_lite0(
         weights="none", epochs=1, augment={"flip": True, "translate": 2}, input_size=32, train_limit=100
     )
-    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0).name)
+    run = artifacts.read_run(tmp_path, train_model(config, tiny_data, tmp_path, verbose=0, export=False).name)
     assert run.manifest["weights"] == "none"
     assert [p["cached_activations"] for p in run.manifest["phases"]] == [False, False]
     assert list(run.history["phase"]) == [1, 2]
@@ -385,7 +386,7 @@ def test_a_saved_transfer_model_loads_in_a_fresh_process_in_safe_mode(tmp_path):
     create_model("efficientnet_lite0", weights="none", input_size=64).save(path)
     code = (
         "import sys, numpy as np\n"
-        "from cifar_core.inference import load_model\n"
+        "from cifar_core.serving.inference import load_model\n"
         "m = load_model(sys.argv[1])\n"
         "print(m(np.zeros((1, 32, 32, 3), np.uint8)).shape)\n"
     )
@@ -397,7 +398,7 @@ def test_a_saved_transfer_model_loads_in_a_fresh_process_in_safe_mode(tmp_path):
 
 
 def test_the_lite0_probe_scores_each_feature_set_on_validation_only(tiny_data):
-    from cifar_core.probe import FEATURE_SETS, probe
+    from cifar_core.training.probe import FEATURE_SETS, probe
 
     rows = probe(tiny_data, [64], n_train=200, n_val=50, val_size=60)
     assert [r["features"] for r in rows] == [label for label, _ in FEATURE_SETS]

@@ -7,7 +7,8 @@ import optuna
 import pytest
 from test_dashboard import open_page
 
-from cifar_core import artifacts, report
+from cifar_core import artifacts
+from cifar_core.analysis import report
 from cifar_core.artifacts import studies
 from cifar_core.cli import main
 from cifar_core.config import TrainConfig

@@ -1,5 +1,5 @@
 """Trainers for the Training now tests: real ones (``python -m cifar_core train`` in a child
-process, on the tiny image folder) and simulated ones (cifar_core.benchmark.livework: the
+process, on the tiny image folder) and simulated ones (simulated_trainer.py: the
 lock, progress file and history of a trainer, without TensorFlow)."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from conftest import ROOT
+
+HERE = Path(__file__).resolve().parent
 
 
 def train_args(root: Path, data: Path, epochs: int = 60) -> list[str]:
@@ -42,7 +44,7 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
 
 def simulate(root: Path, run_id: str, epochs: int = 200, epoch_s: float = 0.5) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "cifar_core.benchmark.livework", str(root), run_id, str(epochs), str(epoch_s)],
+        [sys.executable, str(HERE / "simulated_trainer.py"), str(root), run_id, str(epochs), str(epoch_s)],
         cwd=ROOT,
     )
 
@@ -63,7 +65,7 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition", proc=None
 
 def training(root: Path, min_epochs: int = 0):
     """The one training under ``root`` once it has ``min_epochs`` epochs of history."""
-    from cifar_core import status
+    from cifar_core.training import status
 
     found, _ = status.trainings(root)
     return found[0] if len(found) == 1 and len(found[0].history) >= min_epochs else None

@@ -5,19 +5,19 @@
     ids = list_runs(root)                   # complete runs only
 
 Modules, by concern:
-- ``runs``: run folders (``runs/<id>/``): ids, listing, reading;
+- ``reading``: run folders (``runs/<id>/``): ids, listing, reading;
 - ``writing``: a run folder written atomically, evaluations, a lean run's model dropped;
 - ``testdata``: where a run's data is, and its test images (from there, else its thumbnails);
 - ``schema``: the run format (version 2) and the validating readers;
 - ``codecs``: the float16 model file and the JPEG thumbnails;
 - ``work``: the work folder of a run in training (checkpoints, caches) and its lock;
 - ``migrate``: older formats converted once (``python -m cifar_core migrate``);
-- ``runmap``: the optional files made after a run (its map of the test set, its data facts;
-  cifar_core.runmap makes them).
+- ``mapfiles``: the optional files made after a run (its map of the test set, its data facts;
+  cifar_core.analysis.runmap makes them).
 """
 
 from cifar_core.artifacts.codecs import compact_keras_file, keep_thumbnails, thumbnail_bytes
-from cifar_core.artifacts.runmap import (
+from cifar_core.artifacts.mapfiles import (
     DATA_FACTS,
     EMBEDDING,
     read_data_facts,
@@ -26,7 +26,7 @@ from cifar_core.artifacts.runmap import (
     write_data_facts,
     write_embedding,
 )
-from cifar_core.artifacts.runs import (
+from cifar_core.artifacts.reading import (
     CONFUSION,
     EVALUATIONS,
     FILES,
@@ -50,6 +50,7 @@ from cifar_core.artifacts.runs import (
     read_run,
     run_dir,
     run_exists,
+    run_kind,
     runs_signature,
 )
 from cifar_core.artifacts.schema import SCHEMA_VERSION
@@ -61,7 +62,7 @@ from cifar_core.artifacts.testdata import (
     test_images,
 )
 from cifar_core.artifacts.work import training_lock, work_dir
-from cifar_core.artifacts.writing import drop_model, record_export, write_evaluation, write_run
+from cifar_core.artifacts.writing import RunContents, drop_model, record_export, write_evaluation, write_run
 from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "record_export",
     "list_runs",
     "is_ladder_run",
+    "run_kind",
     "load_runs",
     "read_manifest",
     "read_data_facts",
@@ -114,4 +116,5 @@ __all__ = [
     "write_embedding",
     "write_evaluation",
     "write_run",
+    "RunContents",
 ]

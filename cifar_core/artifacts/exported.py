@@ -1,4 +1,4 @@
-"""Where a model's ONNX export lives and whether it may be served (``cifar_core.exports``
+"""Where a model's ONNX export lives and whether it may be served (``cifar_core.serving.exports``
 makes them; ``inference.PredictorPool`` serves them).
 
     path = find_export(run.model_path)   # <cache>/exports/<sha256 of model.keras>.onnx, checked

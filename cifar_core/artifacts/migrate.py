@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cifar_core.artifacts import codecs, runs, schema, testdata, writing
+from cifar_core.artifacts import codecs, reading, schema, testdata, writing
 from cifar_core.errors import ArtifactError
 from cifar_core.evaluate import confusion as confusion_counts
 from cifar_core.fileio import atomic_write, write_json
@@ -40,10 +40,10 @@ IMAGE_FOLDER_PREFIX = "image folder "
 def migrate_all(root: Path) -> list[tuple[str, str]]:
     """Migrate every run under ``root`` that needs it: [(run id, what happened)]."""
     out = []
-    for run_id in runs.list_runs(root):
-        path = runs.run_dir(root, run_id)
+    for run_id in reading.list_runs(root):
+        path = reading.run_dir(root, run_id)
         try:
-            version = schema.read_json(path / runs.MANIFEST).get("schema_version")
+            version = schema.read_json(path / reading.MANIFEST).get("schema_version")
         except (ArtifactError, AttributeError) as error:
             out.append((run_id, f"skipped: {error}"))
             continue
@@ -59,11 +59,11 @@ def migrate_all(root: Path) -> list[tuple[str, str]]:
 
 def migrate_run(root: Path, run_id: str) -> Path:
     """Convert one version-1 run to version 2 (see the module doc); returns its path."""
-    final = runs.run_dir(root, run_id)
+    final = reading.run_dir(root, run_id)
     with writing.building(final.parent, f"migrate-{run_id}", copy_of=final) as tmp:
         _convert(tmp, root)
-        runs.read_run_folder(tmp, run_id)  # must read back as the current version
-        old = final.parent / f"{runs.TEMP_PREFIX}old-{run_id}-{uuid.uuid4().hex[:8]}"
+        reading.read_run_folder(tmp, run_id)  # must read back as the current version
+        old = final.parent / f"{reading.TEMP_PREFIX}old-{run_id}-{uuid.uuid4().hex[:8]}"
         os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old)
@@ -71,25 +71,25 @@ def migrate_run(root: Path, run_id: str) -> Path:
 
 
 def _convert(path: Path, root: Path) -> None:
-    manifest = schema.read_json(path / runs.MANIFEST)
-    metrics = schema.read_json(path / runs.METRICS)
+    manifest = schema.read_json(path / reading.MANIFEST)
+    metrics = schema.read_json(path / reading.METRICS)
     if "stored_model" not in metrics:
         raise ArtifactError(
             f"{path.name}: its model was never compacted (no stored_model in metrics.json); "
             "this version cannot migrate it: retrain the run"
         )
-    confusion = schema.read_csv(path / runs.CONFUSION, index_col=0).to_numpy()
-    predictions = runs.read_npz(path / runs.PREDICTIONS)
+    confusion = schema.read_csv(path / reading.CONFUSION, index_col=0).to_numpy()
+    predictions = reading.read_npz(path / reading.PREDICTIONS)
     if "y_pred" not in predictions:
         predictions["y_pred"] = argmax_matching_confusion(
             predictions["probs"].astype(np.float32), predictions["y_true"].astype(np.int64), confusion
         )
-    atomic_write(path / runs.PREDICTIONS, writing.predictions_bytes(predictions))
-    thumbs = runs.read_npz(path / runs.THUMBNAILS) if (path / runs.THUMBNAILS).exists() else {}
+    atomic_write(path / reading.PREDICTIONS, writing.predictions_bytes(predictions))
+    thumbs = reading.read_npz(path / reading.THUMBNAILS) if (path / reading.THUMBNAILS).exists() else {}
     if "images" in thumbs or not thumbs:
         images = thumbs.get("images", np.zeros((0, 32, 32, 3), np.uint8))
         index = thumbs.get("index", np.zeros(0, np.int32))
-        atomic_write(path / runs.THUMBNAILS, codecs.thumbnail_bytes(index, images))
+        atomic_write(path / reading.THUMBNAILS, codecs.thumbnail_bytes(index, images))
 
     data = manifest["data"]
     data.update(_structured_source(data.get("source", ""), root))
@@ -110,10 +110,10 @@ def _convert(path: Path, root: Path) -> None:
         [int(metrics.get("trainable_params", 0)), *(p.trainable_params for p in phases)]
     )
     manifest["schema_version"] = schema.SCHEMA_VERSION
-    history = pd.read_csv(path / runs.HISTORY)
-    atomic_write(path / runs.HISTORY, history.to_csv(index=False).encode())
-    write_json(path / runs.METRICS, metrics)
-    write_json(path / runs.MANIFEST, manifest)
+    history = pd.read_csv(path / reading.HISTORY)
+    atomic_write(path / reading.HISTORY, history.to_csv(index=False).encode())
+    write_json(path / reading.METRICS, metrics)
+    write_json(path / reading.MANIFEST, manifest)
 
 
 def _structured_source(source: str, root: Path) -> dict:

@@ -1,6 +1,6 @@
 """The run format, version 2: what each file of a run must hold, and the readers that
-check it. ``runs.py`` reads and writes run folders with these; ``migrate.py`` converts
-older formats once. A file that does not match raises ArtifactError naming it.
+check it. ``reading.py`` and ``writing.py`` read and write run folders with these;
+``migrate.py`` converts older formats once. A file that does not match raises ArtifactError naming it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cifar_core.artifacts.runs import check_run_id
+from cifar_core.artifacts.reading import check_run_id
 from cifar_core.artifacts.work import WORK
 from cifar_core.errors import ArtifactError
 from cifar_core.fileio import write_json

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from cifar_core import images
-from cifar_core.artifacts.runs import Run
+from cifar_core.artifacts.reading import Run
+from cifar_core.data import images
 from cifar_core.errors import ImageError
 
 

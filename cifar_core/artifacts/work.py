@@ -20,14 +20,14 @@ WORK = "work"
 LOCK = "lock"
 WORK_CONFIG = "config.json"  # the config and data checksum the checkpoints belong to
 WORK_HISTORY = "history.csv"  # every epoch, every phase (becomes the run's history.csv)
-PROGRESS = "progress.json"  # where the trainer is now (cifar_core/progress.py), rewritten <= 1/s
+PROGRESS = "progress.json"  # where the trainer is now (cifar_core/training/progress.py), rewritten <= 1/s
 STOP_REQUEST = "stop-request"  # written by `status --stop` or the dashboard: stop after this epoch
 ERROR = "error.txt"  # the last line of the error a trainer died of
 LOCK_WAIT_S = 1.0  # a trainer retries a lock this long: a status probe holds it for microseconds
 
 
 def work_dir(root: Path, run_id: str) -> Path:
-    from cifar_core.artifacts.runs import check_run_id
+    from cifar_core.artifacts.reading import check_run_id
 
     return Path(root) / WORK / check_run_id(run_id)
 

@@ -1,6 +1,6 @@
 """Writing run folders: a complete run appears in one rename, or not at all.
 
-write_run(root, run_id, manifest=..., ..., save_model=...)   # atomically, validated first
+write_run(root, run_id, RunContents(manifest=..., ..., save_model=...))   # atomically, validated first
 with building(parent, name) as tmp: ...                       # a folder removed on failure
 """
 
@@ -14,6 +14,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cifar_core.artifacts.codecs import thumbnail_bytes
-from cifar_core.artifacts.runs import (
+from cifar_core.artifacts.reading import (
     CONFUSION,
     EVALUATIONS,
     HISTORY,
@@ -46,24 +47,10 @@ from cifar_core.errors import RunExistsError
 from cifar_core.fileio import atomic_write, npz_bytes, write_json
 
 
-def write_run(
-    root: Path,
-    run_id: str,
-    *,
-    manifest: dict[str, Any],
-    history: pd.DataFrame,
-    metrics: dict[str, Any],
-    per_class: list[dict],
-    confusion: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    thumbnails: dict[str, np.ndarray],
-    save_model: Callable[[Path], None] | None,
-    sources: dict[str, bytes] | None = None,
-) -> Path:
-    """Write a complete run folder atomically and return its path.
+@dataclass
+class RunContents:
+    """Everything a run folder holds, in memory, before ``write_run`` stores it.
 
-    Everything goes to ``runs/.incomplete-<id>-<random>/`` first, which is then renamed to
-    ``runs/<id>``. If a run with that id appeared meanwhile, RunExistsError and nothing changes.
     ``predictions`` holds float32 ``probs``, ``y_true`` and ``test_ids``; ``y_pred`` is
     their argmax, stored beside the float16-rounded probabilities (which can tie).
     ``save_model`` None stores the run without a model file (a lean run: the manifest says
@@ -71,6 +58,26 @@ def write_run(
     ``sources`` (file name -> bytes) are the user's own code the run was made from, kept
     in ``source/`` as text: nothing in the workbench imports them unless told to.
     """
+
+    manifest: dict[str, Any]
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+    per_class: list[dict]
+    confusion: np.ndarray
+    predictions: dict[str, np.ndarray]
+    thumbnails: dict[str, np.ndarray]
+    save_model: Callable[[Path], None] | None = None
+    sources: dict[str, bytes] | None = None
+
+
+def write_run(root: Path, run_id: str, contents: RunContents) -> Path:
+    """Write a complete run folder atomically and return its path.
+
+    Everything goes to ``runs/.incomplete-<id>-<random>/`` first, which is then renamed to
+    ``runs/<id>``. If a run with that id appeared meanwhile, RunExistsError and nothing changes.
+    """
+    c = contents
+    manifest, history, save_model = c.manifest, c.history, c.save_model
     final = run_dir(root, run_id)
     if final.exists():
         raise RunExistsError(f"{final}: a run with this id already exists")
@@ -82,16 +89,16 @@ def write_run(
         validate_manifest(tmp / MANIFEST, manifest)
         write_json(tmp / MANIFEST, manifest)
         atomic_write(tmp / HISTORY, history.to_csv(index=False).encode())
-        write_json(tmp / METRICS, metrics)
-        atomic_write(tmp / PER_CLASS, pd.DataFrame(per_class).to_csv(index=False).encode())
+        write_json(tmp / METRICS, c.metrics)
+        atomic_write(tmp / PER_CLASS, pd.DataFrame(c.per_class).to_csv(index=False).encode())
         names = manifest["class_names"]
-        frame = pd.DataFrame(np.asarray(confusion, dtype=np.int64), index=names, columns=names)
+        frame = pd.DataFrame(np.asarray(c.confusion, dtype=np.int64), index=names, columns=names)
         atomic_write(tmp / CONFUSION, frame.to_csv(index_label="true\\predicted").encode())
-        atomic_write(tmp / PREDICTIONS, predictions_bytes(predictions))
-        atomic_write(tmp / THUMBNAILS, thumbnail_bytes(thumbnails["index"], thumbnails["images"]))
+        atomic_write(tmp / PREDICTIONS, predictions_bytes(c.predictions))
+        atomic_write(tmp / THUMBNAILS, thumbnail_bytes(c.thumbnails["index"], c.thumbnails["images"]))
         if save_model is not None:
             save_model(tmp / MODEL)
-        for name, content in (sources or {}).items():  # the user's code, kept as text
+        for name, content in (c.sources or {}).items():  # the user's code, kept as text
             (tmp / SOURCE).mkdir(exist_ok=True)
             atomic_write(tmp / SOURCE / Path(name).name, content)
         try:

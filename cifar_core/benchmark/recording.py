@@ -1,4 +1,4 @@
-"""What recording your own ``fit`` costs (``cifar_core.tracking``): the same fit of a
+"""What recording your own ``fit`` costs (``cifar_core.training.tracking``): the same fit of a
 ``cnn_bn``-sized model with and without the recorder's callback, and the time ``finish``
 takes (the test split scored, the model stored, the run's map made)."""
 
@@ -33,7 +33,7 @@ def recorder_overhead(data, model_name: str = "cnn_bn", epochs: int = 5, batch_s
     """Seconds for ``epochs`` epochs of ``model_name`` on ``data`` (tracking.load_data):
     plain, recorded, plain again (the spread of the two plain fits is the noise), and for
     ``finish``. A one-epoch fit first takes the tracing out of the timings."""
-    from cifar_core import tracking
+    from cifar_core.training import tracking
 
     _fit(model_name, data, 1, batch_size, [])  # warm-up: tracing, allocation
     _, plain = _fit(model_name, data, epochs, batch_size, [])

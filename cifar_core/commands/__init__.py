@@ -3,8 +3,9 @@ parsed arguments into calls of the engine's functions, printing what they return
 Engine packages expose functions only; parsing and printing live here.
 """
 
-from cifar_core.commands import benchmark, export, ladder, runs, status, train, tune
+from cifar_core.commands import bench, export, ladder, runs, train, tune, watch
 
-MODULES = (train, status, runs, export, ladder, tune, benchmark)
+# One module per group of subcommands; ``python -m cifar_core --help`` lists them in this order.
+MODULES = (train, watch, runs, export, ladder, tune, bench)
 
 __all__ = ["MODULES"]

@@ -43,8 +43,9 @@ def main(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from cifar_core import artifacts, exports
+    from cifar_core import artifacts
     from cifar_core.errors import CifarError, ConfigError
+    from cifar_core.serving import exports
 
     if args.format != exports.FORMAT:
         raise ConfigError(
@@ -56,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         import pandas as pd
 
-        from cifar_core.report import markdown_table
+        from cifar_core.analysis.report import markdown_table
 
         runs, _ = artifacts.load_runs(root)
         rows = pd.DataFrame(exports.recorded(runs)).astype(object).fillna("")
@@ -91,25 +92,3 @@ def main(args: argparse.Namespace) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(report["file"], Path(args.out) / f"{run_id}.onnx")
     return 1 if failed else 0
-
-
-def after_training(root, run_path, trust_code: bool = False) -> None:
-    """``train``'s last step: export the new run. A failure leaves the run as it is and
-    names the command that retries."""
-    from pathlib import Path
-
-    from cifar_core import exports
-    from cifar_core.errors import CifarError
-
-    run_id = Path(run_path).name
-    try:
-        report = exports.export_run(root, run_id, trust_code=trust_code)
-    except (CifarError, OSError, ImportError) as error:
-        print(
-            f"the run is complete, but {exports.describe_failure(error)}\n"
-            f"  retry with: python -m cifar_core export {run_id}"
-            + (f" --artifacts-dir {root}" if root else ""),
-            flush=True,
-        )
-        return
-    print(f"exported: {report['file']}: {exports.summary(report)}", flush=True)

@@ -119,8 +119,8 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
                 f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i, seed)}: {state}: {ladder.rungs[i].change}"
             )
         return 0
-    from cifar_core import progress
     from cifar_core.data import load_cifar10
+    from cifar_core.training import progress
 
     data = load_cifar10(args.data_dir)
     with progress.batch("ladder", ladder.name, len(jobs)) as batch:

@@ -66,7 +66,7 @@ def register(sub) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from cifar_core.inference import evaluate_folder
+    from cifar_core.serving.inference import evaluate_folder
 
     run_id, result, path = evaluate_folder(
         args.artifacts_dir, args.run, args.data_dir, args.name, trust_code=args.trust_code
@@ -80,9 +80,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
+    from cifar_core.data.images import MAX_FILE_BYTES, decode_image
     from cifar_core.errors import ImageError
-    from cifar_core.images import MAX_FILE_BYTES, decode_image
-    from cifar_core.inference import Predictor, classify, load_model
+    from cifar_core.serving.inference import Predictor, classify, load_model
 
     run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
     model = Predictor(load_model(run.model_path, run.code_files if args.trust_code else ())).warm()
@@ -108,7 +108,7 @@ def predict(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     """``show RUN``: the Run page's card in the terminal."""
     from cifar_core import artifacts
-    from cifar_core.commands.card import render
+    from cifar_core.analysis.cardtext import render
 
     run = artifacts.read_run(artifacts.artifacts_root(args.artifacts_dir), args.run)
     print(render(run, architecture=not args.no_architecture, trust_code=args.trust_code))
@@ -118,8 +118,8 @@ def show(args: argparse.Namespace) -> int:
 def embed(args: argparse.Namespace) -> int:
     """``embed RUN... | --all [--facts-only] [--data-dir DIR]``: maps of finished runs."""
     from cifar_core import artifacts
+    from cifar_core.analysis.runmap import map_existing_run
     from cifar_core.errors import ConfigError
-    from cifar_core.runmap import map_existing_run
 
     root = artifacts.artifacts_root(args.artifacts_dir)
     if not args.runs and not args.all:
@@ -136,7 +136,7 @@ def embed(args: argparse.Namespace) -> int:
 
 def probe(args: argparse.Namespace) -> int:
     from cifar_core.data import load_cifar10
-    from cifar_core.probe import probe
+    from cifar_core.training.probe import probe
 
     sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
     rows = probe(load_cifar10(args.data_dir), sizes, args.train, args.val)
@@ -164,7 +164,7 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from cifar_core import readme, report
+    from cifar_core.analysis import readme, report
 
     if args.readme:
         changed = readme.update_readme(args.readme, args.artifacts_dir)

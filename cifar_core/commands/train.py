@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from cifar_core.commands.export import after_training
 from cifar_core.commands.options import (
     EPILOG,
     add_common,
@@ -63,18 +62,6 @@ def add_seeds(parser) -> None:
     )
 
 
-def seed_plan(args) -> list[tuple[int | None, bool]]:
-    """(seed, lean) per run to train: ``--seeds`` gives a group (its first seed in full),
-    otherwise one run with ``--seed`` or the preset's."""
-    if not getattr(args, "seeds", None):
-        return [(None, False)]
-    if args.seed is not None:
-        from cifar_core.errors import ConfigError
-
-        raise ConfigError("--seed and --seeds: give one of them")
-    return [(seed, i > 0) for i, seed in enumerate(args.seeds)]
-
-
 def add_no_export(parser) -> None:
     parser.add_argument(
         "--no-export",
@@ -99,48 +86,31 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts, seeds
-    from cifar_core.config import TrainConfig
+    from cifar_core import artifacts
     from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec, is_builder_ref
+    from cifar_core.models import get_spec
     from cifar_core.models.registry import check_builder
-    from cifar_core.train import default_run_id, train_model
+    from cifar_core.training import jobs
 
     get_spec(args.model)  # fail on a wrong name before loading any data
-    plan = seed_plan(args)
-    config = TrainConfig.from_preset(args.model, args.settings, **overrides(args))
-    check_builder(config.model, config.model_args)  # a builder file's faults, before anything else
-    if len(plan) > 1 and args.run_id:
-        raise artifacts.ArtifactError("--run-id names one run: leave it out with --seeds")
+    planned = jobs.plan(
+        [args.model], args.settings, overrides(args), args.seeds, args.run_id, keep_finished=False
+    )
+    check_builder(args.model, planned[0].config.model_args)  # a builder file's faults, before anything else
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    for seed, lean in plan:
-        this = (
-            config
-            if seed is None
-            else TrainConfig.from_preset(args.model, args.settings, **{**overrides(args), "seed": seed})
-        )
-        run_id = args.run_id or default_run_id(this, data)
-        if seed is not None and artifacts.run_exists(root, run_id):
-            print(f"seed {seed}: finished run {run_id} kept")
-            continue
-        marks = {"group": seeds.group_mark(this, data, args.seeds)} if seed is not None else None
-        path = train_model(
-            this, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
-        )
-        if not args.no_export and not lean:  # your builder file has just run: its layers load
-            after_training(args.artifacts_dir, path, trust_code=is_builder_ref(this.model))
+    jobs.train_jobs(planned, data, root, strategy_name=args.strategy, export=not args.no_export)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts, progress, seeds
-    from cifar_core.config import ConfigError, TrainConfig
+    from cifar_core import artifacts
+    from cifar_core.config import ConfigError
     from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec, is_builder_ref, list_models
+    from cifar_core.models import get_spec, list_models
     from cifar_core.models.registry import check_builder
-    from cifar_core.train import default_run_id, find_finished_run, train_model
+    from cifar_core.training import jobs
 
     if not args.all and not args.models:
         raise ConfigError("say which models: --all or --models a,b")
@@ -149,32 +119,19 @@ def run(args: argparse.Namespace) -> int:
     )
     for name in names:
         get_spec(name)
-        check_builder(name, TrainConfig.from_preset(name, args.settings, **overrides(args)).model_args)
+    planned = jobs.plan(names, args.settings, overrides(args), args.seeds)
+    for job in planned:
+        check_builder(job.config.model, job.config.model_args)
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    plan = seed_plan(args)
-    jobs = [(name, seed, lean) for name in names for seed, lean in plan]
-    label = "run --all" if args.all else "run --models"
-    with progress.batch("zoo", label, len(jobs)) as batch:
-        for i, (name, seed, lean) in enumerate(jobs, 1):
-            extra = {} if seed is None else {"seed": seed}
-            config = TrainConfig.from_preset(name, args.settings, **{**overrides(args), **extra})
-            what = name if seed is None else f"{name} seed {seed}"
-            finished = find_finished_run(root, config, data)
-            if finished:
-                print(f"[{i}/{len(jobs)}] {what}: finished run {finished} kept")
-                continue
-            run_id = default_run_id(config, data)
-            if args.dry_run:
-                print(f"[{i}/{len(jobs)}] {what}: would train run {run_id}" + (" (lean)" if lean else ""))
-                continue
-            print(f"[{i}/{len(jobs)}] {what}: training run {run_id}")
-            batch.at(i, [{"label": n, "model": n} for n, _, _ in jobs[i:]])
-            marks = {"group": seeds.group_mark(config, data, args.seeds)} if seed is not None else None
-            path = train_model(
-                config, data, root, run_id=run_id, strategy_name=args.strategy, marks=marks, lean=lean
-            )
-            if not args.no_export and not lean:
-                after_training(args.artifacts_dir, path, trust_code=is_builder_ref(config.model))
+    jobs.train_jobs(
+        planned,
+        data,
+        root,
+        strategy_name=args.strategy,
+        export=not args.no_export,
+        dry_run=args.dry_run,
+        batch_label="run --all" if args.all else "run --models",
+    )
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 from cifar_core.errors import ConfigError
 from cifar_core.ladders.declared import LADDERS
 from cifar_core.ladders.model import Ladder, Rung, parse_rungs
-from cifar_core.ladders.study import (
+from cifar_core.ladders.results import (
     correct_on_test,
     idle_reason,
     ladder_table,
@@ -65,7 +65,7 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config, seed: int = 0) 
     thumbnails, no model file)."""
     from cifar_core import artifacts
     from cifar_core.config import same_config
-    from cifar_core.record import LEAN_THUMBNAILS
+    from cifar_core.training.record import LEAN_THUMBNAILS
 
     run_id = ladder.run_id(index, seed)
     if not artifacts.run_exists(root, run_id):
@@ -81,7 +81,7 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config, seed: int = 0) 
 def train_rung(ladder: Ladder, index: int, config, data, root, seed: int = 0):
     """Train one rung as an ordinary run, stored lean, its manifest naming the ladder (and,
     for ``ladder run --seeds``, its seed: ``config`` carries it, the run id ends ``-s<seed>``)."""
-    from cifar_core.train import train_model
+    from cifar_core.training.trainer import train_model
 
-    marks = {"ladder": ladder.record(index)}
-    return train_model(config, data, root, run_id=ladder.run_id(index, seed), marks=marks, lean=True)
+    origin = {"ladder": ladder.record(index)}
+    return train_model(config, data, root, run_id=ladder.run_id(index, seed), origin=origin, lean=True)

@@ -16,7 +16,7 @@ how it is done here:
 - label smoothing 0.2, one-cycle Nesterov SGD, flip + 2-pixel translate augmentation,
   alternating flips (-> 9.9): ``AIRBENCH94_RECIPE``, the preset until issue 32.
 The preset is now airbench94_muon's recipe (``MUON_RECIPE``, 8 epochs at batch 2000):
-Muon on the conv filters (cifar_core.muon), no lookahead, a unit-variance head divided by
+Muon on the conv filters (cifar_core.training.muon), no lookahead, a unit-variance head divided by
 its width. Half precision only where measured to help (precision.BF16_MEASURED).
 """
 

@@ -73,7 +73,7 @@ def retrain_best(root, name: str, data, epochs: int | None = None, run_id: str |
     """Train the study's best values as an ordinary run on all of train (the preset's epochs
     unless ``epochs``): the one look at the test split. Its manifest names the study."""
     from cifar_core.config import TrainConfig
-    from cifar_core.train import train_model
+    from cifar_core.training.trainer import train_model
 
     found = read_study(root, name)
     if found["best"] is None:
@@ -82,4 +82,4 @@ def retrain_best(root, name: str, data, epochs: int | None = None, run_id: str |
     chosen = [*info.get("settings", []), *settings(best["params"])]
     config = TrainConfig.from_preset(info["model"], chosen, epochs=epochs, val_size=info.get("val_size"))
     mark = {"study": name, "trial": best["trial"], "val_accuracy": best["val_accuracy"], "settings": chosen}
-    return train_model(config, data, root, run_id=run_id, marks={"study": mark})
+    return train_model(config, data, root, run_id=run_id, origin={"study": mark})

@@ -1,7 +1,7 @@
 """Run and read a hyper-parameter study with Optuna.
 
 Optuna, not KerasTuner: a trial here is an ordinary ``TrainConfig`` (the model's preset
-plus ``--set`` values) trained through the engine's own fit set-up, ``fitting.fit_in`` (its
+plus ``--set`` values) trained through the engine's own fit set-up, ``fitting.resumable_fit`` (its
 data pipeline, schedules, checkpoints and resume), and Optuna's define-by-run trials ask
 for values without owning the model or the training loop. KerasTuner wants a ``HyperModel``
 that builds and compiles the model itself and runs its own ``fit``, a second way to train.
@@ -144,11 +144,11 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
     import keras
     import optuna
 
-    from cifar_core import progress
     from cifar_core.artifacts import work as files
     from cifar_core.data import run_splits
     from cifar_core.errors import StopRequested
-    from cifar_core.fitting import fit_in
+    from cifar_core.training import progress
+    from cifar_core.training.fitting import resumable_fit
 
     first = trial_config(info, {})
     splits = run_splits(data, first.val_size, first.seed, first.train_limit)
@@ -165,7 +165,7 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         start = time.perf_counter()
         progress.batch_at(finished_count(trial.study) + 1)
         try:
-            with fit_in(
+            with resumable_fit(
                 folder,
                 config,
                 data,
@@ -248,8 +248,8 @@ def run_trials(
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from cifar_core import progress
     from cifar_core.errors import StopRequested
+    from cifar_core.training import progress
 
     study = open_study(root, name, seed=info.get("seed", 0) + worker)
     recover_interrupted(study)

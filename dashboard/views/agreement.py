@@ -1,18 +1,18 @@
 """Agreement: how many models get each test image right, and what a majority vote does."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from common import loading, widgets
 
-from cifar_core import crossrun
+from cifar_core.analysis import crossrun
 
 st.title("Agreement across models")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
-    runs = common.same_test_set(runs)
-    correct = common.correct_matrix(runs)  # (models, images)
+    runs = crossrun.same_test_set(runs)
+    correct = crossrun.correct_matrix(runs)  # (models, images)
     y = runs[0].predictions["y_true"]
     majority = crossrun.majority_vote(runs)
     mean_probs = crossrun.ensemble_probs(runs)
@@ -34,6 +34,6 @@ if runs:
     st.subheader(f"{len(nobody)} images no model gets right")
     names = runs[0].class_names
     shown = nobody[:32]
-    common.image_grid(
-        common.test_images(runs[0], shown), [f"#{i} {names[y[i]]} → {names[majority[i]]}" for i in shown]
+    widgets.image_grid(
+        widgets.test_images(runs[0], shown), [f"#{i} {names[y[i]]} → {names[majority[i]]}" for i in shown]
     )

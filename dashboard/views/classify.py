@@ -3,14 +3,14 @@
 import time
 from pathlib import Path
 
-import common
 import numpy as np
 import pandas as pd
 import streamlit as st
+from common import loading, serving, widgets
 
+from cifar_core.data.images import open_image, to_pixels
 from cifar_core.errors import ImageError, ModelLoadError
-from cifar_core.images import open_image, to_pixels
-from cifar_core.inference import classify
+from cifar_core.serving.inference import classify
 
 OWN_CLASS = "each model's own top class"
 
@@ -25,7 +25,7 @@ def predict_all(runs, images: list[np.ndarray]) -> tuple[list[pd.DataFrame], lis
     rows, loading = [[] for _ in images], []
     for run in runs:
         try:
-            predict = common.predictor_for(run, wait=False)
+            predict = serving.predictor_for(run, wait=False)
         except ModelLoadError as error:
             st.warning(f"{run.run_id}: {error}")
             continue
@@ -51,14 +51,14 @@ def loading_progress(paths) -> None:
     """A progress bar while the models load in the background. The page reruns when they
     are all loaded, and, while a photo is shown, whenever another model is: each answers
     as soon as it can."""
-    ready, total = common.models_ready(paths)
+    ready, total = serving.models_ready(paths)
     more = ready > st.session_state.get("cls_ready", 0)
     st.session_state["cls_ready"] = ready
     if ready >= total or (more and st.session_state.get("cls_showing")):
         st.rerun()
     doing = (
         "Exporting the models for this machine (once, a minute or two), then loading them"
-        if common.exporting()
+        if serving.exporting()
         else "Loading models in the background"
     )
     st.progress(ready / max(total, 1), text=f"{doing}: {ready}/{total} ready…")
@@ -73,7 +73,7 @@ def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> N
             continue  # it could not be loaded (warned above)
         name = predicted[run.label] if class_name == OWN_CLASS else class_name
         wanted.append((run, name, f"{run.label}: where it sees '{name}'"))
-    common.heatmap_grid(pixels, wanted, columns=5)
+    widgets.heatmap_grid(pixels, wanted, columns=5)
 
 
 def show(
@@ -136,18 +136,18 @@ def show(
 
 started = time.perf_counter()
 st.title("Classify a photo")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
     paths = [run.model_path for run in runs]
-    ready, total = common.models_ready(paths)
+    ready, total = serving.models_ready(paths)
     st.session_state["cls_ready"] = ready
     if ready < total:
         loading_progress(paths)
-    keras_served = common.served_by_keras()
+    keras_served = serving.served_by_keras()
     if keras_served:
         reasons = "; ".join(f"`{Path(path).parent.name}`: {why}" for path, why in keras_served.items())
         st.warning(f"{len(keras_served)} model(s) answer through Keras, slower to load: {reasons}")
-    labels = common.by_label(runs)
+    labels = loading.by_label(runs)
     chosen = [
         labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
     ]
@@ -162,7 +162,7 @@ if runs:
         key="cls_upload",
     )
     if st.button("Random test image", key="cls_random"):
-        candidates = common.available_test_indices(runs[0])
+        candidates = widgets.available_test_indices(runs[0])
         if len(candidates):
             st.session_state["cls_test_index"] = int(np.random.default_rng().choice(candidates))
         else:
@@ -181,7 +181,7 @@ if runs:
     index = st.session_state.get("cls_test_index")
     if index is not None and chosen:
         run = runs[0]
-        (pixels,) = common.test_images(run, np.array([index]))
+        (pixels,) = widgets.test_images(run, np.array([index]))
         if pixels is None:
             st.info("This test image is not available here (data source missing, no thumbnail).")
         else:

@@ -1,12 +1,12 @@
 """Compare two models on the same test images: McNemar test, who gets what right, calibration."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading, widgets
 
-from cifar_core import seeds
+from cifar_core.analysis import crossrun, seeds
 from cifar_core.evaluate import mcnemar_test, reliability_curve
 
 
@@ -65,7 +65,7 @@ def differing(mask: np.ndarray, right, wrong, a, b, y: np.ndarray) -> None:
     pred_a, pred_b = a.predictions["y_pred"], b.predictions["y_pred"]
     captions = [f"#{i} {names[y[i]]}: A {names[pred_a[i]]}, B {names[pred_b[i]]}" for i in idx[:shown]]
     # the wrong model stored these as its mistakes when the data is not on this machine
-    common.image_grid(common.test_images(wrong, idx[:shown]), captions)
+    widgets.image_grid(widgets.test_images(wrong, idx[:shown]), captions)
 
 
 def reliability(a, b, y: np.ndarray) -> None:
@@ -94,10 +94,10 @@ def reliability(a, b, y: np.ndarray) -> None:
 
 
 st.title("Compare two models")
-runs = common.require_runs(minimum=2)
+runs = loading.require_runs(minimum=2)
 if runs:
-    runs = common.same_test_set(runs)
-    labels = common.by_label(runs)
+    runs = crossrun.same_test_set(runs)
+    labels = loading.by_label(runs)
     if len(labels) < 2:
         st.info("Needs two runs scored on the same test images.")
     else:

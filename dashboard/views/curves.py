@@ -1,12 +1,12 @@
 """Training curves: loss and accuracy per epoch, several runs overlaid, phases marked."""
 
-import common
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading
 
-from cifar_core import seeds
+from cifar_core.analysis import seeds
 
 
 def group_bands(runs, chosen_runs, metric: str) -> None:
@@ -58,9 +58,9 @@ def group_bands(runs, chosen_runs, metric: str) -> None:
 
 
 st.title("Training curves")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
-    labels = common.by_label(runs)
+    labels = loading.by_label(runs)
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="curves_runs")
     metric = st.radio("Metric", ["accuracy", "loss"], horizontal=True, key="curves_metric")
     if not chosen:

@@ -1,12 +1,14 @@
 """The data: what the runs trained and were tested on, and test labels that look wrong."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from common import loading, widgets
 
-from cifar_core import artifacts, crossrun, datafacts
+from cifar_core import artifacts
+from cifar_core.analysis import crossrun
+from cifar_core.data import datafacts
 from cifar_core.errors import CifarError
 
 PER_CLASS = 8  # sample images per class
@@ -71,11 +73,11 @@ def overview(run, facts) -> None:
                 f"in {info['sampled']} read: {sizes}; {formats}"
             )
     st.subheader("Samples per class (test split)")
-    available = common.available_test_indices(run)
+    available = widgets.available_test_indices(run)
     picks = datafacts.samples_per_class(run.predictions["y_true"], available, len(names), PER_CLASS)
     for name, indices in zip(names, picks):
         st.caption(name)
-        common.image_grid(common.test_images(run, indices), [f"#{i}" for i in indices], columns=PER_CLASS)
+        widgets.image_grid(widgets.test_images(run, indices), [f"#{i}" for i in indices], columns=PER_CLASS)
 
 
 def wrong_view(runs) -> None:
@@ -102,7 +104,7 @@ def label_errors(runs) -> None:
     )
     marked = st.session_state.setdefault("data_marked", set())
     shown = issues.head(SUSPECTS)
-    pictures = common.test_images(runs[0], shown["index"].to_numpy())
+    pictures = widgets.test_images(runs[0], shown["index"].to_numpy())
     columns = 6
     for start in range(0, len(shown), columns):
         for col, (_, row), image in zip(
@@ -117,7 +119,7 @@ def label_errors(runs) -> None:
                     f"models: {row['models_say']} ({row['p_models']:.0%}), "
                     f"{row['runs_disagreeing']}/{len(runs)} runs"
                 )
-                common.show_image(image, caption)
+                widgets.show_image(image, caption)
                 if st.checkbox("label looks wrong", value=index in marked, key=f"data_mark_{index}"):
                     marked.add(index)
                 else:
@@ -135,9 +137,9 @@ def label_errors(runs) -> None:
 
 
 st.title("The data")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
-    run = common.pick_run(runs, "Run (its data, its split)", key="data_run")
+    run = loading.pick_run(runs, "Run (its data, its split)", key="data_run")
     section = st.radio(
         "Show",
         ["Overview", "Mistakes per class", "Possible label errors"],
@@ -145,13 +147,13 @@ if runs:
         key="data_section",
     )
     try:
-        facts = common.data_facts_for(run)
+        facts = loading.data_facts_for(run)
     except CifarError as error:
         st.warning(f"{run.run_id}: {error}")
         facts = None
     same = [
         r
-        for r in common.same_test_set(runs)
+        for r in crossrun.same_test_set(runs)
         if r.manifest["data"]["checksum"] == run.manifest["data"]["checksum"]
     ]
     if section == "Mistakes per class":

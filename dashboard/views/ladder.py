@@ -1,10 +1,10 @@
 """A write-up's ladder, reproduced: one run per rung, each a single change on the last."""
 
-import common
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading, widgets
 
 from cifar_core.ladders import LADDERS, ladder_table, rung_runs
 
@@ -37,7 +37,7 @@ def step_chart(table: pd.DataFrame):
                 name=f"{split} (this run)",
                 mode="lines+markers",
                 line={"shape": "hv", "color": colour},
-                # customdata[0]: the rung's index, what a click selects (common.selected_points)
+                # customdata[0]: the rung's index, what a click selects (widgets.selected_points)
                 customdata=table[["change"]]
                 .assign(gain=table.apply(gain_label, axis=1))
                 .assign(index=table["rung"].astype(int) - 1)[["index", "change", "gain"]],
@@ -116,14 +116,14 @@ def rung_details(found: dict, table: pd.DataFrame, index: int) -> None:
     if previous is None:
         right.info("The first trained rung: nothing to compare its confusion matrix with.")
         return
-    fig = common.confusion_change_figure(
+    fig = widgets.confusion_change_figure(
         found[previous], run, f"Confusion matrix change from rung {previous + 1}"
     )
     right.plotly_chart(fig, width="stretch", key="ladder_confusion")
 
 
 st.title("Ladders: one change at a time")
-runs, _ = common.load_runs(ladders=True)
+runs, _ = loading.load_runs(ladders=True)
 trained = [name for name, ladder in LADDERS.items() if rung_runs(ladder, runs)]
 name = st.selectbox(
     "Ladder",
@@ -186,7 +186,7 @@ else:
             f"this run {row.test:.1%}."
         )
     st.plotly_chart(gap_chart(table), width="stretch", key="ladder_gap")
-    clicked = next(iter(common.selected_points(event)), None)
+    clicked = next(iter(widgets.selected_points(event)), None)
     trained_rungs = [int(r) - 1 for r in table.dropna(subset=["run_id"])["rung"]]
     picked = st.selectbox(
         "Rung",

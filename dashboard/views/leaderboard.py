@@ -1,11 +1,11 @@
 """Leaderboard: one row per run, accuracy and F1 by model, accuracy against cost."""
 
-import common
 import numpy as np
 import pandas as pd
 import streamlit as st
+from common import loading, serving
 
-from cifar_core import report
+from cifar_core.analysis import report
 
 COSTS = {
     "Parameters": "params",
@@ -145,7 +145,7 @@ def _flops(run) -> float:
     from cifar_core.errors import CifarError
 
     try:
-        return common.architecture_for(run)[1]["flops"]
+        return serving.architecture_for(run)[1]["flops"]
     except CifarError:
         return np.nan
 
@@ -190,7 +190,7 @@ def cost_scatter(frame: pd.DataFrame) -> None:
 
 
 st.title("Leaderboard")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
     frame = report.groups_table(runs)
     # The charts render only when their tab is opened (on_change="rerun" gives tabs `.open`):

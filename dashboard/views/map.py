@@ -1,14 +1,14 @@
 """Map of the test set: each run's features in 2-D (t-SNE), selections and neighbours."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from common import loading, serving, widgets
 
-from cifar_core import embeddings
+from cifar_core.analysis import embeddings
+from cifar_core.data.images import decode_image
 from cifar_core.errors import CifarError, ImageError
-from cifar_core.images import decode_image
 
 MAX_SELECTED = 48  # images shown for a selection
 NEIGHBOURS = 12
@@ -58,7 +58,7 @@ def grid(run, indices, note: str = "") -> None:
         f"#{i}{note} · {names[y[i]]}" + ("" if y[i] == p[i] else f" → {names[p[i]]} {probs[i, p[i]]:.0%}")
         for i in indices
     ]
-    common.image_grid(common.test_images(run, indices), captions)
+    widgets.image_grid(widgets.test_images(run, indices), captions)
 
 
 def neighbours_view(run, arrays) -> None:
@@ -78,14 +78,14 @@ def neighbours_view(run, arrays) -> None:
             st.error(str(error))
             return
         try:
-            query = embeddings.project(arrays, common.features_for(run, pixels[None]))[0]
+            query = embeddings.project(arrays, serving.features_for(run, pixels[None]))[0]
         except CifarError as error:
             st.error(f"{run.run_id}: {error}")
             return
         title = upload.name
     else:
         index = int(index)
-        (pixels,) = common.test_images(run, [index])
+        (pixels,) = widgets.test_images(run, [index])
         query, exclude = arrays["pca"][index], index
         truth = names[int(run.predictions["y_true"][index])]
         said = names[int(run.predictions["y_pred"][index])]
@@ -111,12 +111,12 @@ def neighbours_view(run, arrays) -> None:
 
 
 st.title("Map of the test set")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
     mapped, missing, broken = [], [], {}
     for run in runs:
         try:
-            (mapped if common.embedding_for(run) is not None else missing).append(run)
+            (mapped if loading.embedding_for(run) is not None else missing).append(run)
         except CifarError as error:
             broken[run.run_id] = str(error)
     for run_id, reason in broken.items():
@@ -128,8 +128,8 @@ if runs:
     if not mapped:
         st.info("No run has a map of its test set yet: make them with the command above.")
     else:
-        run = common.pick_run(mapped, "Run", key="map_run")
-        arrays = common.embedding_for(run)
+        run = loading.pick_run(mapped, "Run", key="map_run")
+        arrays = loading.embedding_for(run)
         names = run.class_names
         pair = [c for c in ("cat", "dog") if c in names]
         focus = st.radio(
@@ -147,7 +147,7 @@ if runs:
         event = st.plotly_chart(
             fig, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_plot"
         )
-        chosen = common.selected_points(event)
+        chosen = widgets.selected_points(event)
         if chosen:
             y, p = run.predictions["y_true"][chosen], run.predictions["y_pred"][chosen]
             counts = pd.Series([names[c] for c in y]).value_counts()

@@ -1,19 +1,19 @@
 """Mistakes: the test images a model gets wrong, cat vs dog first."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from common import loading, widgets
 
-from cifar_core import runcard
+from cifar_core.analysis import crossrun, runcard
 
 st.title("Mistakes")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
-    runs = common.same_test_set(runs)
+    runs = crossrun.same_test_set(runs)
     names = runs[0].class_names
-    labels = common.by_label(runs)
+    labels = loading.by_label(runs)
     c1, c2 = st.columns(2)
     true_class = c1.selectbox(
         "True class", names, index=names.index("cat") if "cat" in names else 0, key="mk_true"
@@ -65,7 +65,7 @@ if runs:
         shown = hits[:max_shown]
         shown_any.extend(i for i in shown.tolist() if i not in shown_any)
         captions = [f"#{i} · {pred_class} {probs[i, p]:.0%} · {true_class} {probs[i, t]:.0%}" for i in shown]
-        common.image_grid(common.test_images(run, shown), captions)
+        widgets.image_grid(widgets.test_images(run, shown), captions)
         if len(hits) > max_shown:
             st.caption(f"… and {len(hits) - max_shown} more")
 
@@ -78,8 +78,8 @@ if runs:
             f"**{len(some)}** only for some."
         )
         shown = sorted(every)[:max_shown]
-        common.image_grid(
-            common.test_images(labels[chosen[0]], np.array(shown, dtype=int)),
+        widgets.image_grid(
+            widgets.test_images(labels[chosen[0]], np.array(shown, dtype=int)),
             [f"#{i}: all wrong" for i in shown],
         )
 
@@ -92,7 +92,7 @@ if runs:
         )
         if pick != "(none)":
             pick = int(pick[1:])
-            (pixels,) = common.test_images(labels[chosen[0]], np.array([pick]))
+            (pixels,) = widgets.test_images(labels[chosen[0]], np.array([pick]))
             if pixels is None:
                 st.info("This test image is not available here (data source missing, no thumbnail).")
             else:
@@ -102,4 +102,4 @@ if runs:
                     said = run.class_names[int(run.predictions["y_pred"][pick])]
                     for name, role in ((true_class, "true"), (said, "said")):
                         wanted.append((run, name, f"{run.label} · {role}: '{name}'"))
-                common.heatmap_grid(pixels, wanted, columns=6)
+                widgets.heatmap_grid(pixels, wanted, columns=6)

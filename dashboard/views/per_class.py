@@ -1,15 +1,15 @@
 """Per-class metrics and confusion matrices: one run, across runs, and the change between two."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+from common import loading, widgets
 
 st.title("Per-class metrics and confusion")
-runs = common.require_runs()
+runs = loading.require_runs()
 if runs:
-    labels = common.by_label(runs)
+    labels = loading.by_label(runs)
     run = labels[st.selectbox("Run", list(labels), key="pc_run")]
     names = run.class_names
     normalise = st.radio("Show", ["counts", "row-normalised"], horizontal=True, key="pc_norm")
@@ -44,5 +44,5 @@ if runs:
     else:
         a = labels[st.selectbox("Run A", comparable, index=0, key="pc_a")]
         b = labels[st.selectbox("Run B", comparable, index=1, key="pc_b")]
-        fig = common.confusion_change_figure(a, b, f"B minus A: {b.label} against {a.label}")
+        fig = widgets.confusion_change_figure(a, b, f"B minus A: {b.label} against {a.label}")
         st.plotly_chart(fig, width="stretch", key="pc_diff")

@@ -1,31 +1,32 @@
 """One run's page (``?run=<id>``): its facts, how to reproduce it, its architecture and cost,
 the classification report, how it trained and where it fails. Everything is computed by
-the engine (``cifar_core.runcard``, ``cifar_core.architecture``); this page draws it."""
+the engine (``cifar_core.analysis.runcard``, ``cifar_core.analysis.architecture``); this page draws it."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading, serving, widgets
 
-from cifar_core import exports, runcard
+from cifar_core.analysis import runcard
 from cifar_core.errors import CifarError
+from cifar_core.serving import exports
 
 st.title("Run")
-zoo, _ = common.load_runs()
-rungs, _ = common.load_runs(ladders=True)
+zoo, _ = loading.load_runs()
+rungs, _ = loading.load_runs(ladders=True)
 everything = {run.run_id: run for run in zoo + rungs}
 if not everything:
-    common.require_runs()
+    loading.require_runs()
     st.stop()
 
 wanted = st.query_params.get("run")
 ids = list(everything)
 if wanted and wanted not in everything:
-    st.warning(f"No run {wanted!r} in `{common.artifacts_dir()}`: pick one below.")
+    st.warning(f"No run {wanted!r} in `{loading.artifacts_dir()}`: pick one below.")
 elif wanted and wanted != st.session_state.get("run_url"):  # a link or a typed address: follow it
     st.session_state["run_pick"] = ids.index(wanted)
-labels = [common.run_label(everything[run_id]) for run_id in ids]
+labels = [loading.run_label(everything[run_id]) for run_id in ids]
 chosen = st.selectbox("Run", range(len(ids)), format_func=labels.__getitem__, key="run_pick")
 run = everything[ids[chosen]]
 st.query_params["run"] = st.session_state["run_url"] = run.run_id  # the address names the run shown
@@ -54,7 +55,7 @@ st.table(pd.DataFrame({"value": list(rest.values())}, index=list(rest)))
 
 st.subheader("Architecture and cost")
 try:
-    table, total = common.architecture_for(run)
+    table, total = serving.architecture_for(run)
 except CifarError as error:
     st.warning(f"The architecture is not available: {error}")
     table, total = None, None
@@ -83,7 +84,7 @@ measured = st.session_state.get(f"run_cost_{run.run_id}")
 if run.has_model and st.button("Measure speed and memory on this machine", key="run_measure"):
     with st.spinner("Timing batch 1 and batch 500 through the predictor the pages use…"):
         try:
-            measured = st.session_state[f"run_cost_{run.run_id}"] = common.measure_cost(run)
+            measured = st.session_state[f"run_cost_{run.run_id}"] = serving.measure_cost(run)
         except CifarError as error:
             st.warning(str(error))
 if measured:
@@ -169,7 +170,9 @@ if pair and pair[0] in names and pair[1] in names:
     st.markdown(f"**{pair[0]} predicted as {pair[1]}**: {len(hits)} test images ({kind}), surest first")
     probs = run.predictions["probs"]
     shown = hits[:32]
-    common.image_grid(common.test_images(run, shown), [f"#{i} · {pair[1]} {probs[i, p]:.0%}" for i in shown])
+    widgets.image_grid(
+        widgets.test_images(run, shown), [f"#{i} · {pair[1]} {probs[i, p]:.0%}" for i in shown]
+    )
     if len(hits) > len(shown):
         st.caption(f"… and {len(hits) - len(shown)} more (the Mistakes page shows up to 256)")
 

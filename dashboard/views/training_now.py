@@ -1,23 +1,23 @@
 """Training now: every training under the artifacts root, re-read every few seconds.
 
-The engine (``cifar_core.status``) reads what the trainers write into their work folders;
+The engine (``cifar_core.training.status``) reads what the trainers write into their work folders;
 this page draws it. A stop is a request file the trainer checks after each epoch.
 """
 
-import common
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading
 
-from cifar_core import status
 from cifar_core.errors import ArtifactError
-from cifar_core.progress import format_duration
+from cifar_core.training import status
+from cifar_core.training.progress import format_duration
 
 REFRESH_S = 3
 SPLITS = (("train", "", "#1f77b4"), ("validation", "val_", "#ff7f0e"))
 
 st.title("Training now")
-root = common.artifacts_dir()
-read_only = common.read_only()
+root = loading.artifacts_dir()
+read_only = loading.read_only()
 st.caption(
     f"Every training under `{root}/work`: `train`, `run`, ladder rungs, tuning trials and fits "
     f"recorded from a notebook. Re-read every {REFRESH_S} s."
@@ -163,7 +163,7 @@ def live() -> None:
         if warning:
             st.warning(warning)
     seen = st.session_state.setdefault("training_now_seen", set())
-    runs, _ = common.load_runs()
+    runs, _ = loading.load_runs()
     finished = sorted(seen - {t.run for t in found} & {r.run_id for r in runs})
     for run_id in finished:
         st.success(f"{run_id} finished: it is on the Leaderboard now.")

@@ -1,10 +1,10 @@
 """Hyper-parameter studies: every trial of a search, which settings mattered, the best."""
 
-import common
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from common import loading
 
 from cifar_core.errors import CifarError
 
@@ -104,7 +104,7 @@ def importance_chart(importances: dict) -> go.Figure:
 
 
 st.title("Hyper-parameter studies")
-names = common.study_names()
+names = loading.study_names()
 if not names:
     st.info(
         "No studies yet. Run one (about 90 minutes on 2 CPU cores for 24 trials of 6 epochs):\n\n"
@@ -113,7 +113,7 @@ if not names:
     st.stop()
 name = st.selectbox("Study", names, key="tune_study")
 try:
-    found = common.study_for(name)
+    found = loading.study_for(name)
 except CifarError as error:
     st.error(f"{name}: {error}")
     st.stop()
@@ -167,7 +167,7 @@ if found["best"]:
             for k, v in found["best"]["params"].items()
         )
     )
-    runs, _ = common.load_runs()
+    runs, _ = loading.load_runs()
     retrained = [r for r in runs if r.study == name]
     if retrained:
         for run in retrained:
