@@ -34,6 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reference() -> str:
+    """The command-line reference as Markdown, generated from the parser (the docs' CLI page):
+    every command, its help and every option's."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    lines = [
+        "# Command-line reference",
+        "",
+        "Generated from the parser (`cifar_core/cli.py`) when the docs are built; "
+        "`python -m cifar_core COMMAND --help` prints the same.",
+        "",
+    ]
+    for name, command in sub.choices.items():
+        lines += [f"## `{name}`", "", helps.get(name) or "", ""]
+        usage = command.format_usage().replace("usage: ", "").strip()
+        lines += ["```", usage, "```", ""]
+        for action in command._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            flags = ", ".join(f"`{flag}`" for flag in action.option_strings) or f"`{action.dest}`"
+            text = (action.help or "").replace("%(default)s", str(action.default)).replace("|", "\\|")
+            lines.append(f"- {flags}: {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 STOPPED = 3  # the exit status of a training that a stop request ended (resumable)
 
 # Commands that never touch TensorFlow (it takes seconds to import): no quiet import.

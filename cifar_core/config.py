@@ -112,7 +112,7 @@ class TrainConfig:
     precision: str = _opt(
         "auto",
         "auto: mixed_float16 on a GPU; on a CPU float32, unless bfloat16 was measured to train "
-        "this model as well and faster on this kind of CPU (precision.BF16_MEASURED)",
+        "this recipe as well and faster on this kind of CPU (training/bf16_measured.json)",
         choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
     )
     xla: str = _opt(
@@ -219,15 +219,16 @@ class TrainConfig:
     def from_preset(
         cls, model: str, settings: tuple[str, ...] | list[str] = (), **overrides: Any
     ) -> "TrainConfig":
-        """The model's registered preset, with ``overrides`` (None values ignored; ``augment``
-        merged key by key, any other field replaced) and then ``--set`` ``settings`` on top
-        (``augment.X``, ``model_args.X``, ``optimizer_args.X``, ``freeze_after.X`` change one
-        key of the dict)."""
-        from cifar_core.models import get_spec
+        """The model's registered recipe (``fast``: its best, ``fast:muon8``: a named one), with
+        ``overrides`` (None values ignored; ``augment`` merged key by key, any other field
+        replaced) and then ``--set`` ``settings`` on top (``augment.X``, ``model_args.X``,
+        ``optimizer_args.X``, ``freeze_after.X`` change one key of the dict). The config's
+        ``model`` is the model's name; which recipe a config is, ``recipes.identify`` says."""
+        from cifar_core.models.registry import recipe_preset, split_recipe
 
-        values: dict[str, Any] = {
-            k: (dict(v) if isinstance(v, dict) else v) for k, v in get_spec(model).preset.items()
-        }
+        preset = recipe_preset(model)
+        model = split_recipe(model)[0]
+        values: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in preset.items()}
         augment = dict(values.pop("augment", {}))
         augment.update(overrides.pop("augment", None) or {})
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -238,7 +238,7 @@ def command_line(argv: list[str] | None = None) -> str | None:
 
 
 def hardware_label(env: dict[str, Any]) -> str:
-    """Short text for tables: 'CPU x2 (AMD EPYC, AVX2)' or 'GPU x1'."""
+    """Short text for tables: 'CPU x2 (<CPU model>, AVX2)' or 'GPU x1'."""
     if env.get("gpus"):
         return f"GPU x{len(env['gpus'])}"
     features = env.get("cpu_features")
@@ -248,7 +248,7 @@ def hardware_label(env: dict[str, Any]) -> str:
 
 def cpu_features() -> list[str]:
     """The vector instruction sets that decide training speed here, widest last
-    (e.g. ['AVX2'] on a Zen 3, ['AVX2', 'AVX-512', 'AVX512-BF16'] on a Zen 4)."""
+    (e.g. ['AVX2'] on an AVX2-only CPU, ['AVX2', 'AVX-512', 'AVX512-BF16'] with bfloat16)."""
     flags = cpu_flags()
     named = (
         ("avx2", "AVX2"),

@@ -10,6 +10,7 @@ import pytest
 from cifar_core import benchmark
 from cifar_core.cli import main
 from cifar_core.commands.bench import table
+from cifar_core.config import TrainConfig
 
 
 @pytest.mark.slow  # times Lite0 in both phases (~50 s)
@@ -69,10 +70,13 @@ def test_a_bad_setting_is_refused_before_anything_is_measured(capsys):
     assert "not a config field" in capsys.readouterr().err
 
 
-def test_small_crops_are_refused_with_where_their_speed_is_measured(capsys):
-    settings = ["--set", "augment.small_crop=24", "--set", "augment.small_crop_epochs=4"]
-    assert main(["benchmark", "--models", "fast", *settings]) == 2
-    assert "history.csv" in capsys.readouterr().err
+def test_a_recipe_with_small_crops_is_timed_on_whole_images_and_says_so():
+    from cifar_core.benchmark import preset
+
+    assert TrainConfig.from_preset("fast").augment.small_crop == 24  # the best recipe has them
+    timed = preset("fast")
+    assert timed.augment.small_crop == 0 and timed.augment.small_crop_epochs == 0
+    assert timed.epochs == 10 and timed.optimizer == "muon"  # the rest is the recipe's
 
 
 def test_saliency_speed_is_timed_for_every_run(capsys, dash_root):

@@ -114,12 +114,11 @@ def test_the_committed_runs_are_version_2_and_read_without_shims():
     runs, bad = artifacts.load_runs(COMMITTED)
     zoo = [r for r in runs if not artifacts.is_ladder_run(r)]
     made = [(r.manifest.get("source") or {}).get("kind") for r in zoo]
-    # one seed group per zoo model, cnn_bn-tune's retrained best and fast's five bfloat16 groups
-    # on a Zen 4 (issue 32: 8 epochs, seeds 0 and 1; 10 epochs; 10 epochs with small crops on
-    # 45,000 and, seeds 0-2, on all 50,000; 10 epochs on all 50,000) and the small-crop recipe's
-    # float32 twins of seeds 0 and 1 (precision.BF16_MEASURED); one of your own of each way in
+    # one group per recipe: each of the eight other zoo models', cnn_bn:tuned, fast and
+    # fast:muon8 (their seeds and precisions one group each); one of your own of each way in
     groups = seeds.group_runs([r for r, kind in zip(zoo, made) if kind is None])
-    assert not bad and len(groups) == 16 and made.count("builder_file") == made.count("recorded") == 1
+    assert not bad and len(groups) == 11 and made.count("builder_file") == made.count("recorded") == 1
+    assert sorted(g.label for g in groups if g.label.startswith("fast")) == ["fast", "fast:muon8"]
     assert sum(1 for r in zoo if r.manifest.get("study")) == 1
     for run in runs:
         assert run.manifest["schema_version"] == 2

@@ -121,11 +121,11 @@ def test_keras_muon_would_not_touch_the_conv_filters():
     keras.backend.clear_session()
 
 
-def test_the_fast_preset_is_the_muon_recipe_and_its_optimizer_is_built_from_it():
+def test_the_muon8_recipe_is_airbench94_muons_and_its_optimizer_is_built_from_it():
     from cifar_core.config import TrainConfig
     from cifar_core.training.schedules import make_optimizer
 
-    config = TrainConfig.from_preset("fast")
+    config = TrainConfig.from_preset("fast:muon8")
     assert (config.optimizer, config.epochs, config.batch_size, config.lookahead) == ("muon", 8, 2000, False)
     optimizer = make_optimizer(config, steps_per_epoch=23)
     assert isinstance(optimizer, AirbenchMuon)

@@ -113,10 +113,10 @@ def test_small_crop_settings_are_checked_and_leave_older_run_ids_alone():
     for bad in ({"small_crop": 32, "small_crop_epochs": 1}, {"small_crop": 24}, {"small_crop_epochs": 2}):
         with pytest.raises(ConfigError, match="small_crop"):
             AugmentConfig(**bad)
-    preset = TrainConfig.from_preset("fast")
+    preset = TrainConfig.from_preset("fast:muon8")
     assert "small_crop" not in preset.non_default()["augment"]  # ids of runs made before it stay
     changed = TrainConfig.from_preset(
-        "fast", settings=["augment.small_crop=24", "augment.small_crop_epochs=3"]
+        "fast:muon8", settings=["augment.small_crop=24", "augment.small_crop_epochs=3"]
     )
     assert changed.non_default()["augment"]["small_crop"] == 24
     assert changed.fingerprint() != preset.fingerprint()

@@ -20,64 +20,61 @@ ZEN4 = ZEN3 | {"avx512f", "avx512_bf16"}
     "model", ["fast", "cnn_bn", "resnet20", "efficientnet_lite0", "efficientnet_lite0_frozen"]
 )
 def test_auto_is_float32_wherever_bfloat16_was_not_shown_to_train_as_well_and_faster(model):
-    assert precision.resolve_precision("auto", model, flags=ZEN3) == "float32"
+    config = TrainConfig.from_preset(model)
+    assert precision.resolve_precision("auto", config, flags=ZEN3) == "float32"
     # On a Zen 4 bfloat16 made the transfer models ~2x slower; of the rest only fast's
     # recipes had their bfloat16 accuracy measured (below): float32 until they are.
     if model != "fast":
-        assert precision.resolve_precision("auto", model, flags=ZEN4) == "float32"
-    assert precision.resolve_precision("mixed_bfloat16", model, flags=ZEN3) == "mixed_bfloat16"  # as asked
+        assert precision.resolve_precision("auto", config, flags=ZEN4) == "float32"
+    assert precision.resolve_precision("mixed_bfloat16", config, flags=ZEN3) == "mixed_bfloat16"  # as asked
 
 
-def test_fast_trains_in_bfloat16_on_a_zen4_only_with_the_recipes_that_were_measured():
-    from cifar_core.models.fast import AIRBENCH94_RECIPE, MUON_RECIPE
-
-    for recipe in (AIRBENCH94_RECIPE, MUON_RECIPE):
-        measured = TrainConfig(model="fast", **recipe)
-        assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=measured) == "mixed_bfloat16"
-        assert precision.resolve_precision("auto", "fast", flags=ZEN3, config=measured) == "float32"
-    # Without a config the preset (airbench94_muon's recipe) is the one compared.
-    assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
-    # A recipe nobody measured in bfloat16 (Muon for 10 epochs, or at batch 1,024, or the
-    # preset with its first epochs on small crops) stays float32.
-    crops = {"augment": {**MUON_RECIPE["augment"], "small_crop": 24, "small_crop_epochs": 4}}
-    for change in ({"epochs": 10}, {"batch_size": 1024}, crops):
-        other = TrainConfig(model="fast", **{**MUON_RECIPE, **change})
-        assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=other) == "float32"
-    # ... until measured: the 10-epoch recipe with 4 epochs of 24x24 crops was (issue 32).
-    crops10 = {"epochs": 10, "augment": {**crops["augment"]}}
-    measured = TrainConfig(model="fast", **{**MUON_RECIPE, **crops10})
-    assert precision.resolve_precision("auto", "fast", flags=ZEN4, config=measured) == "mixed_bfloat16"
-    assert precision.resolve_precision("auto", "fast", flags=ZEN3, config=measured) == "float32"
-    muon, crop, airbench = precision.BF16_MEASURED["avx512_bf16"]["fast"]
-    assert crop["images_per_s"] == (354, 517) and crop["recipe"]["augment.small_crop"] == 24
-    assert muon["images_per_s"] == (245, 379) and muon["accuracy_loss"] <= precision.BF16_MAX_ACCURACY_LOSS
-    assert airbench["images_per_s"] == (277, 422) and airbench["accuracy_loss"] == 0.0
+def test_fast_trains_in_bfloat16_on_a_zen4_only_as_the_named_recipes_that_were_measured():
+    for recipe in ("fast", "fast:muon8", "fast:airbench94"):
+        measured = TrainConfig.from_preset(recipe)
+        assert precision.resolve_precision("auto", measured, flags=ZEN4) == "mixed_bfloat16"
+        assert precision.resolve_precision("auto", measured, flags=ZEN3) == "float32"
+        # The seed is not part of a recipe: another seed is the same recipe.
+        assert precision.resolve_precision("auto", TrainConfig.from_preset(recipe, seed=3), flags=ZEN4) == (
+            "mixed_bfloat16"
+        )
+    # A recipe with a changed setting is not the measured one: float32, and the reason says so.
+    for change in ({"epochs": 9}, {"batch_size": 1024}):
+        other = TrainConfig.from_preset("fast", **change)
+        policy, why = precision.resolve("auto", other, flags=ZEN4)
+        assert policy == "float32" and "not measured" in why and "fast + " in why
 
 
-def test_an_unmeasured_or_less_accurate_entry_in_a_list_keeps_float32(monkeypatch):
-    recipe = {"optimizer": "muon", "batch_size": 2000, "epochs": 8}
+def test_every_measurement_names_a_recipe_its_runs_and_a_commit():
+    from cifar_core import recipes
+
+    table = precision.measurements()
+    assert 0 < table["max_accuracy_loss"] < 0.01
+    for m in table["measurements"]:
+        model = m["recipe"].split(":")[0]
+        assert m["recipe"] in recipes.names(model)  # a named recipe, not settings' values
+        assert len(m["images_per_s"]) == 2 and m["commit"] and "runs" in m
+
+
+def test_an_unmeasured_slower_or_less_accurate_measurement_keeps_float32(monkeypatch):
+    base = {"cpu_kind": "avx512_bf16", "recipe": "fast", "runs": {}, "commit": "x"}
     for entry in (
-        {"images_per_s": (245, 379), "accuracy_loss": None, "recipe": recipe},  # not measured
-        {"images_per_s": (245, 379), "accuracy_loss": 0.004, "recipe": recipe},  # less accurate
-        {"images_per_s": (379, 245), "accuracy_loss": 0.0, "recipe": recipe},  # slower
+        {"images_per_s": [245, 379], "accuracy_loss": None},  # not measured
+        {"images_per_s": [245, 379], "accuracy_loss": 0.004},  # less accurate
+        {"images_per_s": [379, 245], "accuracy_loss": 0.0},  # slower
     ):
-        monkeypatch.setattr(precision, "BF16_MEASURED", {"avx512_bf16": {"fast": [entry]}})
-        assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "float32"
-
-
-def test_auto_picks_bfloat16_only_for_a_measured_win(monkeypatch):
+        table = {"max_accuracy_loss": 0.003, "measurements": [{**base, **entry}]}
+        monkeypatch.setattr(precision, "measurements", lambda table=table: table)
+        assert precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN4) == "float32"
     table = {
-        "avx512_bf16": {
-            "fast": {"images_per_s": (900, 1117), "accuracy_loss": 0.001},  # faster, as accurate
-            "cnn_bn": {"images_per_s": (2460, 2729), "accuracy_loss": 0.008},  # faster, less accurate
-            "efficientnet_lite0": {"images_per_s": (236, 131), "accuracy_loss": 0.0},  # slower
-        }
+        "max_accuracy_loss": 0.003,
+        "measurements": [{**base, "images_per_s": [900, 1117], "accuracy_loss": 0.001}],
     }
-    monkeypatch.setattr(precision, "BF16_MEASURED", table)
-    assert precision.resolve_precision("auto", "fast", flags=ZEN4) == "mixed_bfloat16"
-    assert precision.resolve_precision("auto", "cnn_bn", flags=ZEN4) == "float32"
-    assert precision.resolve_precision("auto", "efficientnet_lite0", flags=ZEN4) == "float32"
-    assert precision.resolve_precision("auto", "fast", flags=ZEN3) == "float32"  # another kind of CPU
+    monkeypatch.setattr(precision, "measurements", lambda: table)
+    assert (
+        precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN4) == "mixed_bfloat16"
+    )
+    assert precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN3) == "float32"
 
 
 def test_the_dtype_policy_is_restored_to_what_it_was():

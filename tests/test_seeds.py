@@ -28,7 +28,7 @@ def test_runs_that_differ_only_in_their_seed_form_a_group(tmp_path):
     write(tmp_path, "m-ep", seed=0, epochs=3)
     runs, bad = artifacts.load_runs(tmp_path)
     assert not bad
-    groups = {g.first.run_id: g for g in seeds.group_runs(runs)}
+    groups = {g.members[0].run_id: g for g in seeds.group_runs(runs)}
     assert sorted(len(g.members) for g in groups.values()) == [1, 1, 3]
     trio = groups["m-s0"]
     assert trio.seeds == [0, 1, 2] and [r.run_id for r in trio.members] == ["m-s0", "m-s1", "m-s2"]
@@ -64,6 +64,7 @@ def fake_group(accuracies, n_images=4000, seed=0, shared=None):
         run.manifest = {"seed": k, "config": {}}
         run.predictions = {"y_true": y_true, "y_pred": np.where(correct, 0, 1)}
         run.metrics = {"test": {"accuracy": float(correct.mean())}}
+        run.has_model = k == 0  # the first seed in full, the others lean
         members.append(run)
     return seeds.Group(key=str(seed), members=members)
 
@@ -185,7 +186,7 @@ def test_every_page_works_with_a_seed_group_and_single_runs(monkeypatch, group_r
     if page == "leaderboard":
         table = at.dataframe[0].value.set_index("label")
         assert table.loc["baseline_cnn", "n"] == 2 and table.loc["cnn_bn", "n"] == 1
-        assert any("2 seeds (0, 1)" in e.label for e in at.expander)
+        assert any("2 runs, seeds 0, 1" in e.label for e in at.expander)
     if page == "curves":
         assert "Seed groups: mean and spread" in [h.value for h in at.subheader]
         at.radio(key="curves_band").set_value("± SD").run()

@@ -5,6 +5,9 @@ dashboard too), and the phase settings derived in one place."""
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 from conftest import ROOT
@@ -21,7 +24,8 @@ LAYERS = [
     {"errors", "fileio", "evaluate"},  # no cifar_core imports
     {"runtime"},  # the machine, the environment, the command line
     {"models"},  # the zoo: builders and presets
-    {"config"},  # TrainConfig, resolved from a model's preset
+    {"config"},  # TrainConfig, resolved from a model's recipe
+    {"recipes"},  # which named recipe a config is
     {"phases"},  # the phase plan derived from a config
     {"data"},  # sources, splits, images, tf.data
     {"artifacts"},  # the run format: every file name of a run
@@ -215,3 +219,40 @@ def test_the_documented_imports_work_and_the_package_alone_loads_no_tensorflow()
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# What a comment or docstring must not carry: history belongs to git and the benchmarks pages
+# (an issue or stop number, a date, a run id, a CPU model); comments give the reason.
+HISTORY = re.compile(
+    r"\b[Ii]ssues? #?\d+|\bstop \d+\b|\b20\d\d-\d\d-\d\d\b|\b[a-z][a-z0-9_]*-(?!1a2b3c4d)[0-9a-f]{8}\b"
+    r"|\bZen ?\d\b|Cascade Lake|Sapphire Rapids|Ice Lake|\bXeon\b|\bEPYC\b"
+)
+
+
+def _comments_and_docstrings(path: Path):
+    source = path.read_text()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            yield token.start[0], token.string
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                yield getattr(node, "lineno", 1), doc
+
+
+def test_the_history_finder_finds_history():
+    for text in ("(issue 32)", "run fast-dfd1253b", "on a Zen 4", "2026-12-02", "Intel Xeon"):
+        assert HISTORY.search(text), text
+    for text in ("run cnn_bn-1a2b3c4d", "a stop request", "AVX512-BF16 CPUs"):
+        assert not HISTORY.search(text), text
+
+
+def test_no_comment_or_docstring_of_the_code_carries_history():
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {match.group(0)}"
+        for path in [*PACKAGE.rglob("*.py"), *DASHBOARD.rglob("*.py")]
+        for line, text in _comments_and_docstrings(path)
+        for match in HISTORY.finditer(text)
+    ]
+    assert found == []

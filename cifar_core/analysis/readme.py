@@ -4,7 +4,6 @@ registry. Each block lies between a pair of marker lines the README keeps."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from cifar_core import artifacts
@@ -17,29 +16,31 @@ MODELS_START = "<!-- models: generated from the registry by `report --readme REA
 MODELS_END = "<!-- end of models -->"
 
 
+DATA_DIR = "../shared/data/cifar10-jpeg"  # where the committed runs' data is, from the repository root
+
+
 def reproduce_commands(root=None) -> list[tuple[str, str, str]]:
-    """(run id, the command that made it, the code's git commit) per zoo run, without the
-    machine-specific --artifacts-dir (a ladder's rungs are made by ``ladder run``)."""
+    """(run id, the command that trains it again, the code's git commit) per zoo run
+    (``runcard.train_again``; a ladder's rungs are made by ``ladder run``)."""
+    from cifar_core.analysis.runcard import train_again
+
     runs, _ = artifacts.load_runs(artifacts.artifacts_root(root))
     out = []
     for run in sorted((r for r in runs if not artifacts.is_ladder_run(r)), key=lambda r: r.run_id):
-        words = shlex.split(run.manifest["command"] or "")
-        kept, skip = [], False
-        for word in words:
-            if skip:
-                skip = False
-            elif word == "--artifacts-dir":
-                skip = True
-            elif not word.startswith("--artifacts-dir="):
-                kept.append(word)
+        how = train_again(run, DATA_DIR) or f"{made_by(run)}: {run.manifest.get('description', '')}"
         commit = str(run.manifest["environment"]["git_commit"] or "")[:7]
-        how = shlex.join(kept) if kept else f"{made_by(run)}: {run.manifest.get('description', '')}"
         out.append((run.run_id, how, commit))
     return out
 
 
 def readme_block(root=None) -> str:
-    """The results table and the command behind each run, as the README shows them."""
+    """The results table as the README shows it: one row per recipe."""
+    return "\n".join([README_START, render(root, markdown=True), README_END])
+
+
+def commands_block(root=None) -> str:
+    """The results table and the command that trains each run again, as the docs' results
+    page shows them."""
     commands = "\n".join(
         f"- `{run_id}`: `{command}`" + (f" (code at {commit})" if commit else "")
         for run_id, command, commit in reproduce_commands(root)
@@ -49,10 +50,9 @@ def readme_block(root=None) -> str:
             README_START,
             render(root, markdown=True),
             "",
-            "Each run was made by this command (from the repository root, with the data in"
-            " `../shared/data/cifar10-jpeg`; its manifest records config, data checksum, versions and seed)."
-            " `run --all --dry-run` shows which of them today's presets still reproduce: those it"
-            " lists as kept.",
+            "Each run is trained again by this command, from the repository root with the data in"
+            f" `{DATA_DIR}` (its manifest records the config, data checksum, versions and seed;"
+            " `run --all --dry-run` says which runs today's recipes still reproduce):",
             "",
             commands,
             README_END,
@@ -71,22 +71,22 @@ def _recipe(config) -> str:
 
 
 def models_block() -> str:
-    """The README's models table, from the registry: name, family, input size, what it is
-    and where it comes from (its description), and its preset's recipe."""
+    """The models table, from the registry: name, family, input size, what it is and where it
+    comes from (its description), and its recipes (the plain name first: the best measured)."""
+    from cifar_core import recipes
     from cifar_core.config import TrainConfig
+    from cifar_core.models import get_spec, list_models
 
     lines = [
         MODELS_START,
-        "| model | family | input px | what it is (source) | preset |",
+        "| model | family | input px | what it is (source) | recipes |",
         "| --- | --- | ---: | --- | --- |",
     ]
-    from cifar_core.models import get_spec, list_models
-
     for name in list_models():
         spec = get_spec(name)
-        recipe = _recipe(TrainConfig.from_preset(name))
+        ways = "; ".join(f"`{r}`: {_recipe(TrainConfig.from_preset(r))}" for r in recipes.names(name))
         zoo = "" if spec.zoo else " (downloads ImageNet weights: not in `run --all`)"
-        lines.append(f"| `{name}` | {spec.family} | {spec.input_size} | {spec.description}{zoo} | {recipe} |")
+        lines.append(f"| `{name}` | {spec.family} | {spec.input_size} | {spec.description}{zoo} | {ways} |")
     return "\n".join([*lines, MODELS_END])
 
 
@@ -99,12 +99,26 @@ def _replace_block(text: str, start: str, end: str, block: str, path: Path) -> s
     return head + block + tail
 
 
+RESULTS_PAGE = Path("docs") / "results.md"  # beside the README: the table with every run's command
+MODELS_PAGE = Path("docs") / "guides" / "models.md"  # the models table
+
+
 def update_readme(path: str | Path, root=None) -> bool:
     """Rewrite the generated blocks of ``path`` (the results; the models table where its
-    markers are); returns whether anything changed."""
+    markers are) and of the docs' results and models pages beside it, where they are;
+    returns whether anything changed."""
     path = Path(path)
+    changed = _update(path, readme_block(root))
+    for page, results in ((RESULTS_PAGE, commands_block(root)), (MODELS_PAGE, None)):
+        if (path.parent / page).exists():
+            changed = _update(path.parent / page, results) or changed
+    return changed
+
+
+def _update(path: Path, results: str | None) -> bool:
+    """The blocks of one file: the results (when ``results`` is given) and the models table."""
     text = path.read_text()
-    new = _replace_block(text, README_START, README_END, readme_block(root), path)
+    new = text if results is None else _replace_block(text, README_START, README_END, results, path)
     if MODELS_START in new:
         new = _replace_block(new, MODELS_START, MODELS_END, models_block(), path)
     if new != text:

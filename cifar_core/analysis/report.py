@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cifar_core import artifacts
@@ -64,6 +63,8 @@ LABELS = {
     "test_acc_min": "Min acc",
     "test_acc_max": "Max acc",
     "test_acc_sd": "SD acc",
+    "precisions": "Precision",
+    "train_images": "Train images",
 }
 GROUP_PERCENT = ("test_acc_sd", "test_acc_min", "test_acc_max", "spread")  # groups_table's
 PERCENT_COLUMNS = ("test_acc", "top3_acc", "train_acc", "val_acc", "gap", *GROUP_PERCENT)
@@ -77,9 +78,9 @@ README_COLUMNS = (
     "dog_f1",
     "train_min",
     "epochs",
+    "precisions",
+    "train_images",
     "hardware",
-    "data",
-    "write_ups",
 )
 
 
@@ -142,6 +143,7 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
             "ms_per_image": m["inference"]["latency_ms_batch1"],
             "precision_policy": run.manifest["precision"],
             "hardware": run.manifest["hardware"],
+            "train_images": data.get("n_train"),
             "data": f"{data['source']} (sha256 {data['checksum'][:8]})",
             "write_ups": WRITEUP_FIGURES.get(run.model, ""),
             "made_by": made_by(run),
@@ -157,10 +159,12 @@ def runs_table(runs: list[artifacts.Run]) -> pd.DataFrame:
 
 
 def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
-    """One row per seed group (``seeds.group_runs``), best mean test accuracy first: the first
-    seed's row with the group's means (test accuracy, macro, cat and dog F1, train time), ``n``,
-    ``seeds``, the SD and min-max, and ``spread`` (SD over seeds; one run: binomial SE;
-    ``spread_kind`` says)."""
+    """One row per recipe (``seeds.group_runs``: runs that differ only in their seed or
+    precision), best mean test accuracy first: the row of its best run (the one whose model
+    the pages use) with the group's means (test accuracy, macro, cat and dog F1), ``n``,
+    ``seeds``, the SD and min-max, ``spread`` (SD over seeds; one run: binomial SE;
+    ``spread_kind`` says), the precisions it ran in, and the training time of the best
+    run's precision and CPU."""
     from cifar_core.analysis import seeds
 
     if not runs:
@@ -169,12 +173,15 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
     rows = []
     for group in seeds.group_runs(runs):
         acc, f1 = seeds.summary(group), seeds.summary(group, "macro_f1")
-        row = frame.loc[group.first.run_id].to_dict()
+        best = group.best
+        row = frame.loc[best.run_id].to_dict()
         members = frame.loc[[r.run_id for r in group.members]]
         row.update({column: members[column].mean() for column in ("cat_f1", "dog_f1")})
+        same_speed = members["precision_policy"] == row["precision_policy"]
+        alike = members[same_speed & (members["hardware"] == row["hardware"])]
         row.update(
             {
-                "run": group.first.run_id,
+                "run": best.run_id,
                 "label": group.label,
                 "members": [r.run_id for r in group.members],
                 "n": group.n,
@@ -186,7 +193,8 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
                 "spread": acc["sd"] if group.n > 1 else acc["se"],
                 "spread_kind": f"SD over {group.n} seeds" if group.n > 1 else "binomial SE (one run)",
                 "macro_f1": f1["mean"],
-                "train_min": float(np.mean([r.metrics["train_time_s"] for r in group.members]) / 60),
+                "train_min": float(alike["train_min"].mean()),
+                "precisions": precisions_text(members["precision_policy"]),
             }
         )
         rows.append(row)
@@ -194,9 +202,17 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
     return out.sort_values("test_acc", ascending=False).reset_index(drop=True) if rows else out
 
 
+def precisions_text(policies: pd.Series) -> str:
+    """ "bfloat16 ×3, float32 ×2": the precisions a recipe's runs trained in (the most runs first)."""
+    names = policies.map(lambda p: str(p).removeprefix("mixed_"))
+    counts = names.value_counts()
+    return ", ".join(f"{name} ×{n}" if len(counts) > 1 or n > 1 else name for name, n in counts.items())
+
+
 def made_by(run: artifacts.Run) -> str:
-    """How the run was made, as the Leaderboard says it: a zoo preset, a study's retrained
-    best, your builder file (and its hash), or a recorded ``fit`` (and what it ran in)."""
+    """How the run was made, as the Leaderboard says it: a named recipe and what the run
+    changed (a study's retrained best names its study), your builder file (and its hash), or
+    a recorded ``fit`` (and what it ran in)."""
     source = run.manifest.get("source") or {}
     kind = artifacts.run_kind(run.manifest)
     if kind == "builder_file":
@@ -207,9 +223,10 @@ def made_by(run: artifacts.Run) -> str:
         batch = run.manifest["config"].get("batch_size")
         settings = ", ".join(v for v in (fit.get("optimizer"), f"batch {batch}" if batch else None) if v)
         return f"recorded fit in {where}" + (f" ({settings})" if settings else "")
-    if kind == "study":
-        return f"tuned: study {run.study}"
-    return "ladder rung" if kind == "ladder" else "zoo preset"
+    if kind == "ladder":
+        return "ladder rung"
+    recipe = f"recipe {run.recipe_label}" if run.recipe_label else "a zoo preset (recipe not recorded)"
+    return f"{recipe}, from study {run.study}" if kind == "study" else recipe
 
 
 def results_frame(root=None) -> pd.DataFrame:
@@ -239,6 +256,7 @@ def render(root=None, markdown: bool = False) -> str:
         cat_f1=frame["cat_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
         dog_f1=frame["dog_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
         train_min=frame["train_min"].map("{:.1f}".format),
+        train_images=frame["train_images"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
     )
     shown.columns = [label(c) for c in shown.columns]
     return markdown_table(shown) if markdown else shown.to_string(index=False)

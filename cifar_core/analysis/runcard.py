@@ -75,6 +75,32 @@ def header(run: Run) -> dict:
     }
 
 
+def train_again(run: Run, data_dir: str | None = None) -> str:
+    """The command that trains ``run`` again, from the repository root: its recipe, what it
+    changed, its seed and precision (a run without a recipe, your file's or your own fit's:
+    the command it recorded, without a machine's --artifacts-dir). ``data_dir``: where the
+    data is (default: the folder the run recorded, else DIR)."""
+    import shlex
+
+    from cifar_core.recipes import Recipe, train_command
+
+    recorded = run.manifest.get("recipe")
+    if recorded:
+        data = data_dir or (run.manifest.get("data") or {}).get("root") or "DIR"
+        return train_command(
+            Recipe(recorded["name"], recorded.get("changes") or {}), run.manifest["config"], data
+        )
+    kept, skip = [], False
+    for word in shlex.split(run.manifest.get("command") or ""):
+        if skip:
+            skip = False
+        elif word == "--artifacts-dir":
+            skip = True
+        elif not word.startswith("--artifacts-dir="):
+            kept.append(word)
+    return shlex.join(kept)
+
+
 def reproduce(run: Run) -> dict:
     """How to make this run again: the command, the code's commit, the library versions,
     the seed and, for your own model, its source file and hash."""
@@ -82,7 +108,7 @@ def reproduce(run: Run) -> dict:
     env = m.get("environment") or {}
     source = m.get("source") or {}
     out = {
-        "command": m.get("command"),
+        "command": train_again(run) or None,
         "git commit": env.get("git_commit")
         and env["git_commit"] + (" (uncommitted changes)" if env.get("git_dirty") else ""),
         "versions": ", ".join(

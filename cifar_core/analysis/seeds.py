@@ -4,11 +4,12 @@
     summary(group)                               # mean, SD, n, min-max (one run: binomial SE)
     compare(group_a, group_b)                    # difference of means, 95% CI, McNemar per seed pair
 
-A group is the runs with the same model (or builder file and its hash), data checksum and
-config apart from ``seed`` (configs compared as ``TrainConfig.non_default()``, so a run
-written before a later option existed still groups), of the same kind (``artifacts.run_kind``:
-zoo run, a ladder's rung, a study's retrained best...). ``train --seeds`` / ``run --seeds``
-write such runs; any runs that only differ in their seed group, however they were made.
+A group is the runs of one recipe: the same model (or builder file and its hash), data
+checksum and config apart from ``seed``, ``precision`` and ``xla``, which change a run's
+speed (configs compared as ``TrainConfig.non_default()``, so a run written before a later
+option existed still groups), of the same kind (``artifacts.run_kind``: zoo run, a ladder's
+rung, a study's retrained best...). ``train --seeds`` / ``run --seeds`` write such runs;
+any runs that only differ in their seed or precision group, however they were made.
 
 The interval of a difference: a bootstrap over test images and seeds (two levels: the test
 images resampled once per draw, the same for both groups, since both were scored on the
@@ -42,7 +43,8 @@ def group_key(run) -> str:
         config = TrainConfig.from_dict(manifest["config"]).non_default()
     except (CifarError, TypeError):
         config = dict(manifest.get("config") or {})
-    config.pop("seed", None)
+    for how_it_ran in ("seed", "precision", "xla"):  # a recipe's runs differ in these only
+        config.pop(how_it_ran, None)
     kind = artifacts.run_kind(manifest)
     if kind == "ladder":  # a rung's seeds: the same ladder and index
         kind = f"ladder:{manifest['ladder'].get('ladder')}:{manifest['ladder'].get('index')}"
@@ -70,9 +72,11 @@ class Group:
     members: list  # runs, sorted by seed
 
     @property
-    def first(self):
-        """The group's first seed: the run whose model the pages use."""
-        return self.members[0]
+    def best(self):
+        """The run the pages use: the most accurate member that keeps its model file (the
+        most accurate member when none does)."""
+        with_model = [r for r in self.members if r.has_model] or self.members
+        return max(with_model, key=lambda r: r.metrics["test"]["accuracy"])
 
     @property
     def n(self) -> int:
@@ -85,7 +89,7 @@ class Group:
     @property
     def label(self) -> str:
         """The group's name: its runs' label, without a run id (one run: the run's label)."""
-        return self.first.base_label if self.n > 1 else self.first.label
+        return self.best.base_label if self.n > 1 else self.best.label
 
     def accuracies(self, split: str = "test") -> np.ndarray:
         return np.array([r.metrics[split]["accuracy"] for r in self.members], dtype=float)
@@ -98,7 +102,8 @@ class Group:
 
 
 def group_runs(runs) -> list[Group]:
-    """The runs grouped by everything but the seed, in the order of each group's first run."""
+    """The runs grouped by recipe (everything but the seed, precision and XLA), in the order
+    of each group's first run."""
     groups: dict[str, list] = {}
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
@@ -121,7 +126,7 @@ def summary(group: Group, metric: str = "accuracy") -> dict:
         "se_kind": None,
     }
     if group.n == 1 and metric == "accuracy":
-        n_images = len(group.first.predictions["y_true"])
+        n_images = len(group.best.predictions["y_true"])
         out["se"] = math.sqrt(out["mean"] * (1 - out["mean"]) / n_images)
         out["se_kind"] = f"binomial, {n_images:,} test images"
     elif group.n > 1:

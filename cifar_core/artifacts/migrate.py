@@ -16,6 +16,9 @@ table, probabilities and history are copied as they are):
   phases; version 1 counted the exported model's phase-1 flags).
 A run is converted in a copy that must read back as version 2 before it replaces the old
 folder, so a failure leaves the old run untouched.
+
+A version-2 run of the zoo written before runs recorded their recipe gets it: which named
+recipe its config is and what it changed (``cifar_core.recipes.identify``), in its manifest.
 """
 
 from __future__ import annotations
@@ -48,13 +51,31 @@ def migrate_all(root: Path) -> list[tuple[str, str]]:
             out.append((run_id, f"skipped: {error}"))
             continue
         if version == schema.SCHEMA_VERSION:
-            out.append((run_id, f"already version {version}"))
+            recipe = add_recipe(path)
+            out.append((run_id, f"recipe recorded: {recipe}" if recipe else f"already version {version}"))
         elif version == 1:
             migrate_run(root, run_id)
             out.append((run_id, f"migrated 1 -> {schema.SCHEMA_VERSION}"))
         else:
             out.append((run_id, f"skipped: unknown schema_version {version!r}"))
     return out
+
+
+def add_recipe(path: Path) -> str | None:
+    """Record the recipe of the zoo run at ``path`` in its manifest if it has none; returns
+    its label, or None when there was nothing to record (recorded already, not a zoo run)."""
+    from cifar_core.recipes import identify_saved
+
+    manifest = schema.read_json(path / reading.MANIFEST)
+    if "recipe" in manifest or reading.run_kind(manifest) not in ("zoo", "study"):
+        return None
+    found = identify_saved(manifest["config"])
+    if found is None:
+        return None
+    manifest["recipe"] = found.to_dict()
+    schema.validate_manifest(path / reading.MANIFEST, manifest)
+    write_json(path / reading.MANIFEST, manifest)
+    return found.label
 
 
 def migrate_run(root: Path, run_id: str) -> Path:

@@ -101,16 +101,31 @@ class Run:
         return tuple(sorted(folder.glob("*.py"))) if folder.is_dir() else ()
 
     @property
+    def recipe_label(self) -> str | None:
+        """The recipe the run recorded and what it changed ("fast:muon8 + epochs=12"); None
+        for a run that records none (your file's or your own fit's, or an older run before
+        ``python -m cifar_core migrate``)."""
+        from cifar_core.recipes import Recipe
+
+        recorded = self.manifest.get("recipe")
+        return Recipe(recorded["name"], recorded.get("changes") or {}).label if recorded else None
+
+    @property
     def label(self) -> str:
-        """How tables, charts and pages name the run: its model, marked "(tuned)" when it is a
-        study's retrained best (so it and the preset's run of that model stay apart), and
-        followed by its run id when ``load_runs`` found another run with the same name (two
-        runs of one model: pages key tables, legends and heatmaps by this label)."""
+        """How tables, charts and pages name the run: its recipe (``fast``, ``cnn_bn:tuned``;
+        what the run changed is in ``recipe_label`` and the Leaderboard's "Made by"; a
+        study's retrained best that is no named recipe: "cnn_bn (tuned)"), a builder file's
+        function, or its model (a ladder's rung, a run without a recorded recipe), followed
+        by its run id when ``load_runs`` found another run with the same name (pages key
+        tables, legends and heatmaps by it)."""
         source = self.manifest.get("source") or {}
-        name = (
-            f"{source['function']} ({source['file']})" if source.get("kind") == "builder_file" else self.model
-        )
-        label = f"{name} (tuned)" if self.study else name
+        recipe = self.manifest.get("recipe")
+        if source.get("kind") == "builder_file":
+            label = f"{source['function']} ({source['file']})"
+        elif recipe and not self.manifest.get("ladder") and not (self.study and recipe.get("changes")):
+            label = recipe["name"]
+        else:
+            label = f"{self.model} (tuned)" if self.study else self.model
         return f"{label} [{self.run_id}]" if self.label_shared else label
 
     @property

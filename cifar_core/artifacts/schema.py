@@ -143,6 +143,10 @@ def validate_manifest(path: Path, manifest: Any) -> None:
         path,
         "class_names must be a non-empty list of strings",
     )
+    if "recipe" in manifest:  # optional: the named recipe a zoo run is, and what it changed
+        recipe = manifest["recipe"]
+        ok = isinstance(recipe, dict) and isinstance(recipe.get("name"), str)
+        require(ok and isinstance(recipe.get("changes", {}), dict), path, "recipe must be {name, changes}")
 
 
 def validate_predictions(path: Path, arrays: dict[str, np.ndarray], k: int, confusion: np.ndarray) -> None:

@@ -258,6 +258,8 @@ def _measure_apart(args: argparse.Namespace, name: str, precisions: list[str], s
 
 def _models(args: argparse.Namespace, precisions: list[str], settings: list[str]) -> int:
     from cifar_core.benchmark import preset, time_to_accuracy
+    from cifar_core.benchmark.train_speed import SMALL_CROP_NOTE
+    from cifar_core.config import TrainConfig
     from cifar_core.models import get_spec, list_models
 
     names = [n.strip() for n in args.models.split(",")] if args.models else list_models(zoo_only=True)
@@ -275,6 +277,8 @@ def _models(args: argparse.Namespace, precisions: list[str], settings: list[str]
     print(table(results, precisions))
     if settings:
         print("settings: " + " ".join(settings))
+    if any(TrainConfig.from_preset(name, settings).augment.small_crop for name in names):
+        print(SMALL_CROP_NOTE)
     for r in results:
         if "error" not in r:
             _details(r, args, precisions)

@@ -15,8 +15,11 @@ from cifar_core.commands.options import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("list-models", help="the model zoo with parameters and presets")
+    p = sub.add_parser(
+        "list-models", help="the model zoo: parameters, and each model's recipes with their committed figures"
+    )
     p.add_argument("--family", choices=["scratch", "transfer"], help="only this family")
+    add_common(p, data=False)
     p.set_defaults(handler=list_models)
 
     p = sub.add_parser("train", help="train one model and write a run folder", epilog=EPILOG)
@@ -73,8 +76,12 @@ def add_no_export(parser) -> None:
 def list_models(args: argparse.Namespace) -> int:
     import keras
 
+    from cifar_core import recipes
+    from cifar_core.analysis.report import accuracy_text, results_frame
     from cifar_core.models import create_model, get_spec, list_models
 
+    groups = results_frame(args.artifacts_dir)
+    figures = {} if groups.empty else {row["label"]: row for _, row in groups.iterrows()}
     print(f"{'model':<20} {'family':<9} {'params':>11} {'input':>5}  description")
     for name in list_models(args.family):
         spec = get_spec(name)
@@ -82,6 +89,10 @@ def list_models(args: argparse.Namespace) -> int:
         params = create_model(name, **({"weights": "none"} if spec.is_transfer else {})).count_params()
         keras.backend.clear_session()
         print(f"{name:<20} {spec.family:<9} {params:>11,} {spec.input_size:>5}  {spec.description}")
+        for recipe in recipes.names(name):
+            row = figures.get(recipe)
+            figure = f"{accuracy_text(row)} test, {row['precisions']}" if row is not None else "no run here"
+            print(f"    {recipe:<24} {figure:<44} python -m cifar_core train --model {recipe}")
     return 0
 
 

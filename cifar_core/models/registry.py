@@ -26,7 +26,7 @@ class ModelSpec:
     description: str  # one line, naming the seed write-up it comes from
     builder: Callable[..., keras.Model]
     input_size: int = 32  # the size the network works at (transfer models resize inside)
-    preset: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    preset: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides: the best recipe
     # Optional hook run once before training with the (uint8) training images, e.g. to
     # initialise a whitening layer from patch statistics: fn(model, x_train) -> None.
     data_init: Callable[[keras.Model, Any], None] | None = None
@@ -36,6 +36,9 @@ class ModelSpec:
     # What ``tune`` searches: ``--set`` key -> {"log": [lo, hi]} | {"range": [lo, hi]} |
     # {"int": [lo, hi]} | {"choices": [...]} (None: cifar_core.tuning's default space).
     search_space: dict[str, dict] | None = None
+    # The model's other named recipes (``fast:muon8``): name -> TrainConfig overrides, as
+    # ``preset`` (which is the plain name's recipe, the best measured one).
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_transfer(self) -> bool:
@@ -53,28 +56,70 @@ def register_model(
     data_init=None,
     zoo: bool = True,
     search_space: dict[str, dict] | None = None,
+    recipes: dict[str, dict[str, Any]] | None = None,
 ):
-    """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``."""
+    """Decorator: register ``builder(num_classes=10, **overrides) -> keras.Model`` as ``name``,
+    trained by default with ``preset`` and by ``name:recipe`` with one of ``recipes``."""
 
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelSpec(
-            name, family, description, builder, input_size, dict(preset or {}), data_init, zoo, search_space
+            name,
+            family,
+            description,
+            builder,
+            input_size,
+            dict(preset or {}),
+            data_init,
+            zoo,
+            search_space,
+            dict(recipes or {}),
         )
         return builder
 
     return wrap
 
 
+RECIPE_SEPARATOR = ":"  # fast:muon8 (a builder file's FILE.py:FUNCTION is told apart by its .py)
+
+
+def split_recipe(name: str) -> tuple[str, str | None]:
+    """``"fast:muon8"`` -> ``("fast", "muon8")``; a plain name or a builder file -> (name, None)."""
+    from cifar_core.models.builderfile import is_builder_ref
+
+    if is_builder_ref(name) or RECIPE_SEPARATOR not in str(name):
+        return name, None
+    model, _, recipe = str(name).partition(RECIPE_SEPARATOR)
+    return model, recipe
+
+
+def recipe_preset(name: str) -> dict[str, Any]:
+    """The TrainConfig overrides ``name`` (``fast`` or ``fast:muon8``) trains with;
+    UnknownModelError, naming the model's recipes, for a recipe it does not have."""
+    model, recipe = split_recipe(name)
+    spec = get_spec(model)
+    if recipe is None:
+        return spec.preset
+    if recipe not in spec.recipes:
+        known = ", ".join([model, *(f"{model}{RECIPE_SEPARATOR}{r}" for r in spec.recipes)])
+        raise UnknownModelError(f"{model} has no recipe {recipe!r}: its recipes are {known}")
+    return spec.recipes[recipe]
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model, or of a builder in the user's own file
-    (``FILE.py:FUNCTION``, models/builderfile.py); UnknownModelError (with suggestions)
-    for an unknown name, BuilderFileError for a file that cannot make a model."""
+    """The spec of a registered model (``name`` may name one of its recipes: ``fast:muon8``),
+    or of a builder in the user's own file (``FILE.py:FUNCTION``, models/builderfile.py);
+    UnknownModelError (with suggestions) for an unknown name or recipe, BuilderFileError for
+    a file that cannot make a model."""
     from cifar_core.models.builderfile import is_builder_ref, read
 
     if is_builder_ref(name):
         return _builder_spec(name, read(name).sha256)
+    model, recipe = split_recipe(name)
+    if recipe is not None:
+        recipe_preset(name)  # an unknown recipe fails here, naming the model's recipes
+        name = model
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -1,6 +1,6 @@
 """Export a run's model to ONNX, check it against the Keras model, and find it again.
 
-    report = export_run(root, "fast-dfd1253b")         # writes the .onnx and its parity report
+    report = export_run(root, "fast-1a2b3c4d")         # writes the .onnx and its parity report
     path = find_export(run.model_path)                  # the checked export, or None
     predict = inference.OnnxPredictor(path)             # served by ONNX Runtime, no TensorFlow
 

@@ -42,7 +42,7 @@ from cifar_core.models import count_trainable, create_model, get_spec
 from cifar_core.phases import Phase, PhaseRecord, plan
 from cifar_core.training import finetune, progress
 from cifar_core.training.callbacks import phase_callbacks
-from cifar_core.training.precision import dtype_policy, resolve_precision
+from cifar_core.training.precision import dtype_policy, resolve
 from cifar_core.training.schedules import make_optimizer, steps_per_epoch
 
 
@@ -93,7 +93,9 @@ def resumable_fit(
             check_same_config(work, config, data.checksum)
             keras.utils.set_random_seed(config.seed)
             resumed = files.history_file(work).exists()
-            policy = resolve_precision(config.precision, config.model, config=config)
+            policy, why = resolve(config.precision, config)
+            if verbose:
+                print(f"precision {config.precision}: {why}", flush=True)
             try:
                 with dtype_policy(policy):
                     model, records = fit(

@@ -15,6 +15,7 @@ the run folder appears only when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -47,6 +48,8 @@ def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str
 
     Run ids hash the config, and a config written by an older version of the code lacks
     the fields added since; comparing configs keeps those runs when ``run --all`` resumes.
+    A config that leaves its precision to ``auto`` is finished by a run of the same recipe
+    in any precision (precision changes a run's speed, not what it trains).
     """
     root = artifacts.artifacts_root(root)
     exact = default_run_id(config, data)
@@ -61,10 +64,13 @@ def find_finished_run(root: Path, config: TrainConfig, data: Cifar10Data) -> str
             manifest = artifacts.read_manifest(root, run_id)
         except ArtifactError:
             continue
+        wanted = config
+        if config.precision == "auto" and manifest["config"].get("precision"):
+            wanted = dataclasses.replace(config, precision=manifest["config"]["precision"])
         if (
             manifest["model"] == config.model
             and manifest["data"]["checksum"] == data.checksum
-            and same_config(manifest["config"], config)
+            and same_config(manifest["config"], wanted)
         ):
             return run_id
     return None
@@ -83,10 +89,9 @@ def train_model(
 ) -> Path:
     """Train ``config`` on ``data``, write ``root/runs/<run_id>/`` and return its path.
 
-    ``origin`` says where the run comes from and goes into the manifest as it is:
-    ``{"ladder": {ladder, index, rung, change}}`` for a ladder's rung (cifar_core.ladders),
-    ``{"study": {study, trial, val_accuracy, settings}}`` for a study's retrained best trial
-    (cifar_core.tuning); none for a run of the zoo. ``lean`` stores the run small:
+    ``origin`` (into the manifest as it is): ``{"ladder": {ladder, index, rung, change}}``
+    for a ladder's rung, ``{"study": {study, trial, val_accuracy, settings}}`` for a study's
+    retrained best; none for a run of the zoo. ``lean`` stores the run small:
     mistakes-only thumbnails, no model file and no map of the test set. ``export``: the ONNX
     export after the run is written (a lean run has no model to export).
 
@@ -112,6 +117,7 @@ def train_model(
         "environment": env,
         "hardware": runtime.hardware_label(env),
         **({"source": own.record} if own else {}),
+        **_recipe_of(config),
         **(origin or {}),
     }
     # Non-chief multi-workers keep their own checkpoints and write no run.
@@ -130,3 +136,12 @@ def train_model(
         files.clear(work)
     shutil.rmtree(work, ignore_errors=True)
     return artifacts.run_dir(root, run_id)
+
+
+def _recipe_of(config: TrainConfig) -> dict:
+    """The manifest's ``recipe``: the named recipe ``config`` is and what it changes (a
+    builder file's model has none)."""
+    from cifar_core import recipes
+
+    found = recipes.identify(config)
+    return {"recipe": found.to_dict()} if found else {}

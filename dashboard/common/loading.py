@@ -51,6 +51,15 @@ def run_label(run: Run) -> str:
     return f"{run.label} · {accuracy}" if run.label_shared else f"{run.label} · {accuracy} · {run.run_id}"
 
 
+def one_per_recipe(runs: list[Run]) -> list[Run]:
+    """The best run of each recipe (``seeds.group_runs``: runs that differ only in their seed
+    or precision are one recipe), in the order of ``runs``: what the pickers offer."""
+    from cifar_core.analysis import seeds
+
+    best = {id(group.best) for group in seeds.group_runs(runs)}
+    return [run for run in runs if id(run) in best]
+
+
 def by_label(runs: list[Run]) -> dict[str, Run]:
     """The runs keyed by their picker label (``run_label``), in order: what pickers offer."""
     return {run_label(r): r for r in runs}

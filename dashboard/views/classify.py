@@ -138,6 +138,7 @@ started = time.perf_counter()
 st.title("Classify a photo")
 runs = loading.require_runs()
 if runs:
+    runs = loading.one_per_recipe(runs)
     paths = [run.model_path for run in runs]
     ready, total = serving.models_ready(paths)
     st.session_state["cls_ready"] = ready

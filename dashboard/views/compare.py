@@ -97,7 +97,7 @@ st.title("Compare two models")
 runs = loading.require_runs(minimum=2)
 if runs:
     runs = crossrun.same_test_set(runs)
-    labels = loading.by_label(runs)
+    labels = loading.by_label(loading.one_per_recipe(runs))
     if len(labels) < 2:
         st.info("Needs two runs scored on the same test images.")
     else:

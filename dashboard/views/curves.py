@@ -22,7 +22,7 @@ def group_bands(runs, chosen_runs, metric: str) -> None:
     for i, group in enumerate(groups):
         colour = palette[i % len(palette)]
         for split, column, dash in (("train", metric, "solid"), ("validation", f"val_{metric}", "dash")):
-            if column not in group.first.history or group.first.history[column].isna().all():
+            if column not in group.best.history or group.best.history[column].isna().all():
                 continue
             b = seeds.curve_band(group, column)
             low, high = (
@@ -60,7 +60,7 @@ def group_bands(runs, chosen_runs, metric: str) -> None:
 st.title("Training curves")
 runs = loading.require_runs()
 if runs:
-    labels = loading.by_label(runs)
+    labels = loading.by_label(loading.one_per_recipe(runs))
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], key="curves_runs")
     metric = st.radio("Metric", ["accuracy", "loss"], horizontal=True, key="curves_metric")
     if not chosen:

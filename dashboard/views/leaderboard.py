@@ -1,4 +1,4 @@
-"""Leaderboard: one row per run, accuracy and F1 by model, accuracy against cost."""
+"""Leaderboard: one row per recipe, accuracy and F1 by model, accuracy against cost."""
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,9 @@ COLUMNS = [
     "train_min",
     "epochs",
     "ms_per_image",
+    "precisions",
     "precision_policy",
+    "train_images",
     "hardware",
     "data",
     "run",
@@ -98,13 +100,14 @@ def table(frame: pd.DataFrame) -> None:
         shown, hide_index=True, width="stretch", column_config=column_config(shown, sets), key="lb_table"
     )
     st.caption(
-        "One row per seed group (runs that differ only in their seed), best mean test accuracy "
-        "first: test accuracy and macro F1 are the means over the seeds; ± is their standard "
-        "deviation, or for a single run (n = 1) the binomial standard error of its accuracy on "
-        "its test images. Click a column header to sort."
+        "One row per recipe (runs that differ only in their seed or precision), best mean test "
+        "accuracy first: test accuracy and macro F1 are the means over its runs; ± is their "
+        "standard deviation, or for a single run (n = 1) the binomial standard error of its "
+        "accuracy on its test images. The row's run, training time, precision policy and CPU are "
+        "its best run's, whose model the other pages use. Click a column header to sort."
     )
     for row in frame[frame["n"] > 1].itertuples():
-        with st.expander(f"{row.label}: {row.n} seeds ({row.seeds})"):
+        with st.expander(f"{row.label}: {row.n} runs, seeds {row.seeds}; {row.precisions}"):
             members = display_frame(report.runs_table([r for r in runs if r.run_id in row.members]))
             st.dataframe(
                 members, hide_index=True, width="stretch", column_config=column_config(members, sets)
