@@ -241,3 +241,14 @@ def test_ladder_run_seeds_plans_one_ladder_per_seed(tmp_path, image_folder, caps
         "seed004-01-base-s1",
         "seed004-02-more-layers-s1",
     ]
+
+
+def test_the_pickers_offer_one_run_per_recipe_the_one_that_keeps_its_model(group_root):
+    from common import loading
+
+    runs, _ = artifacts.load_runs(group_root)
+    offered = loading.one_per_recipe(runs)
+    baselines = [r for r in offered if r.model == "baseline_cnn"]
+    assert len([r for r in runs if r.model == "baseline_cnn"]) == 2 and len(baselines) == 1
+    assert baselines[0].has_model  # the lean second seed is in the group, not in the picker
+    assert len(offered) == len(seeds.group_runs(runs))
