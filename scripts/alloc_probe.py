@@ -21,7 +21,7 @@ def main() -> None:
     from cifar_core.training import precision
 
     with precision.dtype_policy("float32"):
-        model, _, _, ds = _prepared("fast", "float32")
+        model, _, _, ds = _prepared("fast:muon8", "float32")
         model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
         t0, c0, r0 = time.perf_counter(), os.times(), resource.getrusage(resource.RUSAGE_SELF)
         model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)

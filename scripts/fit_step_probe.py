@@ -30,7 +30,7 @@ def main() -> None:
     from cifar_core.training import precision
 
     with precision.dtype_policy("float32"):
-        model, batches, config, augmented = _prepared("fast", "float32")
+        model, batches, config, augmented = _prepared("fast:muon8", "float32")
         rng = np.random.default_rng(0)
         n = 4 * config.batch_size
         x, y = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)

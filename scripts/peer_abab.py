@@ -1,4 +1,5 @@
-"""The Muon peer and `fast` in turn, in one sitting: A B A B, each stopped after N epochs.
+"""The Muon peer and `fast:muon8` (its recipe) in turn, in one sitting: A B A B, each
+stopped after N epochs.
 
     python scripts/peer_abab.py OUT --epochs 3 --rounds 2          # runs, then the table
     python scripts/peer_abab.py OUT --report                       # the table of a finished OUT
@@ -76,8 +77,8 @@ def run(out: Path, epochs: int, rounds: int, peer_python: str, split: Path, data
             lambda log=log: len(peer_epochs(log.read_text())[0]) >= epochs if log.exists() else False,
         )
         folder = out / f"B{k}"
-        print(f"{time.strftime('%H:%M:%S')} B{k}: fast, {epochs} epochs", flush=True)
-        cmd = [sys.executable, "-m", "cifar_core", "train", "--model", "fast", "--data-dir", str(data)]
+        print(f"{time.strftime('%H:%M:%S')} B{k}: fast:muon8, {epochs} epochs", flush=True)
+        cmd = [sys.executable, "-m", "cifar_core", "train", "--model", "fast:muon8", "--data-dir", str(data)]
         _block(
             [*cmd, "--artifacts-dir", str(folder)],
             out / f"B{k}.log",
