@@ -21,21 +21,21 @@ ZEN4 = ZEN3 | {"avx512f", "avx512_bf16"}
 )
 def test_auto_is_float32_wherever_bfloat16_was_not_shown_to_train_as_well_and_faster(model):
     config = TrainConfig.from_preset(model)
-    assert precision.resolve_precision("auto", config, flags=ZEN3) == "float32"
+    assert precision.resolve("auto", config, flags=ZEN3)[0] == "float32"
     # On a Zen 4 bfloat16 made the transfer models ~2x slower; of the rest only fast's
     # recipes had their bfloat16 accuracy measured (below): float32 until they are.
     if model != "fast":
-        assert precision.resolve_precision("auto", config, flags=ZEN4) == "float32"
-    assert precision.resolve_precision("mixed_bfloat16", config, flags=ZEN3) == "mixed_bfloat16"  # as asked
+        assert precision.resolve("auto", config, flags=ZEN4)[0] == "float32"
+    assert precision.resolve("mixed_bfloat16", config, flags=ZEN3)[0] == "mixed_bfloat16"  # as asked
 
 
 def test_fast_trains_in_bfloat16_on_a_zen4_only_as_the_named_recipes_that_were_measured():
     for recipe in ("fast", "fast:muon8", "fast:airbench94"):
         measured = TrainConfig.from_preset(recipe)
-        assert precision.resolve_precision("auto", measured, flags=ZEN4) == "mixed_bfloat16"
-        assert precision.resolve_precision("auto", measured, flags=ZEN3) == "float32"
+        assert precision.resolve("auto", measured, flags=ZEN4)[0] == "mixed_bfloat16"
+        assert precision.resolve("auto", measured, flags=ZEN3)[0] == "float32"
         # The seed is not part of a recipe: another seed is the same recipe.
-        assert precision.resolve_precision("auto", TrainConfig.from_preset(recipe, seed=3), flags=ZEN4) == (
+        assert precision.resolve("auto", TrainConfig.from_preset(recipe, seed=3), flags=ZEN4)[0] == (
             "mixed_bfloat16"
         )
     # A recipe with a changed setting is not the measured one: float32, and the reason says so.
@@ -65,16 +65,14 @@ def test_an_unmeasured_slower_or_less_accurate_measurement_keeps_float32(monkeyp
     ):
         table = {"max_accuracy_loss": 0.003, "measurements": [{**base, **entry}]}
         monkeypatch.setattr(precision, "measurements", lambda table=table: table)
-        assert precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN4) == "float32"
+        assert precision.resolve("auto", TrainConfig.from_preset("fast"), flags=ZEN4)[0] == "float32"
     table = {
         "max_accuracy_loss": 0.003,
         "measurements": [{**base, "images_per_s": [900, 1117], "accuracy_loss": 0.001}],
     }
     monkeypatch.setattr(precision, "measurements", lambda: table)
-    assert (
-        precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN4) == "mixed_bfloat16"
-    )
-    assert precision.resolve_precision("auto", TrainConfig.from_preset("fast"), flags=ZEN3) == "float32"
+    assert precision.resolve("auto", TrainConfig.from_preset("fast"), flags=ZEN4)[0] == "mixed_bfloat16"
+    assert precision.resolve("auto", TrainConfig.from_preset("fast"), flags=ZEN3)[0] == "float32"
 
 
 def test_the_dtype_policy_is_restored_to_what_it_was():

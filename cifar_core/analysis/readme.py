@@ -1,6 +1,7 @@
-"""The README's generated blocks (``python -m cifar_core report --readme README.md``): the
-results table of ``report`` with the command behind each run, and the models table from the
-registry. Each block lies between a pair of marker lines the README keeps."""
+"""The generated blocks of the README and the docs (``python -m cifar_core report --readme
+README.md``): the results table of ``report`` (the README), the same with the command that
+trains each run again (``docs/results.md``), and the models table from the registry
+(``docs/guides/models.md``). Each block lies between a pair of marker lines the file keeps."""
 
 from __future__ import annotations
 

@@ -97,30 +97,17 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts
-    from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec
-    from cifar_core.models.registry import check_builder
     from cifar_core.training import jobs
 
-    get_spec(args.model)  # fail on a wrong name before loading any data
     planned = jobs.plan(
         [args.model], args.settings, overrides(args), args.seeds, args.run_id, keep_finished=False
     )
-    check_builder(args.model, planned[0].config.model_args)  # a builder file's faults, before anything else
-    prepare_runtime(args)
-    data = load_cifar10(args.data_dir)
-    root = artifacts.artifacts_root(args.artifacts_dir)
-    jobs.train_jobs(planned, data, root, strategy_name=args.strategy, export=not args.no_export)
-    return 0
+    return _train(args, planned)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cifar_core import artifacts
     from cifar_core.config import ConfigError
-    from cifar_core.data import load_cifar10
-    from cifar_core.models import get_spec, list_models
-    from cifar_core.models.registry import check_builder
+    from cifar_core.models import list_models
     from cifar_core.training import jobs
 
     if not args.all and not args.models:
@@ -128,21 +115,24 @@ def run(args: argparse.Namespace) -> int:
     names = (
         list_models(zoo_only=True) if args.all else [n.strip() for n in args.models.split(",") if n.strip()]
     )
-    for name in names:
-        get_spec(name)
     planned = jobs.plan(names, args.settings, overrides(args), args.seeds)
-    for job in planned:
-        check_builder(job.config.model, job.config.model_args)
+    return _train(
+        args, planned, dry_run=args.dry_run, batch_label="run --all" if args.all else "run --models"
+    )
+
+
+def _train(args: argparse.Namespace, planned: list, **options) -> int:
+    """Train the planned jobs (a wrong model, recipe or setting has failed in ``plan``): a
+    builder file's faults first, then the data, then each run."""
+    from cifar_core import artifacts
+    from cifar_core.data import load_cifar10
+    from cifar_core.models.registry import check_builder
+    from cifar_core.training import jobs
+
+    for model, args_of_model in {j.config.model: j.config.model_args for j in planned}.items():
+        check_builder(model, args_of_model)
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    jobs.train_jobs(
-        planned,
-        data,
-        root,
-        strategy_name=args.strategy,
-        export=not args.no_export,
-        dry_run=args.dry_run,
-        batch_label="run --all" if args.all else "run --models",
-    )
+    jobs.train_jobs(planned, data, root, strategy_name=args.strategy, export=not args.no_export, **options)
     return 0

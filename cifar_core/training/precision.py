@@ -31,13 +31,14 @@ def cpu_kind(flags: set[str] | None = None) -> str:
     return "none"
 
 
-def auto_choice(recipe: str | None, kind: str) -> tuple[str, str]:
-    """(policy, why) for ``--precision auto`` on a CPU of ``kind``: bfloat16 only for a named
-    recipe (``fast``, ``fast:muon8``; a recipe with changed settings is another recipe) that
-    was measured on this kind of CPU to train faster in bfloat16 and as accurately."""
-    if recipe is None or " + " in recipe:
-        return "float32", f"{recipe or 'this model'}: bfloat16 not measured, float32"
-    table = measurements()
+def auto_choice(found, kind: str) -> tuple[str, str]:
+    """(policy, why) for ``--precision auto`` on a CPU of ``kind``, for ``found`` (the run's
+    ``recipes.Recipe``, None for a builder file's model): bfloat16 only for a named recipe
+    with nothing changed that was measured on this kind of CPU to train faster in bfloat16
+    and as accurately."""
+    if found is None or found.changes:
+        return "float32", f"{found.label if found else 'this model'}: bfloat16 not measured, float32"
+    recipe, table = found.name, measurements()
     found = next((m for m in table["measurements"] if m["cpu_kind"] == kind and m["recipe"] == recipe), None)
     if found is None:
         return "float32", f"{recipe}: bfloat16 not measured on this kind of CPU ({kind}), float32"
@@ -59,13 +60,7 @@ def resolve(precision: str, config, flags: set[str] | None = None) -> tuple[str,
         return "mixed_float16", "mixed_float16 on a GPU"
     from cifar_core.recipes import identify
 
-    found = identify(config) if config is not None else None
-    return auto_choice(found.label if found else None, cpu_kind(flags))
-
-
-def resolve_precision(precision: str, config=None, flags: set[str] | None = None) -> str:
-    """The Keras dtype policy ``resolve`` picks (without its reason)."""
-    return resolve(precision, config, flags)[0]
+    return auto_choice(identify(config) if config is not None else None, cpu_kind(flags))
 
 
 @contextlib.contextmanager

@@ -241,11 +241,13 @@ class Run:
             "hardware": runtime.hardware_label(env),
             "command": None,
         }
-        sources = {Path(code).name: Path(code).read_bytes()} if code is not None else {}
         phases = [self._phase(model, work)]
-        splits, seed = self.data, self.data.seed  # the zoo's split of your data (tta: none)
-        fitted = FinishedFit(stored, splits.data, splits, work, phases, manifest, "none", TRAIN_SAMPLE, seed)
-        fitted.sources = sources
+        splits = self.data  # the zoo's split of your data; your model had no TTA
+        sources = {Path(code).name: Path(code).read_bytes()} if code is not None else {}
+        fitted = FinishedFit(
+            stored, splits.data, splits, work, phases, manifest,
+            train_sample=TRAIN_SAMPLE, seed=splits.seed, sources=sources,
+        )  # fmt: skip
         self.path = finish_run(self.root, self.run_id, fitted, export=export)
         return self.path
 
