@@ -234,7 +234,15 @@ def command_line(argv: list[str] | None = None) -> str | None:
     argv = sys.argv if argv is None else argv
     if not argv or not argv[0]:
         return None
-    return shlex.join(as_module_command(argv))
+    return mask_passwords(shlex.join(as_module_command(argv)))
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:PASSWORD@host``) replaced
+    by ``***``: a command line or a message may be written to disk or shown on a page."""
+    import re
+
+    return re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def hardware_label(env: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ MAX_FUNCTION_LINES = 60
 LAYERS = [
     {"errors", "fileio", "evaluate"},  # no cifar_core imports
     {"runtime"},  # the machine, the environment, the command line
+    {"database"},  # the coordination server's URL and its one-line faults
     {"models"},  # the zoo: builders and presets
     {"config"},  # TrainConfig, resolved from a model's recipe
     {"recipes"},  # which named recipe a config is
@@ -33,6 +34,7 @@ LAYERS = [
     {"analysis"},  # reading finished runs
     {"training"},  # fitting a config and recording it as a run
     {"tuning", "ladders"},  # studies made of trainings
+    {"cluster"},  # the job queue and its workers, on PostgreSQL
     {"benchmark"},  # measurements of the above
     {"commands"},  # the command line's subcommands
     {"cli"},

@@ -2,7 +2,8 @@
 
     studies/<name>/study.json    what was searched: model, space, epochs, data, seed, versions
     studies/<name>/journal.log   Optuna's journal: every trial, its params, per-epoch
-                                 validation accuracy, state and times (append-only)
+                                 validation accuracy, state and times (append-only); a study
+                                 on PostgreSQL has none: study.json's "storage" names it
     studies/<name>/importances.json  the parameters' fANOVA importances, as of N trials
     work/studies/<name>/<key>/   a trial in training (checkpoints; removed when it ends)
 
@@ -47,7 +48,17 @@ def list_studies(root: Path) -> list[str]:
     folder = Path(root) / STUDIES
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if (p / STUDY_INFO).is_file() and (p / JOURNAL).is_file())
+    return sorted(p.name for p in folder.iterdir() if (p / STUDY_INFO).is_file() and _has_trials(p))
+
+
+def _has_trials(folder: Path) -> bool:
+    """A journal file, or a study.json that names the server holding its trials."""
+    if (folder / JOURNAL).is_file():
+        return True
+    try:
+        return bool(json.loads((folder / STUDY_INFO).read_text()).get("storage"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_study_info(root: Path, name: str, info: dict) -> Path:

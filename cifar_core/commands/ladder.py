@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cifar_core.commands.options import add_common, parse_seeds
+from cifar_core.commands.options import add_common, add_queue, parse_seeds
 
 
 def register(sub) -> None:
@@ -36,6 +36,7 @@ def register(sub) -> None:
         help="train every rung with each seed (default: 0): the table then gives each step's gain "
         "with its 95%% interval over test images and seeds",
     )
+    add_queue(p, "queue one job per rung on this PostgreSQL server instead of training (see worker)")
     add_common(p)
     parser.set_defaults(handler=main)
 
@@ -123,9 +124,11 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
     from cifar_core.training import progress
 
     data = load_cifar10(args.data_dir)
+    if args.queue:
+        return _enqueue(args, root, ladder, jobs, configs, overrides, data)
     with progress.batch("ladder", ladder.name, len(jobs)) as batch:
         for k, (i, seed) in enumerate(jobs, 1):
-            config = configs[i] if seed == configs[i].seed else ladder.config(i, **overrides, seed=seed)
+            config = _seeded(ladder, configs, overrides, i, seed)
             head = f"[{i + 1}/{len(ladder.rungs)}] {ladder.run_id(i, seed)}"
             note = keep_finished_rung(root, ladder, i, config, seed)
             if note is not None:
@@ -134,4 +137,23 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
             print(f"{head}: {ladder.rungs[i].change}", flush=True)
             batch.at(k, [{"label": ladder.run_id(j, s), "model": None} for j, s in jobs[k:]])
             train_rung(ladder, i, config, data, root, seed)
+    return 0
+
+
+def _seeded(ladder, configs: dict, overrides: dict, i: int, seed: int):
+    """Rung ``i``'s config with ``seed`` (the declared one when the seed is its own)."""
+    return configs[i] if seed == configs[i].seed else ladder.config(i, **overrides, seed=seed)
+
+
+def _enqueue(args, root, ladder, jobs, configs, overrides, data) -> int:
+    from cifar_core import database
+    from cifar_core.cluster import queue
+    from cifar_core.ladders import rung_job
+
+    planned = [
+        rung_job(ladder, i, _seeded(ladder, configs, overrides, i, seed), seed) for i, seed in jobs
+    ]
+    url = database.url_from(args.queue)
+    count = queue.enqueue(url, planned, data, root, args.data_dir, export=False)
+    print(f"{count} rungs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine")
     return 0

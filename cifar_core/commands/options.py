@@ -27,6 +27,12 @@ def add_common(parser: argparse.ArgumentParser, data: bool = True) -> None:
     )
 
 
+def add_queue(parser, help: str) -> None:
+    """``--queue URL``: the job queue's PostgreSQL server (default: none, or $CIFAR_DB where
+    ``help`` says so)."""
+    parser.add_argument("--queue", metavar="URL", help=help)
+
+
 def add_set(parser, help: str) -> None:
     """``--set KEY=VALUE`` (repeatable) into ``args.settings``: see config.apply_setting."""
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings", help=help)

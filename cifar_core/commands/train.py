@@ -7,6 +7,7 @@ import argparse
 from cifar_core.commands.options import (
     EPILOG,
     add_common,
+    add_queue,
     add_train_options,
     overrides,
     parse_seeds,
@@ -51,6 +52,11 @@ def register(sub) -> None:
     add_train_options(p)
     add_seeds(p)
     add_no_export(p)
+    add_queue(
+        p,
+        "queue one job per run on this PostgreSQL server (postgresql://USER:PASSWORD@HOST/DB) "
+        "instead of training: `worker` processes on any machine train them",
+    )
     p.set_defaults(handler=run)
 
 
@@ -134,5 +140,13 @@ def _train(args: argparse.Namespace, planned: list, **options) -> int:
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
+    if getattr(args, "queue", None) and not options.get("dry_run"):
+        from cifar_core import database
+        from cifar_core.cluster import queue
+
+        url = database.url_from(args.queue)
+        count = queue.enqueue(url, planned, data, root, args.data_dir, export=not args.no_export)
+        print(f"{count} jobs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine")
+        return 0
     jobs.train_jobs(planned, data, root, strategy_name=args.strategy, export=not args.no_export, **options)
     return 0

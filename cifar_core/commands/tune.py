@@ -3,6 +3,7 @@
 python -m cifar_core tune --model cnn_bn --trials 24 --epochs 6 --data-dir DIR [--jobs 2]
 python -m cifar_core tune --show cnn_bn-tune
 python -m cifar_core tune --retrain cnn_bn-tune --data-dir DIR
+python -m cifar_core tune --model cnn_bn --storage postgresql://USER:PW@HOST/DB ...  # on each machine
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ def register(sub) -> None:
     p.add_argument("--space", default=None, help="JSON file changing the model's search space")
     p.add_argument("--jobs", type=int, default=1, help="trial processes on this machine (one thread each)")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="keep the study on PostgreSQL (postgresql://USER:PASSWORD@HOST:5432/DB; default "
+        "$CIFAR_DB, else the journal file): tune processes on several machines join it",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=60,
+        metavar="S",
+        help="with --storage: seconds between a trial's heartbeats; a trial silent for two is "
+        "presumed dead and trained again by another worker (default: %(default)s)",
+    )
     p.add_argument(
         "--baseline",
         action="store_true",
@@ -61,8 +76,9 @@ def show(root, name: str) -> int:
 def main(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from cifar_core import artifacts, tuning
+    from cifar_core import artifacts, database, tuning
     from cifar_core.artifacts import studies
+    from cifar_core.tuning import storage
     from cifar_core.data import load_cifar10
     from cifar_core.errors import ConfigError
     from cifar_core.models import run_name
@@ -82,8 +98,11 @@ def main(args: argparse.Namespace) -> int:
         args.model = studies.read_study_info(root, name)["model"]
     space = tuning.load_space(args.model, args.space)
     args.epochs = tuning.TRIAL_EPOCHS if args.epochs is None else args.epochs
+    url = database.url_from(args.storage) or storage.stored_url(root, name)
+    if url:
+        database.check(url)  # a wrong URL, password or database: one line, nothing written
     options = {"train_limit": args.train_limit, "val_size": args.val_size}
-    options.update(settings=args.settings, seed=args.seed)
+    options.update(settings=args.settings, seed=args.seed, storage=url and storage.without_password(url))
     data = load_cifar10(args.data_dir)
     info = runner.describe(args.model, space, args.epochs, data, root, **options)
     tuning.trial_config(info, {})  # a bad --set or model fails here, before anything is written
@@ -95,8 +114,11 @@ def main(args: argparse.Namespace) -> int:
         if code:
             return code
     else:
-        runner.run_trials(root, name, info, data, args.trials, worker=args.worker or 0)
-    study = tuning.open_study(root, name)
+        # On a server, processes on other machines share the study: a worker index of their own.
+        worker = args.worker if args.worker is not None else (os.getpid() if url else 0)
+        where = {"url": url, "heartbeat": args.heartbeat} if url else {}
+        runner.run_trials(root, name, info, data, args.trials, worker=worker, **where)
+    study = tuning.open_study(root, name, url=url)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     studies.write_importances(root, name, complete, tuning.importances(study))
     print(f"study {name}: {tuning.finished_count(study)} finished trials; see `tune --show {name}`")
@@ -111,6 +133,8 @@ def _spawn(args: argparse.Namespace, name: str, root) -> int:
         argv += [flag, str(value)] if value is not None else []
     for flag, value in (("--val-size", args.val_size), ("--space", args.space)):
         argv += [flag, str(value)] if value is not None else []
+    if args.storage:
+        argv += ["--storage", args.storage, "--heartbeat", str(args.heartbeat)]
     for setting in args.settings:
         argv += ["--set", setting]
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}

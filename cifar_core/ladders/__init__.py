@@ -78,10 +78,19 @@ def keep_finished_rung(root, ladder: Ladder, index: int, config, seed: int = 0) 
     return note + (f" (model file dropped, {freed / 1e6:.1f} MB: a rung keeps none)" if freed else "")
 
 
-def train_rung(ladder: Ladder, index: int, config, data, root, seed: int = 0):
-    """Train one rung as an ordinary run, stored lean, its manifest naming the ladder (and,
-    for ``ladder run --seeds``, its seed: ``config`` carries it, the run id ends ``-s<seed>``)."""
-    from cifar_core.training.trainer import train_model
+def rung_job(ladder: Ladder, index: int, config, seed: int = 0):
+    """One rung as a job (``ladder run --queue``): stored lean, its manifest naming the
+    ladder (and, for ``ladder run --seeds``, its seed: ``config`` carries it, the run id ends
+    ``-s<seed>``)."""
+    from cifar_core.training.jobs import Job
 
     origin = {"ladder": ladder.record(index)}
-    return train_model(config, data, root, run_id=ladder.run_id(index, seed), origin=origin, lean=True)
+    return Job(config, lean=True, run_id=ladder.run_id(index, seed), origin=origin)
+
+
+def train_rung(ladder: Ladder, index: int, config, data, root, seed: int = 0):
+    """Train one rung as an ordinary run (``rung_job``)."""
+    from cifar_core.training.trainer import train_model
+
+    job = rung_job(ladder, index, config, seed)
+    return train_model(job.config, data, root, run_id=job.run_id, origin=job.origin, lean=job.lean)

@@ -28,9 +28,12 @@ class Job:
     run_id: str | None = None  # default: the config's and data's hash
     keep_finished: bool = True  # False: a finished run is an error (``train`` without --seeds)
     seeded: bool = False  # one of a --seeds group: its label names the seed
+    origin: dict | None = None  # into the manifest: a ladder's rung (trainer.train_model)
 
     @property
     def label(self) -> str:
+        if self.origin and "ladder" in self.origin:  # a rung: its run id names ladder, rung, seed
+            return self.run_id or self.config.model
         return f"{self.config.model} seed {self.config.seed}" if self.seeded else self.config.model
 
 
@@ -113,6 +116,7 @@ def train_jobs(
                 strategy_name=strategy_name,
                 lean=job.lean,
                 export=export,
+                origin=job.origin,
             )
             trained.append(path)
     return trained

@@ -7,22 +7,20 @@
 Trials optimise validation accuracy only; the test split is scored once, by the best
 trial's retrained run (an ordinary run whose manifest names its study). Starting the same
 command again resumes the study. ``--jobs 2`` trains trials in two processes (one thread
-each) that share the study's journal file; on several machines the same study would share
-a database server instead (``optuna.storages.RDBStorage`` with a PostgreSQL or MySQL URL:
-every machine runs ``tune`` against it), which is not built here. The command is
-``cifar_core/commands/tune.py``.
+each) that share the study's journal file; on several machines ``--storage URL`` (or
+``$CIFAR_DB``) keeps the study on PostgreSQL and every machine runs ``tune`` against it
+(``tuning.storage``). The command is ``cifar_core/commands/tune.py``.
 """
 
 from __future__ import annotations
 
 from cifar_core.errors import ConfigError
 from cifar_core.tuning.space import default_space, load_space, settings, space_for, suggest
+from cifar_core.tuning.storage import load_study, open_study
 from cifar_core.tuning.study import (
     enqueue_baseline,
     finished_count,
     importances,
-    load_study,
-    open_study,
     recover_interrupted,
     trial_config,
     trials_frame,

@@ -10,9 +10,10 @@ that builds and compiles the model itself and runs its own ``fit``, a second way
   epoch (a trial below the median of earlier trials at the same epoch stops there).
 - Every trial trains on the same split as every run (validation carved from train by the
   config's seed) and is scored on validation accuracy only; the test split is never read.
-- Storage: Optuna's journal file in ``artifacts/studies/<name>/``. A trial killed mid-way is
-  failed when the study is next opened and queued again with its values; its checkpoints
-  (keyed by the config) let it resume from its last finished epoch.
+- Storage (``tuning.storage``): Optuna's journal file in ``artifacts/studies/<name>/`` on one
+  machine, PostgreSQL (``RDBStorage`` with heartbeats) on several. A trial killed mid-way is
+  failed (at the next open, or when its heartbeat stops) and queued again with its values;
+  its checkpoints (keyed by the config) let it resume from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -29,51 +30,9 @@ import pandas as pd
 
 from cifar_core.artifacts import studies
 from cifar_core.config import TrainConfig
-from cifar_core.errors import ArtifactError, ConfigError
+from cifar_core.errors import ConfigError
+from cifar_core.tuning.storage import PRUNER, open_study, stored_url
 from cifar_core.tuning.space import clamp, config_values, outside, settings, suggest, trial_params
-
-PRUNER = {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
-
-
-def _storage(root: Path, name: str):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = studies.journal_path(root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def open_study(root: Path, name: str, seed: int = 0):
-    """The study ``name`` (created if new): TPE sampler, median pruner, maximising."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        study_name=name,
-        storage=_storage(root, name),
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=PRUNER["n_startup_trials"], n_warmup_steps=PRUNER["n_warmup_steps"]
-        ),
-        direction="maximize",
-        load_if_exists=True,
-    )
-
-
-def load_study(root: Path, name: str):
-    """The stored study ``name`` for reading (the dashboard, ``--show``, ``--retrain``): unlike
-    ``open_study`` it appends nothing to the journal. ArtifactError if it has none."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not studies.journal_path(root, name).is_file():
-        raise ArtifactError(f"study {name!r} has no journal file: start it with `tune --model ...`")
-    try:
-        return optuna.load_study(study_name=name, storage=_storage(root, name))
-    except (KeyError, ValueError) as error:  # journal without this study, or not a journal
-        raise ArtifactError(f"study {name!r}: its journal cannot be read ({error})") from error
-
 
 def trial_config(info: dict, values: dict) -> TrainConfig:
     """The config a trial trains: the model's preset, the study's fixed settings, then the
@@ -204,6 +163,7 @@ def describe(model: str, space: dict, epochs: int, data, root: Path, **options) 
         "val_size": options.get("val_size"),
         "settings": list(options.get("settings") or []),
         "seed": options.get("seed", 0),
+        "storage": options.get("storage"),  # the PostgreSQL server, without its password
         "sampler": "TPE",
         "pruner": PRUNER,
         "objective": "best validation accuracy over the trial's epochs (the test split is not read)",
@@ -214,7 +174,7 @@ def describe(model: str, space: dict, epochs: int, data, root: Path, **options) 
     }
 
 
-SAME_KEYS = ("model", "space", "epochs", "train_limit", "val_size", "settings", "seed")
+SAME_KEYS = ("model", "space", "epochs", "train_limit", "val_size", "settings", "seed", "storage")
 
 
 def prepare(root: Path, name: str, info: dict) -> dict:
@@ -239,20 +199,25 @@ def finished_count(study) -> int:
 
 
 def run_trials(
-    root: Path, name: str, info: dict, data, trials: int, verbose: int = 2, worker: int = 0
+    root: Path, name: str, info: dict, data, trials: int, verbose: int = 2, worker: int = 0, **where
 ) -> None:
     """Train trials in this process until the study has ``trials`` finished ones (other
-    processes may be adding to it at the same time). The sampler's seed is the study's
-    seed (recorded in study.json) plus the worker's index, so one process draws the same
-    trials as the recorded seed says and two workers do not draw the same ones."""
+    processes, here or on other machines, may be adding to it at the same time). The
+    sampler's seed is the study's seed (recorded in study.json) plus the worker's index, so
+    one process draws the same trials as the recorded seed says and two workers do not draw
+    the same ones. ``where``: ``url`` and ``heartbeat`` of a study on PostgreSQL."""
+    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     from cifar_core.errors import StopRequested
     from cifar_core.training import progress
 
-    study = open_study(root, name, seed=info.get("seed", 0) + worker)
-    recover_interrupted(study)
+    study = open_study(root, name, seed=info.get("seed", 0) + worker, **where)
+    if where.get("url") or stored_url(root, name):
+        optuna.storages.fail_stale_trials(study)  # other machines' trials: by heartbeat, not pid
+    else:
+        recover_interrupted(study)
     if finished_count(study) >= trials:
         return
     try:
@@ -296,7 +261,8 @@ def trials_frame(study) -> pd.DataFrame:
                 "epochs": len(curve),
                 "time_s": t.user_attrs.get("time_s", np.nan),
                 "val_curve": curve,
-                "resumes": t.user_attrs.get("resumes"),
+                "resumes": t.user_attrs.get("resumes", t.system_attrs.get("failed_trial")),
+                "worker": f"{t.user_attrs['host']}:{t.user_attrs['pid']}" if "host" in t.user_attrs else None,
                 "baseline": t.user_attrs.get("baseline") == "preset",  # the preset's own values
             }
         )
