@@ -10,13 +10,15 @@ Stop) ends the job as "stopped", resumable by queueing it again.
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from cifar_core import database
-from cifar_core.errors import CifarError, DataError, StopRequested
+from cifar_core.errors import CifarError, DataError, RunLockedError, StopRequested
 
 QUEUE = "cifar_core_runs"
 TASK = "cifar_core.train_run"
+LOCK_WAIT_S = 5.0
 
 
 def declare(app):
@@ -78,20 +80,25 @@ def train_queued(context, job: dict) -> str:
     _log(url, context.job.id, attempt, worker=context.worker_name)
     outcome = "failed"
     try:
-        if artifacts.run_exists(root, run_id):
-            outcome = "kept"
+        while not artifacts.run_exists(root, run_id):
+            state["say"](f"job {context.job.id}: training run {run_id} ({job['label']}), attempt {attempt + 1}")
+            try:
+                train_model(
+                    TrainConfig.from_dict(job["config"]),
+                    load_data(state, job["data"]),
+                    root,
+                    run_id=run_id,
+                    lean=job["lean"],
+                    export=job["export"],
+                    origin=job["origin"],
+                )
+            except RunLockedError:  # a worker presumed dead is alive and training it: wait
+                state["say"](f"job {context.job.id}: {run_id} is being trained by another process: waiting")
+                time.sleep(LOCK_WAIT_S)
+                continue
+            outcome = "trained"
             return outcome
-        state["say"](f"job {context.job.id}: training run {run_id} ({job['label']}), attempt {attempt + 1}")
-        train_model(
-            TrainConfig.from_dict(job["config"]),
-            load_data(state, job["data"]),
-            root,
-            run_id=run_id,
-            lean=job["lean"],
-            export=job["export"],
-            origin=job["origin"],
-        )
-        outcome = "trained"
+        outcome = "kept"
         return outcome
     except StopRequested as stopped:
         outcome = "stopped"

@@ -17,6 +17,7 @@ by it is given back as stalled and resumes from its checkpoints.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -65,6 +66,7 @@ def work(
     database.check(url)
     queue.prepare(url)
     queue.check_root(url, root)
+    one_line_logs()
     app = make_worker_app(url)
     state = {"url": url, "root": str(root), "data_dir": data_dir, "data": {}, "done": [], "say": say}
     stalled_after = 3 * heartbeat
@@ -95,6 +97,27 @@ def work(
         if not counts["running"] and not wait:
             return state["done"]
         time.sleep(poll)
+
+
+class _OneLine(logging.Formatter):
+    def formatException(self, exc_info) -> str:  # noqa: N802  (logging's name)
+        return ""
+
+    def format(self, record) -> str:
+        record.exc_text = ""
+        return super().format(record).strip()
+
+
+def one_line_logs() -> None:
+    """procrastinate's warnings and errors (a lost server, a failed job) as one line each on
+    stderr, without their tracebacks; its info lines stay quiet."""
+    logger = logging.getLogger("procrastinate")
+    if not any(isinstance(h.formatter, _OneLine) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(_OneLine("procrastinate: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 def _psycopg_errors():

@@ -123,6 +123,10 @@ def _run(args: argparse.Namespace, root, ladder, done: set[str]) -> int:
     from cifar_core.data import load_cifar10
     from cifar_core.training import progress
 
+    if args.queue:
+        from cifar_core import database
+
+        database.check(database.url_from(args.queue))  # one line, before the data is read
     data = load_cifar10(args.data_dir)
     if args.queue:
         return _enqueue(args, root, ladder, jobs, configs, overrides, data)

@@ -137,14 +137,18 @@ def _train(args: argparse.Namespace, planned: list, **options) -> int:
 
     for model, args_of_model in {j.config.model: j.config.model_args for j in planned}.items():
         check_builder(model, args_of_model)
+    queued = getattr(args, "queue", None) and not options.get("dry_run")
+    if queued:
+        from cifar_core import database
+
+        url = database.url_from(args.queue)
+        database.check(url)  # a wrong URL, password or database: one line, before anything else
     prepare_runtime(args)
     data = load_cifar10(args.data_dir)
     root = artifacts.artifacts_root(args.artifacts_dir)
-    if getattr(args, "queue", None) and not options.get("dry_run"):
-        from cifar_core import database
+    if queued:
         from cifar_core.cluster import queue
 
-        url = database.url_from(args.queue)
         count = queue.enqueue(url, planned, data, root, args.data_dir, export=not args.no_export)
         print(f"{count} jobs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine")
         return 0

@@ -95,6 +95,8 @@ def resumable_fit(
             resumed = files.history_file(work).exists()
             policy, why = resolve(config.precision, config)
             if verbose:
+                if resumed:
+                    print(f"resuming after epoch {len(files.read_history(work))} from {work}", flush=True)
                 print(f"precision {config.precision}: {why}", flush=True)
             try:
                 with dtype_policy(policy):

@@ -8,7 +8,7 @@ A study made with a URL records it, without its password, in its ``study.json``
 server (the password from ``$CIFAR_DB`` when it names that server, else from ``PGPASSWORD``
 or ``~/.pgpass``). On PostgreSQL each trial sends a heartbeat; a trial silent for two
 heartbeats is failed by the next process that starts a trial, and Optuna's
-``RetryFailedTrialCallback`` queues it again with the same values: another worker trains it,
+``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before Optuna 4.9) queues it again with the same values: another worker trains it,
 resuming from its checkpoints in the shared artifacts root.
 """
 
@@ -60,7 +60,7 @@ def _storage(root: Path, name: str, url: str | None, heartbeat: float = HEARTBEA
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeats: years old, still "new"
     database.check(url)  # one line naming the server and the fault, before SQLAlchemy's
@@ -69,7 +69,7 @@ def _storage(root: Path, name: str, url: str | None, heartbeat: float = HEARTBEA
         engine_kwargs={"pool_pre_ping": True},  # a restarted server: reconnect, do not fail
         heartbeat_interval=int(heartbeat),
         grace_period=int(2 * heartbeat),
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
     )
 
 

@@ -1,0 +1,212 @@
+"""Work on several machines against a real PostgreSQL server (tests/pg.py): the job queue
+and its workers, studies on the server, and their faults (a bad URL, a SIGKILLed worker, a
+restarted server, workers that share no localhost)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pg import drop_database, fresh_database, kill, restart_server, server_url, start, wait_for
+
+from cifar_core import artifacts, database
+from cifar_core.artifacts.rootmark import ROOT_MARK
+from cifar_core.artifacts.work import WORK_HISTORY
+from cifar_core.cli import main
+from cifar_core.cluster import queue
+
+TINY = ["--epochs", "1", "--val-size", "50", "--no-export"]
+
+
+@pytest.fixture
+def pg(tmp_path):
+    base = server_url()
+    url = fresh_database(base)
+    yield url
+    drop_database(base, url)
+
+
+def _enqueue(url, folder, root, *extra, models="cnn_bn", seeds="0,1") -> int:
+    argv = ["run", "--models", models, "--seeds", seeds, "--queue", url, *TINY, *extra]
+    return main([*argv, "--data-dir", str(folder), "--artifacts-dir", str(root)])
+
+
+def _log(url) -> list[tuple]:
+    with database.connect(url) as conn:
+        return conn.execute(
+            "SELECT job_id, attempt, worker, outcome, ended_at IS NOT NULL FROM cifar_core_job_log "
+            "ORDER BY job_id, attempt"
+        ).fetchall()
+
+
+def _server_started(url):
+    with database.connect(url) as conn:
+        return conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+
+
+def test_a_wrong_url_password_or_database_is_one_line_and_writes_nothing(pg, image_folder, tmp_path, capsys):
+    user_host, db = pg.rsplit("/", 1)
+    bad = {
+        "refused": pg.replace(f":{database._parts(pg).port}/", ":1/"),
+        "wrong password": pg.replace(f":{database._parts(pg).password}@", ":not-it@"),
+        "does not exist": f"{user_host}/no_such_db",
+        "not a PostgreSQL URL": "mysql://someone@somewhere/db",
+    }
+    for what, url in bad.items():
+        root = tmp_path / what.replace(" ", "-")
+        for argv in (
+            ["worker", "--queue", url],
+            ["run", "--models", "cnn_bn", "--queue", url, *TINY, "--data-dir", str(image_folder)],
+            ["tune", "--model", "cnn_bn", "--storage", url, "--data-dir", str(image_folder)],
+        ):
+            capsys.readouterr()
+            assert main([*argv, "--artifacts-dir", str(root)]) == 2, (what, argv[0])
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and what in err.lower() or what in err, (what, err)
+            assert (":not-it@" not in err) and (database._parts(pg).password not in err)
+            assert not root.exists(), f"{argv[0]} wrote into {root} with a bad server"
+
+
+def test_queued_runs_are_trained_once_by_a_worker_and_a_finished_run_is_skipped(
+    pg, image_folder, tmp_path, capsys
+):
+    root = tmp_path / "shared-root"
+    assert _enqueue(pg, image_folder, root) == 0
+    assert "2 jobs queued" in capsys.readouterr().out
+    assert _enqueue(pg, image_folder, root) == 0  # the same runs again: one queue entry each
+    assert capsys.readouterr().out.count("is queued already") == 2
+    assert queue.pending(pg) == {"queued": 2, "running": 0}
+    assert main(["status", "--artifacts-dir", str(root), "--queue", pg]) == 0
+    assert "2 queued" in capsys.readouterr().out
+
+    assert main(["worker", "--queue", pg, "--artifacts-dir", str(root), "--poll", "0.5"]) == 0
+    assert "2 jobs taken here, 2 trained" in capsys.readouterr().out
+    runs = artifacts.list_runs(root)
+    assert len(runs) == 2
+    kept = [(root / "runs" / r / artifacts.MODEL).is_file() for r in runs]
+    assert sorted(kept) == [False, True]  # --seeds: the first seed in full, the other lean
+    frame = queue.jobs_frame(pg)
+    assert frame["state"].tolist() == ["done", "done"] and set(frame["run_id"]) == set(runs)
+    assert frame["host"].notna().all() and frame["worker"].str.contains(":").all()
+
+    assert _enqueue(pg, image_folder, root) == 0  # finished runs are kept, not queued
+    assert capsys.readouterr().out.count("kept") == 2
+    assert queue.pending(pg) == {"queued": 0, "running": 0}
+
+
+def test_a_worker_whose_root_is_not_the_queues_takes_no_job(pg, image_folder, tmp_path, capsys):
+    root, other = tmp_path / "queue-root", tmp_path / "other-root"
+    assert _enqueue(pg, image_folder, root, seeds="0") == 0
+    capsys.readouterr()
+    assert main(["worker", "--queue", pg, "--artifacts-dir", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not the queue's" in err and str(root) in err
+    assert queue.pending(pg)["queued"] == 1 and not (other / "runs").exists()
+    (root / ROOT_MARK).write_text("{not json")  # a corrupt mark: one line too
+    assert main(["worker", "--queue", pg, "--artifacts-dir", str(root)]) == 2
+    assert "unreadable" in capsys.readouterr().err
+
+
+def test_queued_jobs_can_be_cancelled_and_a_ladder_queues_its_rungs(pg, image_folder, tmp_path, capsys):
+    root = tmp_path / "root"
+    argv = ["ladder", "run", "seed004", "--rungs", "1-2", "--epochs", "1", "--val-size", "50"]
+    assert main([*argv, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    frame = queue.jobs_frame(pg)
+    assert frame["run_id"].tolist() == ["seed004-01-base", "seed004-02-more-layers"]
+    assert main(["status", "--stop", "seed004-02-more-layers", "--queue", pg, "--artifacts-dir", str(root)]) == 0
+    assert "cancelled the queued job" in capsys.readouterr().out
+    assert queue.jobs_frame(pg)["state"].tolist() == ["queued", "cancelled"]
+    assert main(["worker", "--queue", pg, "--artifacts-dir", str(root), "--poll", "0.5"]) == 0
+    assert artifacts.list_runs(root) == ["seed004-01-base"]
+    assert artifacts.read_manifest(root, "seed004-01-base")["ladder"]["ladder"] == "seed004"
+
+
+def test_a_sigkilled_worker_s_job_is_retried_by_the_other_and_nothing_runs_twice(pg, image_folder, tmp_path):
+    root = tmp_path / "root"
+    argv = ["run", "--models", "cnn_bn", "--seeds", "0,1,2", "--epochs", "3", "--val-size", "50"]
+    assert main([*argv, "--no-export", "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    worker = ["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"]
+    first = start(worker, tmp_path / "a.log")
+    # The first worker holds a job: kill it once its run has a checkpoint (an epoch done).
+    wait_for(lambda: list((root / "work").rglob(WORK_HISTORY)), 120, "a finished epoch")
+    second = start(worker, tmp_path / "b.log")
+    kill(first)
+    assert second.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()[-3000:]
+    out = (tmp_path / "b.log").read_text()
+    assert "given back" in out and "Traceback" not in out
+    assert "attempt 2" in out and "resuming after epoch" in out  # from the killed one's checkpoint
+    assert sorted(artifacts.list_runs(root)) == sorted(queue.jobs_frame(pg)["run_id"])
+    assert len(artifacts.list_runs(root)) == 3
+    log = _log(pg)
+    trained = [row for row in log if row[3] == "trained"]
+    assert len(trained) == 3 and len({row[0] for row in trained}) == 3  # each run once
+    cut = [row for row in log if not row[4]]
+    assert len(cut) == 1  # the killed attempt: begun, never ended
+    assert any(r[0] == cut[0][0] and r[1] > cut[0][1] and r[3] == "trained" for r in log)
+    assert set(queue.jobs_frame(pg)["state"]) == {"done"}
+
+
+def test_a_restarted_server_does_not_lose_the_workers_jobs(pg, image_folder, tmp_path):
+    pg_dir = os.environ.get("CIFAR_TEST_PG_DIR")
+    if not pg_dir:
+        pytest.skip("needs CIFAR_TEST_PG_DIR (the folder .ci/postgres prints first) to restart the server")
+    root = tmp_path / "root"
+    argv = ["run", "--models", "cnn_bn", "--seeds", "0,1", "--epochs", "3", "--val-size", "50", "--no-export"]
+    assert main([*argv, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    worker = start(["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"], tmp_path / "w.log")
+    wait_for(lambda: "training run" in (tmp_path / "w.log").read_text(), 120, "a job to start")
+    started = _server_started(pg)
+    restart_server(pg_dir)
+    assert _server_started(pg) > started  # it did restart, in the middle of the job
+    assert worker.wait(timeout=300) == 0, (tmp_path / "w.log").read_text()[-3000:]
+    out = (tmp_path / "w.log").read_text()
+    assert "Traceback" not in out
+    assert len(artifacts.list_runs(root)) == 2 and set(queue.jobs_frame(pg)["state"]) == {"done"}
+
+
+def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial(
+    pg, image_folder, tmp_path, monkeypatch
+):
+    import optuna
+    from optuna.trial import TrialState
+
+    from cifar_core import tuning
+    from cifar_core.artifacts import studies
+
+    root = tmp_path / "root"
+    space = tmp_path / "space.json"
+    space.write_text('{"learning_rate": {"log": [1e-3, 5e-3]}, "weight_decay": null}')
+    argv = ["tune", "--model", "cnn_bn", "--epochs", "3", "--val-size", "50", "--space", str(space)]
+    argv += ["--trials", "5", "--storage", pg, "--heartbeat", "1"]
+    argv += ["--data-dir", str(image_folder), "--artifacts-dir", str(root)]
+    first = start(argv, tmp_path / "a.log")
+
+    def running_trial():
+        if not (root / "studies" / "cnn_bn-tune" / "study.json").exists():
+            return None
+        try:
+            study = optuna.load_study(study_name="cnn_bn-tune", storage=database.sqlalchemy_url(pg))
+        except KeyError:
+            return None
+        return [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") == first.pid]
+
+    wait_for(running_trial, 120, "the first process's trial")
+    second = start(argv, tmp_path / "b.log")
+    wait_for(lambda: "trial" in (tmp_path / "b.log").read_text(), 120, "the second process's first trial")
+    doomed = wait_for(running_trial, 60, "the first process in a trial")[0]
+    kill(first)
+    assert second.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()[-3000:]
+    assert "Traceback" not in (tmp_path / "b.log").read_text()
+
+    monkeypatch.setenv("CIFAR_DB", pg)  # the password of the server study.json names
+    assert studies.list_studies(root) == ["cnn_bn-tune"]  # on the server, no journal file
+    assert not studies.journal_path(root, "cnn_bn-tune").exists()
+    assert "password" not in (root / "studies" / "cnn_bn-tune" / "study.json").read_text()
+    frame = tuning.read_study(root, "cnn_bn-tune")["trials"]  # as the Tuning page reads it
+    finished = frame[frame["state"].isin(["complete", "pruned"])]
+    assert len(finished) == 5  # exactly the trials asked for: none lost, none twice
+    assert frame["state"].tolist().count("fail") == 1 and not (frame["state"] == "running").any()
+    retry = frame[frame["resumes"] == doomed.number]
+    assert len(retry) == 1 and retry.iloc[0]["state"] in ("complete", "pruned")
+    assert retry.iloc[0]["param:learning_rate"] == doomed.params["learning_rate"]  # same values
+    assert retry.iloc[0]["worker"].endswith(f":{second.pid}")
