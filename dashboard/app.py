@@ -8,7 +8,7 @@ path, so the pages import ``common`` directly.
 from __future__ import annotations
 
 import streamlit as st
-from common import loading, serving
+from common import admin, loading, serving
 
 st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
 serving.preload_models()  # the first visit to any page starts loading the models in the background
@@ -35,6 +35,7 @@ with st.sidebar:
     st.caption(
         f"{len(runs)} run(s) in `{loading.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
     )
+    admin.token_box()
     serving.trust_switch(runs)
 
 page.run()

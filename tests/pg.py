@@ -90,3 +90,83 @@ def restart_server(pg_dir: str) -> None:
     pg_ctl = shutil.which("pg_ctl") or "/usr/lib/postgresql/15/bin/pg_ctl"
     command = f"{pg_ctl} -D '{pg_dir}/data' -m fast -w restart > /dev/null"
     subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True, timeout=60)
+
+
+class Proxy:
+    """A TCP forwarder from ``listen`` addresses to the server on the loopback: how workers in
+    other network namespaces (where 127.0.0.1 is their own) reach a loopback-only server."""
+
+    def __init__(self, addresses: list[str], port: int, target: tuple[str, int]):
+        import socket
+        import threading
+
+        self.target, self.sockets, self.stopped = target, [], threading.Event()
+        for address in addresses:
+            listener = socket.create_server((address, port))
+            listener.settimeout(0.2)
+            self.sockets.append(listener)
+            threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        for listener in self.sockets:
+            listener.close()
+
+
+def network_namespaces(count: int) -> list[tuple[str, str]]:
+    """``count`` network namespaces, each joined to this one by a veth pair: (name, the address
+    of this side). Skips the test where namespaces cannot be made (no root, no ``ip``)."""
+    tag = uuid.uuid4().hex[:6]
+    made = []
+    for k in range(1, count + 1):
+        name, host_side, ns_side = f"cifar{tag}{k}", f"vc{tag}{k}", f"vn{tag}{k}"
+        subnet = f"10.{200 + k}.{int(tag[:2], 16)}"
+        commands = [
+            f"ip netns add {name}",
+            f"ip link add {host_side} type veth peer name {ns_side}",
+            f"ip link set {ns_side} netns {name}",
+            f"ip addr add {subnet}.1/30 dev {host_side}",
+            f"ip link set {host_side} up",
+            f"ip netns exec {name} ip addr add {subnet}.2/30 dev {ns_side}",
+            f"ip netns exec {name} ip link set {ns_side} up",
+            f"ip netns exec {name} ip link set lo up",
+        ]
+        for command in commands:
+            done = subprocess.run(command.split(), capture_output=True, text=True)
+            if done.returncode:
+                remove_namespaces(made + [(name, "")])
+                pytest.skip(f"network namespaces cannot be made here ({command}: {done.stderr.strip()})")
+        made.append((name, f"{subnet}.1"))
+    return made
+
+
+def remove_namespaces(made: list[tuple[str, str]]) -> None:
+    for name, _ in made:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)  # its veth goes with it

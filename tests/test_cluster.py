@@ -7,7 +7,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from pg import drop_database, fresh_database, kill, restart_server, server_url, start, wait_for
+from pg import (
+    Proxy,
+    drop_database,
+    fresh_database,
+    kill,
+    network_namespaces,
+    remove_namespaces,
+    restart_server,
+    server_url,
+    start,
+    wait_for,
+)
 
 from cifar_core import artifacts, database
 from cifar_core.artifacts.rootmark import ROOT_MARK
@@ -105,6 +116,25 @@ def test_a_worker_whose_root_is_not_the_queues_takes_no_job(pg, image_folder, tm
     (root / ROOT_MARK).write_text("{not json")  # a corrupt mark: one line too
     assert main(["worker", "--queue", pg, "--artifacts-dir", str(root)]) == 2
     assert "unreadable" in capsys.readouterr().err
+
+
+def test_training_now_shows_the_queue_and_cancels_a_queued_job(pg, image_folder, tmp_path, monkeypatch):
+    from test_status import open_training_now
+
+    root = tmp_path / "root"
+    assert _enqueue(pg, image_folder, root, seeds="0,1") == 0
+    monkeypatch.setenv("CIFAR_DB", pg)
+    at = open_training_now(monkeypatch, root)
+    table = next(d.value for d in at.dataframe if "attempts" in d.value)
+    assert table["state"].tolist() == ["queued", "queued"] and "2 queued" in " ".join(c.value for c in at.caption)
+    first = table["run_id"].iloc[0]
+    at.selectbox(key="training_now_queued").select(first).run()
+    at.button(key="training_now_cancel").click().run()
+    assert queue.jobs_frame(pg).set_index("run_id").loc[first, "state"] == "cancelled"
+    assert not at.exception
+    monkeypatch.setenv("CIFAR_DB", pg.replace("@", "x@", 1))  # a wrong user: one warning, no traceback
+    at = open_training_now(monkeypatch, root)
+    assert any("Job queue:" in w.value for w in at.warning) and not at.exception
 
 
 def test_queued_jobs_can_be_cancelled_and_a_ladder_queues_its_rungs(pg, image_folder, tmp_path, capsys):
@@ -210,3 +240,33 @@ def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial
     assert len(retry) == 1 and retry.iloc[0]["state"] in ("complete", "pruned")
     assert retry.iloc[0]["param:learning_rate"] == doomed.params["learning_rate"]  # same values
     assert retry.iloc[0]["worker"].endswith(f":{second.pid}")
+
+
+def test_workers_in_two_network_namespaces_share_the_queue_through_the_network(pg, image_folder, tmp_path):
+    """Nothing relies on the workers being one process tree or sharing localhost: each worker
+    runs in a network namespace of its own and reaches the server by an address of this one."""
+    import subprocess
+    import sys
+
+    parts = database._parts(pg)
+    root = tmp_path / "root"
+    assert _enqueue(pg, image_folder, root, seeds="0,1,2,3") == 0
+    spaces = network_namespaces(2)
+    proxy = Proxy([address for _, address in spaces], 15432, (parts.hostname, parts.port))
+    try:
+        workers = []
+        for k, (name, address) in enumerate(spaces):
+            url = pg.replace(f"@{parts.hostname}:{parts.port}/", f"@{address}:15432/")
+            probe = f"import socket; socket.create_connection(('127.0.0.1', {parts.port}), timeout=2)"
+            alone = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c", probe], capture_output=True)
+            assert alone.returncode != 0  # the server's loopback is not this namespace's
+            argv = ["worker", "--queue", url, "--artifacts-dir", str(root), "--poll", "0.5"]
+            workers.append(start(argv, tmp_path / f"w{k}.log", prefix=["ip", "netns", "exec", name]))
+        for k, worker in enumerate(workers):
+            assert worker.wait(timeout=300) == 0, (tmp_path / f"w{k}.log").read_text()[-3000:]
+    finally:
+        proxy.close()
+        remove_namespaces(spaces)
+    assert len(artifacts.list_runs(root)) == 4 and set(queue.jobs_frame(pg)["state"]) == {"done"}
+    by_worker = queue.jobs_frame(pg)["worker"].value_counts()
+    assert len(by_worker) == 2, by_worker  # both namespaces took jobs

@@ -163,6 +163,30 @@ def test_the_page_only_reads_when_started_read_only(monkeypatch, tmp_path):
         proc.wait()
 
 
+def test_beyond_the_loopback_stop_and_trust_need_the_admin_token(monkeypatch, tmp_path):
+    from streamlit import config
+
+    proc = simulate(tmp_path, "sim-c")
+    address = config.get_option("server.address")
+    try:
+        wait_for(lambda: training(tmp_path, 1), 60, "a simulated epoch")
+        assert address in ("localhost", "127.0.0.1")  # the repo's config: this machine only
+        config.set_option("server.address", "0.0.0.0")  # a team's server
+        at = open_training_now(monkeypatch, tmp_path)
+        assert not at.button and "no admin token: it only reads" in texts(at)
+        monkeypatch.setenv("CIFAR_ADMIN_TOKEN", "s3cret-token")
+        at = open_training_now(monkeypatch, tmp_path, app=True)  # the sidebar's token field
+        assert not at.button and "need the admin token" in texts(at)
+        at.sidebar.text_input(key="admin_token_given").input("wrong").run()
+        assert not at.button
+        at.sidebar.text_input(key="admin_token_given").input("s3cret-token").run()
+        assert [b.label for b in at.button] == ["Stop…"]
+    finally:
+        config.set_option("server.address", address)
+        proc.kill()
+        proc.wait()
+
+
 def test_a_live_training_is_watched_stopped_killed_resumed_and_then_on_the_leaderboard(
     monkeypatch, tmp_path, image_folder
 ):

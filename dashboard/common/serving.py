@@ -22,6 +22,7 @@ import streamlit as st
 
 from cifar_core.artifacts import Run
 from cifar_core.serving.inference import OnnxPredictor, Predictor, PredictorPool
+from common import admin
 from common.loading import artifacts_dir, load_runs, mtime_ns
 
 
@@ -138,13 +139,13 @@ TRUST_KEY = "trust_code"  # the sidebar switch: import runs' stored code to load
 def code_for(run: Run) -> tuple[Path, ...]:
     """The run's stored code when this session trusts it (the sidebar switch, off by
     default), else nothing: the engine imports no run's code unless the person asks."""
-    return run.code_files if st.session_state.get(TRUST_KEY) else ()
+    return run.code_files if st.session_state.get(TRUST_KEY) and admin.may_change() else ()
 
 
 def trust_switch(runs: list[Run]) -> None:
     """The sidebar switch that lets this session import runs' stored code, naming the files."""
     with_code = [(run.label, [f.name for f in run.code_files]) for run in runs if run.code_files]
-    if not with_code:
+    if not with_code or not admin.may_change():  # beyond the loopback: the admin token first
         return
     files = "; ".join(f"{label}: {', '.join(names)}" for label, names in with_code)
     st.toggle(

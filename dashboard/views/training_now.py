@@ -6,9 +6,9 @@ this page draws it. A stop is a request file the trainer checks after each epoch
 
 import plotly.graph_objects as go
 import streamlit as st
-from common import loading
+from common import admin, loading
 
-from cifar_core.errors import ArtifactError
+from cifar_core.errors import ArtifactError, CifarError
 from cifar_core.training import status
 from cifar_core.training.progress import format_duration
 
@@ -17,11 +17,10 @@ SPLITS = (("train", "", "#1f77b4"), ("validation", "val_", "#ff7f0e"))
 
 st.title("Training now")
 root = loading.artifacts_dir()
-read_only = loading.read_only()
+read_only = not admin.may_change()
 st.caption(
     f"Every training under `{root}/work`: `train`, `run`, ladder rungs, tuning trials and fits "
-    f"recorded from a notebook. Re-read every {REFRESH_S} s."
-    + (" This dashboard only reads (started read-only): no Stop buttons." if read_only else "")
+    f"recorded from a notebook. Re-read every {REFRESH_S} s. " + admin.why_not()
 )
 
 
@@ -156,6 +155,43 @@ def detail(training: status.Training, runs) -> None:
         st.caption("Curves appear after the first epoch.")
 
 
+def _cancel(url: str, run_id: str) -> None:
+    from cifar_core.cluster import queue
+
+    try:
+        state, _ = queue.cancel(url, run_id)
+    except CifarError as error:  # the server went away, or the job ended meanwhile
+        st.session_state["training_now_stop_error"] = str(error)
+        return
+    if state == "running":  # a worker took it a moment ago: ask the run to stop instead
+        st.session_state["training_now_stop_error"] = f"{run_id} started meanwhile: stop it below"
+
+
+def queue_jobs(url: str) -> None:
+    """The queue's jobs (``status --queue``): state, attempts, worker; Cancel for a queued one."""
+    from cifar_core import database
+    from cifar_core.cluster import queue
+
+    try:
+        frame = queue.jobs_frame(url)
+    except CifarError as error:
+        st.warning(f"Job queue: {error}")
+        return
+    st.subheader(f"Job queue · {database.where(url)}")
+    if frame.empty:
+        st.caption("No jobs: `python -m cifar_core run --models cnn_bn --seeds 0,1,2 --queue URL` queues some.")
+        return
+    counts = frame["state"].value_counts()
+    st.caption(", ".join(f"{n} {state}" for state, n in counts.items()))
+    shown = ["job", "run_id", "label", "state", "attempts", "worker", "host", "outcome"]
+    st.dataframe(frame[shown], hide_index=True, width="stretch")
+    waiting = frame[frame["state"] == "queued"]["run_id"].tolist()
+    if waiting and not read_only:
+        pick, button = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = pick.selectbox("Queued job", waiting, key="training_now_queued")
+        button.button("Cancel job", key="training_now_cancel", on_click=_cancel, args=(url, chosen))
+
+
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
     found, warnings = status.trainings(root)
@@ -168,6 +204,8 @@ def live() -> None:
     for run_id in finished:
         st.success(f"{run_id} finished: it is on the Leaderboard now.")
     st.session_state["training_now_seen"] = {t.run for t in found} | set(finished)
+    if admin.queue_url():
+        queue_jobs(admin.queue_url())
     if not found:
         st.info(
             "Nothing is training. Start a run and it appears here within seconds: "
