@@ -67,7 +67,8 @@ def masked(url: str) -> str:
 def where(url: str) -> str:
     """``user@host:port/db``: the server named without its password."""
     parts = urlsplit(url)
-    return f"{parts.username or ''}{'@' if parts.username else ''}{parts.hostname}:{parts.port or 5432}{parts.path}"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{user}{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
 def reason(error: BaseException) -> str:

@@ -126,7 +126,9 @@ def test_training_now_shows_the_queue_and_cancels_a_queued_job(pg, image_folder,
     monkeypatch.setenv("CIFAR_DB", pg)
     at = open_training_now(monkeypatch, root)
     table = next(d.value for d in at.dataframe if "attempts" in d.value)
-    assert table["state"].tolist() == ["queued", "queued"] and "2 queued" in " ".join(c.value for c in at.caption)
+    assert table["state"].tolist() == ["queued", "queued"] and "2 queued" in " ".join(
+        c.value for c in at.caption
+    )
     first = table["run_id"].iloc[0]
     at.selectbox(key="training_now_queued").select(first).run()
     at.button(key="training_now_cancel").click().run()
@@ -143,7 +145,9 @@ def test_queued_jobs_can_be_cancelled_and_a_ladder_queues_its_rungs(pg, image_fo
     assert main([*argv, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
     frame = queue.jobs_frame(pg)
     assert frame["run_id"].tolist() == ["seed004-01-base", "seed004-02-more-layers"]
-    assert main(["status", "--stop", "seed004-02-more-layers", "--queue", pg, "--artifacts-dir", str(root)]) == 0
+    assert (
+        main(["status", "--stop", "seed004-02-more-layers", "--queue", pg, "--artifacts-dir", str(root)]) == 0
+    )
     assert "cancelled the queued job" in capsys.readouterr().out
     assert queue.jobs_frame(pg)["state"].tolist() == ["queued", "cancelled"]
     assert main(["worker", "--queue", pg, "--artifacts-dir", str(root), "--poll", "0.5"]) == 0
@@ -154,7 +158,21 @@ def test_queued_jobs_can_be_cancelled_and_a_ladder_queues_its_rungs(pg, image_fo
 def test_a_sigkilled_worker_s_job_is_retried_by_the_other_and_nothing_runs_twice(pg, image_folder, tmp_path):
     root = tmp_path / "root"
     argv = ["run", "--models", "cnn_bn", "--seeds", "0,1,2", "--epochs", "3", "--val-size", "50"]
-    assert main([*argv, "--no-export", "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                "--no-export",
+                "--queue",
+                pg,
+                "--data-dir",
+                str(image_folder),
+                "--artifacts-dir",
+                str(root),
+            ]
+        )
+        == 0
+    )
     worker = ["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"]
     first = start(worker, tmp_path / "a.log")
     # The first worker holds a job: kill it once its run has a checkpoint (an epoch done).
@@ -183,7 +201,10 @@ def test_a_restarted_server_does_not_lose_the_workers_jobs(pg, image_folder, tmp
     root = tmp_path / "root"
     argv = ["run", "--models", "cnn_bn", "--seeds", "0,1", "--epochs", "3", "--val-size", "50", "--no-export"]
     assert main([*argv, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
-    worker = start(["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"], tmp_path / "w.log")
+    worker = start(
+        ["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"],
+        tmp_path / "w.log",
+    )
     wait_for(lambda: "training run" in (tmp_path / "w.log").read_text(), 120, "a job to start")
     started = _server_started(pg)
     restart_server(pg_dir)
@@ -218,7 +239,9 @@ def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial
             study = optuna.load_study(study_name="cnn_bn-tune", storage=database.sqlalchemy_url(pg))
         except KeyError:
             return None
-        return [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") == first.pid]
+        return [
+            t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") == first.pid
+        ]
 
     wait_for(running_trial, 120, "the first process's trial")
     second = start(argv, tmp_path / "b.log")
@@ -258,7 +281,9 @@ def test_workers_in_two_network_namespaces_share_the_queue_through_the_network(p
         for k, (name, address) in enumerate(spaces):
             url = pg.replace(f"@{parts.hostname}:{parts.port}/", f"@{address}:15432/")
             probe = f"import socket; socket.create_connection(('127.0.0.1', {parts.port}), timeout=2)"
-            alone = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-c", probe], capture_output=True)
+            alone = subprocess.run(
+                ["ip", "netns", "exec", name, sys.executable, "-c", probe], capture_output=True
+            )
             assert alone.returncode != 0  # the server's loopback is not this namespace's
             argv = ["worker", "--queue", url, "--artifacts-dir", str(root), "--poll", "0.5"]
             workers.append(start(argv, tmp_path / f"w{k}.log", prefix=["ip", "netns", "exec", name]))
@@ -270,3 +295,22 @@ def test_workers_in_two_network_namespaces_share_the_queue_through_the_network(p
     assert len(artifacts.list_runs(root)) == 4 and set(queue.jobs_frame(pg)["state"]) == {"done"}
     by_worker = queue.jobs_frame(pg)["worker"].value_counts()
     assert len(by_worker) == 2, by_worker  # both namespaces took jobs
+
+
+@pytest.mark.slow  # two rounds of worker processes (~1 min)
+def test_benchmark_workers_gives_the_coordination_cost_per_job_and_trial(pg, image_folder):
+    from cifar_core.benchmark import coordination
+
+    rows = coordination.measure(
+        pg, [1], str(image_folder), per_worker=2, train_limit=150, val_size=50, say=lambda s: None
+    )
+    assert [(r["kind"], r["workers"], r["items"]) for r in rows] == [("queue", 1, 2), ("study", 1, 2)]
+    for r in rows:  # milliseconds of coordination around seconds of training
+        assert 0 <= r["claim_to_start_ms"] < 5000 and 0 <= r["end_to_record_ms"] < 5000 and r["train_s"] > 0
+    text = coordination.table(rows)
+    assert "claim→start ms" in text and len(text.splitlines()) == 3
+    with database.connect(pg) as conn:  # the scratch databases are gone
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'cifar_bench_%'").fetchone()[
+            0
+        ]
+    assert left == 0

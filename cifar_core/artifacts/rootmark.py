@@ -43,7 +43,9 @@ def root_mark(root: Path, create: bool = False) -> dict | None:
     try:
         mark = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ArtifactError(f"{path}: unreadable ({type(error).__name__}): delete it to mark the root anew") from None
+        raise ArtifactError(
+            f"{path}: unreadable ({type(error).__name__}): delete it to mark the root anew"
+        ) from None
     if not isinstance(mark, dict) or not isinstance(mark.get("id"), str):
         raise ArtifactError(f"{path}: not an artifacts root's mark (no id): delete it to mark the root anew")
     return mark

@@ -9,7 +9,8 @@
 - ``time_to_accuracy``: the wall time ``fast`` runs took to reach 88% and 90% validation accuracy;
 - ``recording``: what recording your own ``fit`` costs (``cifar_core.training.tracking``);
 - ``refresh``: one read of the trainings under way (simulated), as ``status`` makes it;
-- ``stepprofile``: a training step per layer and per part.
+- ``stepprofile``: a training step per layer and per part;
+- ``coordination``: what a job queue and a study on PostgreSQL cost per job and trial.
 """
 
 from cifar_core.benchmark.recording import recorder_overhead

@@ -95,7 +95,9 @@ def check_root(url: str, root: Path) -> None:
 
     queued = queue_root(url)
     if queued is None:
-        raise ConfigError(f"the queue at {database.where(url)} has no jobs yet: enqueue some with run --queue")
+        raise ConfigError(
+            f"the queue at {database.where(url)} has no jobs yet: enqueue some with run --queue"
+        )
     mine = root_mark(root)
     if mine is None or mine["id"] != queued["id"]:
         raise ConfigError(
@@ -117,7 +119,9 @@ def payload(job, run_id: str, data, data_dir: str | None, export: bool) -> dict:
     }
 
 
-def enqueue(url: str, jobs: list, data, root: Path, data_dir: str | None, export: bool = True, say=print) -> int:
+def enqueue(
+    url: str, jobs: list, data, root: Path, data_dir: str | None, export: bool = True, say=print
+) -> int:
     """Queue one job per run not finished in ``root``; returns how many were queued. A run
     already queued (and not started) is said and skipped."""
     from procrastinate.exceptions import AlreadyEnqueued
@@ -128,7 +132,9 @@ def enqueue(url: str, jobs: list, data, root: Path, data_dir: str | None, export
 
     own = sorted({j.config.model for j in jobs if is_builder_ref(j.config.model)})
     if own:
-        raise ConfigError(f"--queue trains zoo models only: {', '.join(own)} is code of yours (train it here)")
+        raise ConfigError(
+            f"--queue trains zoo models only: {', '.join(own)} is code of yours (train it here)"
+        )
     database.check(url)
     prepare(url)
     claim_root(url, root)
@@ -207,3 +213,30 @@ def cancel(url: str, key: str) -> tuple[str, str]:
         if not app.job_manager.cancel_job_by_id(int(row["job"])):
             return "running", row["run_id"]  # a worker claimed it a moment ago
     return "cancelled", row["run_id"]
+
+
+TIMINGS_SQL = """
+SELECT l.job_id AS job, l.worker, l.began_at, l.ended_at,
+       (SELECT max(e.at) FROM procrastinate_events e
+         WHERE e.job_id = l.job_id AND e.type = 'started' AND e.at <= l.began_at) AS claimed_at,
+       (SELECT min(e.at) FROM procrastinate_events e
+         WHERE e.job_id = l.job_id AND e.type = 'succeeded' AND e.at >= l.ended_at) AS recorded_at
+  FROM cifar_core_job_log l
+ WHERE l.outcome = 'trained'
+ ORDER BY l.job_id
+"""
+
+
+def job_timings(url: str) -> pd.DataFrame:
+    """Per trained job: the queue's overhead around it, in ms. ``claim_to_start_ms``: from the
+    worker claiming the job to the training beginning; ``end_to_record_ms``: from the training
+    ending to the job recorded as done; and ``train_s`` between them."""
+    with database.connect(url) as conn:
+        cursor = conn.execute(TIMINGS_SQL)
+        frame = pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+    for column in ("began_at", "ended_at", "claimed_at", "recorded_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame["claim_to_start_ms"] = (frame["began_at"] - frame["claimed_at"]).dt.total_seconds() * 1000
+    frame["end_to_record_ms"] = (frame["recorded_at"] - frame["ended_at"]).dt.total_seconds() * 1000
+    frame["train_s"] = (frame["ended_at"] - frame["began_at"]).dt.total_seconds()
+    return frame

@@ -42,7 +42,8 @@ def _log(url: str, job_id: int, attempt: int, worker: str | None = None, outcome
             )
         else:
             conn.execute(
-                "UPDATE cifar_core_job_log SET ended_at = now(), outcome = %s WHERE job_id = %s AND attempt = %s",
+                "UPDATE cifar_core_job_log SET ended_at = now(), outcome = %s "
+                "WHERE job_id = %s AND attempt = %s",
                 (outcome, job_id, attempt),
             )
 
@@ -81,7 +82,9 @@ def train_queued(context, job: dict) -> str:
     outcome = "failed"
     try:
         while not artifacts.run_exists(root, run_id):
-            state["say"](f"job {context.job.id}: training run {run_id} ({job['label']}), attempt {attempt + 1}")
+            state["say"](
+                f"job {context.job.id}: training run {run_id} ({job['label']}), attempt {attempt + 1}"
+            )
             try:
                 train_model(
                     TrainConfig.from_dict(job["config"]),

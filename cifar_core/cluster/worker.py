@@ -89,7 +89,10 @@ def work(
             )
             counts = queue.pending(url)
         except (OSError, database.DatabaseError, _psycopg_errors()) as error:
-            say(f"worker {name}: lost {database.where(url)} ({database.reason(error)}): retrying in {poll:.0f} s")
+            say(
+                f"worker {name}: lost {database.where(url)} ({database.reason(error)}): "
+                f"retrying in {poll:.0f} s"
+            )
             time.sleep(poll)
             continue
         if counts["queued"]:

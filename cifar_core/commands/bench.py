@@ -91,6 +91,14 @@ def add_arguments(p) -> None:
     p.add_argument("--cost", action="store_true", help=help)
     help = "only time the engine's read of N live (simulated) trainings: one refresh of status"
     p.add_argument("--status", type=int, nargs="?", const=3, metavar="N", help=help)
+    help = (
+        "only the cost of coordinating through PostgreSQL (--queue URL or $CIFAR_DB): a tiny "
+        "queue and study per worker count, e.g. 1,2"
+    )
+    p.add_argument("--workers", metavar="N,N", help=help)
+    p.add_argument(
+        "--queue", metavar="URL", help="--workers: the PostgreSQL server (its user may create databases)"
+    )
     add_set(p, "config overrides for every model measured (as train --set), repeatable")
     p.add_argument("--single", help=SUPPRESS)  # internal: one model in this process
 
@@ -108,6 +116,8 @@ def main(args: argparse.Namespace) -> int:
 
     precisions = [p.strip() for p in (args.precisions or default_precisions()).split(",") if p.strip()]
     settings = list(args.settings or [])
+    if args.workers:
+        return _workers(args)
     if args.saliency:
         return _saliency(args)
     if args.inference:
@@ -125,6 +135,21 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     return _models(args, precisions, settings)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from cifar_core import database
+    from cifar_core.benchmark import coordination
+    from cifar_core.commands.options import parse_seeds
+    from cifar_core.errors import ConfigError
+
+    url = database.url_from(args.queue)
+    if url is None or not args.data_dir:
+        raise ConfigError("benchmark --workers needs --queue URL (or $CIFAR_DB) and --data-dir")
+    counts = parse_seeds(args.workers)
+    rows = coordination.measure(url, counts, args.data_dir, train_limit=args.train_limit)
+    print(coordination.table(rows))
+    return 0
 
 
 def _xla(args: argparse.Namespace, precision: str, settings: list[str]) -> int:

@@ -154,10 +154,10 @@ def _enqueue(args, root, ladder, jobs, configs, overrides, data) -> int:
     from cifar_core.cluster import queue
     from cifar_core.ladders import rung_job
 
-    planned = [
-        rung_job(ladder, i, _seeded(ladder, configs, overrides, i, seed), seed) for i, seed in jobs
-    ]
+    planned = [rung_job(ladder, i, _seeded(ladder, configs, overrides, i, seed), seed) for i, seed in jobs]
     url = database.url_from(args.queue)
     count = queue.enqueue(url, planned, data, root, args.data_dir, export=False)
-    print(f"{count} rungs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine")
+    print(
+        f"{count} rungs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine"
+    )
     return 0

@@ -150,7 +150,10 @@ def _train(args: argparse.Namespace, planned: list, **options) -> int:
         from cifar_core.cluster import queue
 
         count = queue.enqueue(url, planned, data, root, args.data_dir, export=not args.no_export)
-        print(f"{count} jobs queued at {database.where(url)}: start `python -m cifar_core worker` on each machine")
+        print(
+            f"{count} jobs queued at {database.where(url)}: "
+            "start `python -m cifar_core worker` on each machine"
+        )
         return 0
     jobs.train_jobs(planned, data, root, strategy_name=args.strategy, export=not args.no_export, **options)
     return 0

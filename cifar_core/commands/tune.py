@@ -78,10 +78,10 @@ def main(args: argparse.Namespace) -> int:
 
     from cifar_core import artifacts, database, tuning
     from cifar_core.artifacts import studies
-    from cifar_core.tuning import storage
     from cifar_core.data import load_cifar10
     from cifar_core.errors import ConfigError
     from cifar_core.models import run_name
+    from cifar_core.tuning import storage
     from cifar_core.tuning import study as runner
 
     root = artifacts.artifacts_root(args.artifacts_dir)
@@ -109,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
     info = runner.prepare(root, name, info)
     if args.baseline and args.worker is None:
         print("\n".join(tuning.enqueue_baseline(root, name, info)))
+    if url and args.worker is None:
+        tuning.open_study(root, name, url=url)  # the tables and the study, once, before workers race to
     if args.jobs > 1 and args.worker is None:
         code = _spawn(args, name, root)  # each worker stops when the study has enough trials
         if code:

@@ -8,8 +8,10 @@ A study made with a URL records it, without its password, in its ``study.json``
 server (the password from ``$CIFAR_DB`` when it names that server, else from ``PGPASSWORD``
 or ``~/.pgpass``). On PostgreSQL each trial sends a heartbeat; a trial silent for two
 heartbeats is failed by the next process that starts a trial, and Optuna's
-``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before Optuna 4.9) queues it again with the same values: another worker trains it,
-resuming from its checkpoints in the shared artifacts root.
+``RetryHeartbeatStaleTrialCallback`` (``RetryFailedTrialCallback`` before Optuna 4.9) queues
+it again with the same values: another worker trains it, resuming from its checkpoints in
+the shared artifacts root. A beat the server misses (a restart) is skipped; a server gone
+for longer ends ``tune`` with one line, and the same command carries on.
 """
 
 from __future__ import annotations
@@ -64,7 +66,23 @@ def _storage(root: Path, name: str, url: str | None, heartbeat: float = HEARTBEA
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeats: years old, still "new"
     database.check(url)  # one line naming the server and the fault, before SQLAlchemy's
-    return RDBStorage(
+
+    class Storage(RDBStorage):
+        def record_heartbeat(self, trial_id: int) -> None:
+            """A beat the server missed (restarted, unreachable) is skipped, not fatal: Optuna's
+            heartbeat thread would die on it and leave the trial silent until it ends."""
+            from optuna.exceptions import StorageInternalError
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                super().record_heartbeat(trial_id)
+            except (StorageInternalError, SQLAlchemyError) as error:
+                print(
+                    f"heartbeat of trial {trial_id} missed: {database.reason(error.__cause__ or error)}",
+                    flush=True,
+                )
+
+    return Storage(
         database.sqlalchemy_url(url),
         engine_kwargs={"pool_pre_ping": True},  # a restarted server: reconnect, do not fail
         heartbeat_interval=int(heartbeat),

@@ -31,8 +31,9 @@ import pandas as pd
 from cifar_core.artifacts import studies
 from cifar_core.config import TrainConfig
 from cifar_core.errors import ConfigError
-from cifar_core.tuning.storage import PRUNER, open_study, stored_url
 from cifar_core.tuning.space import clamp, config_values, outside, settings, suggest, trial_params
+from cifar_core.tuning.storage import PRUNER, open_study, stored_url
+
 
 def trial_config(info: dict, values: dict) -> TrainConfig:
     """The config a trial trains: the model's preset, the study's fixed settings, then the
@@ -118,6 +119,7 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         trial.set_user_attr("settings", settings(values))
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("began_at", time.time())  # after the claim: what coordination costs
         print(f"trial {trial.number}: {' '.join(settings(values))}", flush=True)
         folder = studies.trial_work_dir(root, name, config.fingerprint())
         report = report_callback(trial, folder)
@@ -144,6 +146,7 @@ def objective_for(root: Path, name: str, info: dict, space: dict, data, verbose:
         trial.set_user_attr("time_s", float(history["epoch_time_s"].sum()))
         trial.set_user_attr("wall_s", time.perf_counter() - start)
         keras.backend.clear_session()
+        trial.set_user_attr("ended_at", time.time())
         if report.pruned:
             raise optuna.TrialPruned()
         return float(history["val_accuracy"].max())
@@ -230,6 +233,18 @@ def run_trials(
     except StopRequested:
         requeue_stopped(study)
         raise
+    except Exception as error:  # the study's server lost for longer than a missed beat
+        from optuna.exceptions import StorageInternalError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from cifar_core.database import DatabaseError, reason
+
+        if not isinstance(error, (StorageInternalError, SQLAlchemyError)):
+            raise
+        said = reason(error.__cause__ or error)
+        raise DatabaseError(
+            f"lost the study's server ({said}): start the same command again to carry on"
+        ) from None
 
 
 def requeue_stopped(study) -> list[int]:

@@ -14,6 +14,7 @@ import os
 import sys
 
 import streamlit as st
+
 from common import loading
 
 TOKEN_ENV = "CIFAR_ADMIN_TOKEN"

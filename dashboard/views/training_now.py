@@ -179,7 +179,9 @@ def queue_jobs(url: str) -> None:
         return
     st.subheader(f"Job queue · {database.where(url)}")
     if frame.empty:
-        st.caption("No jobs: `python -m cifar_core run --models cnn_bn --seeds 0,1,2 --queue URL` queues some.")
+        st.caption(
+            "No jobs: `python -m cifar_core run --models cnn_bn --seeds 0,1,2 --queue URL` queues some."
+        )
         return
     counts = frame["state"].value_counts()
     st.caption(", ".join(f"{n} {state}" for state, n in counts.items()))

@@ -1,4 +1,4 @@
-"""``worker``: train the queue's jobs, one at a time, on this machine (cifar_core.cluster)."""
+"""``worker``: train the queue's jobs one at a time on this machine (cifar_core.cluster)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def main(args: argparse.Namespace) -> int:
 
     url = database.url_from(args.queue)
     if url is None:
-        raise ConfigError("worker needs the queue's server: --queue postgresql://USER:PASSWORD@HOST/DB or $CIFAR_DB")
+        raise ConfigError(
+            "worker needs the queue's server: --queue postgresql://USER:PASSWORD@HOST/DB or $CIFAR_DB"
+        )
     root = artifacts.artifacts_root(args.artifacts_dir)
     done = worker.work(url, root, args.data_dir, wait=args.wait, heartbeat=args.heartbeat, poll=args.poll)
     trained = sum(outcome == "trained" for _, outcome in done)
