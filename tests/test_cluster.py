@@ -5,6 +5,7 @@ restarted server, workers that share no localhost)."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from pg import (
@@ -314,3 +315,32 @@ def test_benchmark_workers_gives_the_coordination_cost_per_job_and_trial(pg, ima
             0
         ]
     assert left == 0
+
+
+def test_a_worker_asked_to_stop_gives_its_job_back_and_wait_keeps_a_worker_waiting(
+    pg, image_folder, tmp_path
+):
+    import signal
+
+    root = tmp_path / "root"
+    argv = ["run", "--models", "cnn_bn", "--seeds", "0", "--epochs", "40", "--val-size", "50", "--no-export"]
+    assert main([*argv, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    worker = ["worker", "--queue", pg, "--artifacts-dir", str(root), "--heartbeat", "1", "--poll", "0.5"]
+    first = start(worker, tmp_path / "a.log")
+    wait_for(lambda: list((root / "work").rglob(WORK_HISTORY)), 120, "a finished epoch")
+    first.send_signal(signal.SIGTERM)  # as a service manager stops it; Ctrl-C is SIGINT, the same
+    assert first.wait(timeout=120) == 0, (tmp_path / "a.log").read_text()[-2000:]
+    assert "back in the queue" in (tmp_path / "a.log").read_text()
+    assert queue.jobs_frame(pg)["state"].tolist() == ["queued"] and not artifacts.list_runs(root)
+
+    waiting = start([*worker, "--wait"], tmp_path / "b.log")  # resumes it, then waits for more
+    wait_for(lambda: artifacts.list_runs(root), 240, "the given-back run to finish")
+    assert "resuming after epoch" in (tmp_path / "b.log").read_text()
+    time.sleep(2)
+    assert waiting.poll() is None  # --wait: still there with an empty queue
+    more = ["run", "--models", "cnn_bn", "--seeds", "1", "--epochs", "1", "--val-size", "50", "--no-export"]
+    assert main([*more, "--queue", pg, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
+    wait_for(lambda: len(artifacts.list_runs(root)) == 2, 120, "the job queued later")
+    waiting.send_signal(signal.SIGINT)
+    assert waiting.wait(timeout=60) == 0
+    assert set(queue.jobs_frame(pg)["state"]) == {"done"}

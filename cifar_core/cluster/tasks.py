@@ -21,10 +21,21 @@ TASK = "cifar_core.train_run"
 LOCK_WAIT_S = 5.0
 
 
-def declare(app):
-    """The queue's one task on ``app``."""
+class WorkerShutdown(Exception):
+    """The worker was asked to stop (Ctrl-C, SIGTERM): its job goes back to the queue."""
 
-    @app.task(name=TASK, queue=QUEUE, pass_context=True)
+
+def declare(app):
+    """The queue's one task on ``app``: a job its worker gave back when asked to stop is
+    queued again (procrastinate's retry), for any worker to resume."""
+    from procrastinate import RetryStrategy
+
+    @app.task(
+        name=TASK,
+        queue=QUEUE,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=10, retry_exceptions={WorkerShutdown}),
+    )
     def train_run(context, **job):
         return train_queued(context, job)
 
@@ -75,7 +86,7 @@ def train_queued(context, job: dict) -> str:
     from cifar_core.config import TrainConfig
     from cifar_core.training.trainer import train_model
 
-    state = context.additional_context
+    state = context.additional_context["worker"]
     url, root, run_id = state["url"], Path(state["root"]), job["run_id"]
     attempt = context.job.attempts
     _log(url, context.job.id, attempt, worker=context.worker_name)
@@ -86,6 +97,7 @@ def train_queued(context, job: dict) -> str:
                 f"job {context.job.id}: training run {run_id} ({job['label']}), attempt {attempt + 1}"
             )
             try:
+                state["running"] = run_id
                 train_model(
                     TrainConfig.from_dict(job["config"]),
                     load_data(state, job["data"]),
@@ -104,6 +116,9 @@ def train_queued(context, job: dict) -> str:
         outcome = "kept"
         return outcome
     except StopRequested as stopped:
+        if state.get("shutting_down"):
+            outcome = "given back: its worker was asked to stop"
+            raise WorkerShutdown(outcome) from None
         outcome = "stopped"
         raise JobAborted(str(stopped)) from None
     except CifarError as error:
@@ -111,6 +126,7 @@ def train_queued(context, job: dict) -> str:
         state["say"](f"job {context.job.id}: {run_id}: error: {error}")
         raise
     finally:
+        state["running"] = None
         keras.backend.clear_session()
         _log(url, context.job.id, attempt, outcome=outcome[:500])
         state["done"].append((context.job.id, outcome))

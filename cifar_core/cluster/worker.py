@@ -66,9 +66,9 @@ def work(
     database.check(url)
     queue.prepare(url)
     queue.check_root(url, root)
-    one_line_logs()
     app = make_worker_app(url)
     state = {"url": url, "root": str(root), "data_dir": data_dir, "data": {}, "done": [], "say": say}
+    one_line_logs(state)
     stalled_after = 3 * heartbeat
     name = worker_name()
     say(f"worker {name}: jobs from {database.where(url)}, runs into {root}")
@@ -81,12 +81,15 @@ def work(
                 wait=False,
                 concurrency=1,  # a training uses every core: one job at a time
                 name=name,
-                additional_context=state,
+                additional_context={"worker": state},  # procrastinate copies the outer dict per job
                 update_heartbeat_interval=heartbeat,
                 stalled_worker_timeout=stalled_after,
                 fetch_job_polling_interval=poll,
                 listen_notify=False,
             )
+            if state.get("shutting_down"):
+                say(f"worker {name}: stopped as asked; a job it held is back in the queue")
+                return state["done"]
             counts = queue.pending(url)
         except (OSError, database.DatabaseError, _psycopg_errors()) as error:
             say(
@@ -111,15 +114,43 @@ class _OneLine(logging.Formatter):
         return super().format(record).strip()
 
 
-def one_line_logs() -> None:
+class _Stops(logging.Handler):
+    """Tells a stop asked by a signal (procrastinate's "stopping_worker" with no failed side
+    task before it: Ctrl-C, SIGTERM) from one after a lost server, and asks the training under
+    way to stop at the end of its epoch (its job then goes back to the queue)."""
+
+    def __init__(self, state: dict):
+        super().__init__(logging.INFO)
+        self.state = state
+
+    def emit(self, record) -> None:
+        action = getattr(record, "action", None)
+        if action == "side_task_failed":
+            self.state["lost_server"] = True
+        elif action == "stopping_worker" and not self.state.pop("lost_server", False):
+            self.state["shutting_down"] = True
+            if self.state.get("running"):
+                from cifar_core.errors import ArtifactError
+                from cifar_core.training import status
+
+                try:
+                    status.stop(Path(self.state["root"]), self.state["running"])
+                except ArtifactError:  # it is recording the run: that ends on its own
+                    pass
+
+
+def one_line_logs(state: dict) -> None:
     """procrastinate's warnings and errors (a lost server, a failed job) as one line each on
-    stderr, without their tracebacks; its info lines stay quiet."""
+    stderr, without their tracebacks; its info lines stay quiet but are watched for stops."""
     logger = logging.getLogger("procrastinate")
-    if not any(isinstance(h.formatter, _OneLine) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(_OneLine("procrastinate: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
+    for old in [h for h in logger.handlers if isinstance(h, _Stops) or isinstance(h.formatter, _OneLine)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_OneLine("procrastinate: %(message)s"))
+    logger.addHandler(handler)
+    logger.addHandler(_Stops(state))
+    logger.setLevel(logging.INFO)
     logger.propagate = False
 
 

@@ -42,5 +42,5 @@ def main(args: argparse.Namespace) -> int:
     root = artifacts.artifacts_root(args.artifacts_dir)
     done = worker.work(url, root, args.data_dir, wait=args.wait, heartbeat=args.heartbeat, poll=args.poll)
     trained = sum(outcome == "trained" for _, outcome in done)
-    print(f"worker: the queue is done; {len(done)} jobs taken here, {trained} trained")
+    print(f"worker: {len(done)} jobs taken here, {trained} trained")
     return 0
