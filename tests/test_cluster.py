@@ -264,6 +264,10 @@ def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial
     assert len(retry) == 1 and retry.iloc[0]["state"] in ("complete", "pruned")
     assert retry.iloc[0]["param:learning_rate"] == doomed.params["learning_rate"]  # same values
     assert retry.iloc[0]["worker"].endswith(f":{second.pid}")
+    from test_dashboard import open_page
+
+    at = open_page(monkeypatch, root, "tuning")  # the page reads it from the server
+    assert not at.exception and not at.error and len(at.dataframe[0].value) == 6
 
 
 def test_workers_in_two_network_namespaces_share_the_queue_through_the_network(pg, image_folder, tmp_path):

@@ -204,43 +204,58 @@ def finished_count(study) -> int:
 def run_trials(
     root: Path, name: str, info: dict, data, trials: int, verbose: int = 2, worker: int = 0, **where
 ) -> None:
-    """Train trials in this process until the study has ``trials`` finished ones (other
-    processes, here or on other machines, may be adding to it at the same time). The
-    sampler's seed is the study's seed (recorded in study.json) plus the worker's index, so
-    one process draws the same trials as the recorded seed says and two workers do not draw
-    the same ones. ``where``: ``url`` and ``heartbeat`` of a study on PostgreSQL."""
-    import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
+    """Train trials in this process until the study has exactly ``trials`` finished ones
+    (other processes, here or on other machines, may be adding to it at the same time: a
+    process starts no trial that would overshoot, and waits while others finish theirs, since
+    a dead one's trial comes back). The sampler's seed is the study's seed (in study.json)
+    plus the worker's index, so one process draws the trials the recorded seed says and two
+    do not draw the same ones. ``where``: ``url`` and ``heartbeat`` of a study on PostgreSQL."""
     from cifar_core.errors import StopRequested
     from cifar_core.training import progress
 
     study = open_study(root, name, seed=info.get("seed", 0) + worker, **where)
-    if where.get("url") or stored_url(root, name):
-        optuna.storages.fail_stale_trials(study)  # other machines' trials: by heartbeat, not pid
-    else:
-        recover_interrupted(study)
-    if finished_count(study) >= trials:
-        return
+    on_server = bool(where.get("url") or stored_url(root, name))
+    objective = objective_for(root, name, info, info["space"], data, verbose)
     try:
         with progress.batch("study", name, trials):
-            study.optimize(
-                objective_for(root, name, info, info["space"], data, verbose),
-                callbacks=[MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
-                gc_after_trial=True,
-            )
+            while True:
+                finished, running, waiting = _counts(study, on_server)
+                if finished >= trials:
+                    return
+                if waiting or finished + running < trials:
+                    study.optimize(objective, n_trials=1, gc_after_trial=True)
+                else:  # the rest are being trained elsewhere: wait for them (or their retry)
+                    time.sleep(where.get("heartbeat", 5) / 2 if on_server else 2)
     except StopRequested:
         requeue_stopped(study)
         raise
     except Exception as error:  # the study's server lost for longer than a missed beat
-        from optuna.exceptions import StorageInternalError
-        from sqlalchemy.exc import SQLAlchemyError
+        _raise_if_server_lost(error)
+        raise
 
-        from cifar_core.database import DatabaseError, reason
 
-        if not isinstance(error, (StorageInternalError, SQLAlchemyError)):
-            raise
+def _counts(study, on_server: bool) -> tuple[int, int, int]:
+    """Finished, running and waiting trials, after failing (and queuing again) the trials of
+    processes that died: by heartbeat on a server, by pid with a journal file."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if on_server:
+        optuna.storages.fail_stale_trials(study)
+    else:
+        recover_interrupted(study)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    return finished, states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+
+
+def _raise_if_server_lost(error: Exception) -> None:
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cifar_core.database import DatabaseError, reason
+
+    if isinstance(error, (StorageInternalError, SQLAlchemyError)):
         said = reason(error.__cause__ or error)
         raise DatabaseError(
             f"lost the study's server ({said}): start the same command again to carry on"
