@@ -62,7 +62,17 @@ from cifar_core.artifacts.testdata import (
     test_images,
 )
 from cifar_core.artifacts.work import training_lock, work_dir
-from cifar_core.artifacts.writing import RunContents, drop_model, record_export, write_evaluation, write_run
+from cifar_core.artifacts.writing import (
+    ROBUSTNESS,
+    RunContents,
+    drop_model,
+    read_robustness,
+    record_export,
+    robustness_path,
+    write_evaluation,
+    write_robustness,
+    write_run,
+)
 from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [
@@ -115,6 +125,10 @@ __all__ = [
     "write_data_facts",
     "write_embedding",
     "write_evaluation",
+    "write_robustness",
+    "read_robustness",
+    "robustness_path",
+    "ROBUSTNESS",
     "write_run",
     "RunContents",
 ]

@@ -43,7 +43,7 @@ from cifar_core.artifacts.schema import (
     validate_manifest,
     validate_schema,
 )
-from cifar_core.errors import RunExistsError
+from cifar_core.errors import ArtifactError, RunExistsError
 from cifar_core.fileio import atomic_write, npz_bytes, write_json
 
 
@@ -174,3 +174,31 @@ def record_export(root: Path, run_id: str, fmt: str, report: dict[str, Any]) -> 
     manifest = read_json(path / MANIFEST)
     exports = {**(manifest.get("exports") or {}), fmt: {**report, "file": Path(report["file"]).name}}
     write_json(path / MANIFEST, {**manifest, "exports": exports})
+
+
+ROBUSTNESS = "robustness"  # robustness/n<N>.json: CIFAR-10-C accuracy on N test images
+
+
+def robustness_path(root: Path, run_id: str, images: int) -> Path:
+    return run_dir(root, run_id) / ROBUSTNESS / f"n{int(images)}.json"
+
+
+def write_robustness(root: Path, run_id: str, result: dict[str, Any]) -> Path:
+    """Store a run's accuracy under the corruptions, one file per number of images."""
+    path = robustness_path(root, run_id, result["images"])
+    path.parent.mkdir(exist_ok=True)
+    return write_json(path, result)
+
+
+def read_robustness(root: Path, run_id: str) -> dict[int, dict]:
+    """The run's stored robustness results by number of images (unreadable files skipped)."""
+    folder = run_dir(root, run_id) / ROBUSTNESS
+    found = {}
+    for file in sorted(folder.glob("n*.json")) if folder.is_dir() else []:
+        try:
+            record = read_json(file)
+        except ArtifactError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("accuracy"), dict):
+            found[int(record.get("images", 0))] = record
+    return found

@@ -1,0 +1,71 @@
+"""``robustness``: a run's accuracy under the CIFAR-10-C corruptions, regenerated."""
+
+import shutil
+
+import pytest
+
+from cifar_core import artifacts
+from cifar_core.analysis import robustness
+from cifar_core.cli import main
+
+
+@pytest.fixture
+def run_root(folder_run, tmp_path):
+    root, run_id = folder_run
+    copy = tmp_path / "artifacts"
+    shutil.copytree(root, copy)
+    return copy, run_id
+
+
+def test_the_command_measures_stores_and_reuses_a_runs_robustness(run_root, image_folder, capsys):
+    root, run_id = run_root
+    argv = [
+        "robustness",
+        run_id,
+        "--images",
+        "12",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "CIFAR-10-C corruptions, regenerated" in out and "mean corruption accuracy" in out
+    stored = artifacts.read_robustness(root, run_id)[12]
+    assert stored["images"] == 12 and len(stored["accuracy"]) == 15
+    assert all(len(row) == 5 and all(0 <= a <= 1 for a in row) for row in stored["accuracy"].values())
+    flat = [a for row in stored["accuracy"].values() for a in row]
+    assert stored["mean_corruption_accuracy"] == pytest.approx(sum(flat) / 75)
+    assert stored["drop"] == pytest.approx(stored["clean"] - stored["mean_corruption_accuracy"])
+    path = artifacts.robustness_path(root, run_id, 12)
+    before = path.stat().st_mtime_ns
+    assert main(argv) == 0  # stored for this N and this model file: reused, not measured again
+    assert path.stat().st_mtime_ns == before
+    assert robustness.relative_ce(stored, stored) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--corruptions", "rain"], "unknown corruption 'rain'"),
+        (["--images", "0"], "at least 1"),
+        ([], "say which runs"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(run_root, image_folder, capsys, extra, message):
+    root, run_id = run_root
+    runs = [] if extra == [] else [run_id]
+    argv = ["robustness", *runs, *extra, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert artifacts.read_robustness(root, run_id) == {}
+
+
+def test_a_lean_run_has_nothing_to_measure(run_root, image_folder, capsys):
+    root, run_id = run_root
+    artifacts.drop_model(root, run_id)
+    argv = ["robustness", run_id, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]
+    assert main(argv) == 2
+    assert "no model file (a lean run)" in capsys.readouterr().err
