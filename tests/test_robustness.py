@@ -69,3 +69,29 @@ def test_a_lean_run_has_nothing_to_measure(run_root, image_folder, capsys):
     argv = ["robustness", run_id, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]
     assert main(argv) == 2
     assert "no model file (a lean run)" in capsys.readouterr().err
+
+
+def test_show_and_the_run_page_give_the_runs_robustness_row(run_root, image_folder, monkeypatch, capsys):
+    from test_dashboard import open_page
+
+    root, run_id = run_root
+    assert main(["show", run_id, "--no-architecture", "--artifacts-dir", str(root)]) == 0
+    assert "Robustness: not measured" in capsys.readouterr().out
+    argv = [
+        "robustness",
+        run_id,
+        "--images",
+        "8",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    ]
+    assert main(argv) == 0
+    assert main(["show", run_id, "--no-architecture", "--artifacts-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "mean corruption accuracy" in out and "worst:" in out
+    assert "relative mCE 1.00 against baseline_cnn" in out  # a baseline_cnn run: its own yardstick
+    at = open_page(monkeypatch, root, "run")
+    assert not at.exception
+    assert any(m.label == "mean corruption accuracy" for m in at.metric)

@@ -86,7 +86,26 @@ def render(run: Run, architecture: bool = True, trust_code: bool = False) -> str
             lines.append(
                 f"  {name}: accuracy {_pct(result.get('accuracy'))} on {result.get('n_images', '?')} images"
             )
+    lines += _robustness_lines(run)
     files = runcard.run_files(run)
     lines += ["", f"Files ({_size(int(files['bytes'].sum()))})"]
     lines += [f"  {row.file:<32} {_size(row.bytes):>9}" for row in files.itertuples()]
     return "\n".join(lines)
+
+
+def _robustness_lines(run) -> list[str]:
+    from cifar_core.analysis import robustness
+
+    row = robustness.summary(run)
+    if row is None:
+        return ["", f"Robustness: not measured (python -m cifar_core robustness {run.run_id})"]
+    mce = row["relative mCE"]
+    lines = [
+        "",
+        f"Robustness ({robustness.LABEL}, {row['images']:,} test images, one view)",
+        f"  clean {_pct(row['clean'])}, mean corruption accuracy {_pct(row['mean corruption accuracy'])} "
+        f"(drop {row['drop'] * 100:.1f} pts)"
+        + ("" if mce != mce else f", relative mCE {mce:.2f} against {robustness.REFERENCE_MODEL}"),
+        f"  worst: {row['worst']}, {_pct(row['worst at severity 5'])} at severity 5",
+    ]
+    return lines

@@ -129,3 +129,41 @@ def worst(result: dict) -> tuple[str, float]:
     """The corruption that costs the most (mean over severities) and its severity-5 accuracy."""
     name = min(result["accuracy"], key=lambda k: np.mean(result["accuracy"][k]))
     return name, result["accuracy"][name][-1]
+
+
+def reference(root: Path, images: int) -> dict | None:
+    """``REFERENCE_MODEL``'s stored result on ``images`` images in ``root`` (its first run
+    that has one), the yardstick of the relative mCE."""
+    for run_id in artifacts.list_runs(root):
+        try:
+            if artifacts.read_manifest(root, run_id).get("config", {}).get("model") != REFERENCE_MODEL:
+                continue
+        except ArtifactError:
+            continue
+        found = artifacts.read_robustness(root, run_id).get(images)
+        if found is not None:
+            return found
+    return None
+
+
+def summary(run) -> dict | None:
+    """The run's robustness row (its largest N), for ``show``, the Run page and the tables;
+    None before ``robustness`` has measured it."""
+    root = run.path.parent.parent
+    found = artifacts.read_robustness(root, run.run_id)
+    if not found:
+        return None
+    images = max(found)
+    result = found[images]
+    name, at_five = worst(result)
+    base = reference(root, images)
+    return {
+        "images": images,
+        "clean": result["clean"],
+        "mean corruption accuracy": result["mean_corruption_accuracy"],
+        "drop": result["drop"],
+        "worst": name,
+        "worst at severity 5": at_five,
+        "relative mCE": relative_ce(result, base) if base is not None else float("nan"),
+        "accuracy": result["accuracy"],
+    }

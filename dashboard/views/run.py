@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from common import loading, serving, widgets
 
-from cifar_core.analysis import runcard
+from cifar_core.analysis import robustness, runcard
 from cifar_core.errors import CifarError
 from cifar_core.serving import exports
 
@@ -199,6 +199,24 @@ if run.evaluations:
     st.dataframe(pd.DataFrame(run.evaluations).T, width="stretch", key="run_evals")
 else:
     st.caption(f"None yet: `python -m cifar_core evaluate --run {run.run_id} --data-dir my_photos/`")
+
+st.subheader("Robustness")
+robust = robustness.summary(run)
+if robust is None:
+    st.caption(f"Not measured yet: `python -m cifar_core robustness {run.run_id} --data-dir DATA`")
+else:
+    cols = st.columns(4)
+    cols[0].metric("clean (one view)", f"{robust['clean']:.1%}")
+    cols[1].metric("mean corruption accuracy", f"{robust['mean corruption accuracy']:.1%}")
+    cols[2].metric("drop", f"{robust['drop'] * 100:.1f} pts")
+    mce = robust["relative mCE"]
+    cols[3].metric(f"relative mCE vs {robustness.REFERENCE_MODEL}", "-" if mce != mce else f"{mce:.2f}")
+    table = pd.DataFrame(robust["accuracy"], index=[f"severity {s}" for s in range(1, 6)]).T
+    st.dataframe(table.style.format("{:.1%}"), width="stretch", key="run_robustness")
+    st.caption(
+        f"{robustness.LABEL}, on {robust['images']:,} test images; worst: {robust['worst']} "
+        f"({robust['worst at severity 5']:.1%} at severity 5)."
+    )
 
 st.subheader("Files")
 files = runcard.run_files(run)
