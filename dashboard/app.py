@@ -27,8 +27,9 @@ pages = [
     st.Page("views/data.py", title="The data", icon=":material/dataset:"),
     st.Page("views/ladder.py", title="Ladders", icon=":material/stairs:"),
     st.Page("views/tuning.py", title="Tuning", icon=":material/tune:"),
+    st.Page("views/robustness.py", title="Robustness", icon=":material/shield:"),
 ]
-page = st.navigation(pages, expanded=True)  # all 13 pages listed, no "View more"
+page = st.navigation(pages, expanded=True)  # all 14 pages listed, no "View more"
 
 with st.sidebar:
     runs, bad = loading.load_runs()

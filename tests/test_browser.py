@@ -30,6 +30,7 @@ PAGES = [  # (url path, navigation label, page heading)
     ("data", "The data", "The data"),
     ("ladder", "Ladders", "Ladders: one change at a time"),
     ("tuning", "Tuning", "Hyper-parameter studies"),
+    ("robustness", "Robustness", "Robustness"),
 ]
 
 if not Path(CHROMIUM).exists():

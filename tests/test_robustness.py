@@ -95,3 +95,36 @@ def test_show_and_the_run_page_give_the_runs_robustness_row(run_root, image_fold
     at = open_page(monkeypatch, root, "run")
     assert not at.exception
     assert any(m.label == "mean corruption accuracy" for m in at.metric)
+
+
+def test_the_robustness_page_renders_with_and_without_results(run_root, image_folder, monkeypatch):
+    from test_dashboard import open_page
+
+    root, run_id = run_root
+    at = open_page(monkeypatch, root, "robustness")
+    assert not at.exception and any("No run is measured yet" in i.value for i in at.info)
+    argv = [
+        "robustness",
+        run_id,
+        "--images",
+        "10",
+        "--data-dir",
+        str(image_folder),
+        "--artifacts-dir",
+        str(root),
+    ]
+    assert main(argv) == 0
+    at = open_page(monkeypatch, root, "robustness")
+    assert not at.exception and not at.error
+    specs = [str(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 3 and "heatmap" in specs[0]
+    assert len(at.dataframe[0].value) == 1  # one measured run
+    answers = at.dataframe[-1].value
+    assert list(answers.columns) == ["model", "truth", "clean", *(f"severity {s}" for s in range(1, 6))]
+    at.selectbox(key="robustness_corruption").select("fog").run()
+    at.select_slider(key="robustness_severity_pick").set_value(5).run()
+    assert not at.exception
+    run = artifacts.read_run(root, run_id)
+    wrong = robustness.cell_images(run, 10, "fog", 5)
+    assert wrong and all(truth != guess for _, _, truth, guess in wrong)
+    assert len(at.get("image")) == len(wrong) + 6  # the cell's mistakes, then clean + 5 severities

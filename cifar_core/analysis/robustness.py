@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cifar_core import artifacts
 from cifar_core.data import corruptions
@@ -64,15 +65,15 @@ def measure(
     key = (data.checksum, hashlib.sha256(chosen.astype(np.int64).tobytes()).hexdigest())
     predictor, runtime = _predictor(run)
     start = time.perf_counter()
-    clean = float((predictor(x).argmax(1) == y).mean())
-    accuracy = {}
+    clean_pred = predictor(x).argmax(1)
+    clean = float((clean_pred == y).mean())
+    accuracy, predicted = {}, np.zeros((len(names), 5, len(y)), dtype=np.uint8)
     for k, name in enumerate(names):
         if progress:
             progress(name, k, len(names))
-        accuracy[name] = [
-            float((predictor(_corrupted(x, key, name, s)).argmax(1) == y).mean())
-            for s in corruptions.SEVERITIES
-        ]
+        for s in corruptions.SEVERITIES:
+            predicted[k, s - 1] = predictor(_corrupted(x, key, name, s)).argmax(1)
+        accuracy[name] = [float((predicted[k, s] == y).mean()) for s in range(5)]
     mean = float(np.mean([v for row in accuracy.values() for v in row]))
     result = {
         "corruptions": LABEL,
@@ -86,7 +87,9 @@ def measure(
         "seconds": time.perf_counter() - start,
         "model_mtime_ns": Path(run.model_path).stat().st_mtime_ns,
     }
-    artifacts.write_robustness(root, run_id, result)
+    artifacts.write_robustness(
+        root, run_id, result, indices=chosen, labels=y, clean=clean_pred.astype(np.uint8), predicted=predicted
+    )
     return result
 
 
@@ -167,3 +170,107 @@ def summary(run) -> dict | None:
         "relative mCE": relative_ce(result, base) if base is not None else float("nan"),
         "accuracy": result["accuracy"],
     }
+
+
+def table(runs, images: int | None = None) -> tuple[pd.DataFrame, int | None]:
+    """One row per run measured on ``images`` images (default: the N most runs have), for
+    the Robustness page: label, run id, model, clean, mean corruption accuracy, drop,
+    relative mCE and each corruption's accuracy (mean over severities), best first."""
+    found = {run.run_id: artifacts.read_robustness(run.path.parent.parent, run.run_id) for run in runs}
+    counts = pd.Series([n for results in found.values() for n in results]).value_counts()
+    if images is None:
+        images = int(counts.index[0]) if len(counts) else None
+    rows = []
+    for run in runs:
+        result = found[run.run_id].get(images) if images else None
+        if result is None:
+            continue
+        base = reference(run.path.parent.parent, images)
+        rows.append(
+            {
+                "label": run.label,
+                "run_id": run.run_id,
+                "model": run.model,
+                "clean": result["clean"],
+                "mean corruption accuracy": result["mean_corruption_accuracy"],
+                "drop": result["drop"],
+                "relative mCE": relative_ce(result, base) if base is not None else np.nan,
+                **{name: float(np.mean(row)) for name, row in result["accuracy"].items()},
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values("mean corruption accuracy", ascending=False, ignore_index=True)
+    return frame, images
+
+
+def by_severity(runs, images: int) -> pd.DataFrame:
+    """Accuracy against severity (0: clean), mean over corruptions, per run: label, model,
+    severity, accuracy (the page draws a seed group's band from several runs of a label)."""
+    rows = []
+    for run in runs:
+        result = artifacts.read_robustness(run.path.parent.parent, run.run_id).get(images)
+        if result is None:
+            continue
+        levels = np.array(list(result["accuracy"].values())).mean(axis=0)
+        for severity, accuracy in enumerate([result["clean"], *levels]):
+            rows.append(
+                {"label": run.label, "run_id": run.run_id, "severity": severity, "accuracy": accuracy}
+            )
+    return pd.DataFrame(rows)
+
+
+def clean_line(frame: pd.DataFrame) -> tuple[float, float] | None:
+    """Slope and intercept of mean corruption accuracy on clean accuracy over the runs: the
+    line a model would follow if its robustness came only from its clean accuracy."""
+    if len(frame) < 2 or frame["clean"].nunique() < 2:
+        return None
+    slope, intercept = np.polyfit(frame["clean"], frame["mean corruption accuracy"], 1)
+    return float(slope), float(intercept)
+
+
+def cell_images(run, images: int, corruption: str, severity: int, wrong_only: bool = True, most: int = 24):
+    """The test images of one cell as the model saw them: (test index, corrupted image,
+    label, prediction), those it got wrong (or all), at most ``most``. None when the run's
+    predictions or its test images are not on this machine."""
+    from cifar_core.artifacts.testdata import test_images
+
+    corruptions.check(corruption, severity)
+    arrays = artifacts.read_robustness_arrays(run.path.parent.parent, run.run_id, images)
+    result = artifacts.read_robustness(run.path.parent.parent, run.run_id).get(images)
+    if arrays is None or result is None:
+        return None
+    k = list(result["accuracy"]).index(corruption)
+    predicted, labels = arrays["predicted"][k, severity - 1], arrays["labels"]
+    chosen = np.flatnonzero(predicted != labels) if wrong_only else np.arange(len(labels))
+    chosen = chosen[:most]
+    pixels = test_images(run, arrays["indices"][chosen])
+    out = []
+    for position, image in zip(chosen, pixels):
+        if image is None:
+            return None
+        bent = corruptions.corrupt(image[None], corruption, severity, first_index=int(position))[0]
+        out.append((int(arrays["indices"][position]), bent, int(labels[position]), int(predicted[position])))
+    return out
+
+
+def answers(runs, images: int, corruption: str, position: int = 0) -> pd.DataFrame:
+    """Every run's answer for one sampled test image (the ``position``-th), clean and at each
+    severity of ``corruption``: model, truth, clean, severity 1..5 (class names)."""
+    rows = []
+    for run in runs:
+        root = run.path.parent.parent
+        arrays = artifacts.read_robustness_arrays(root, run.run_id, images)
+        result = artifacts.read_robustness(root, run.run_id).get(images)
+        if arrays is None or result is None or corruption not in result["accuracy"]:
+            continue
+        k = list(result["accuracy"]).index(corruption)
+        names = run.class_names
+        row = {
+            "model": run.label,
+            "truth": names[arrays["labels"][position]],
+            "clean": names[arrays["clean"][position]],
+        }
+        row.update({f"severity {s + 1}": names[arrays["predicted"][k, s, position]] for s in range(5)})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -183,11 +183,25 @@ def robustness_path(root: Path, run_id: str, images: int) -> Path:
     return run_dir(root, run_id) / ROBUSTNESS / f"n{int(images)}.json"
 
 
-def write_robustness(root: Path, run_id: str, result: dict[str, Any]) -> Path:
-    """Store a run's accuracy under the corruptions, one file per number of images."""
+def write_robustness(root: Path, run_id: str, result: dict[str, Any], **arrays: np.ndarray) -> Path:
+    """Store a run's accuracy under the corruptions, one pair of files per number of images:
+    ``n<N>.json`` (the figures) and ``n<N>.npz`` (``arrays``: the test indices, labels and
+    every prediction, corruption x severity x image), the arrays first."""
     path = robustness_path(root, run_id, result["images"])
     path.parent.mkdir(exist_ok=True)
+    if arrays:
+        atomic_write(path.with_suffix(".npz"), npz_bytes(**arrays))
     return write_json(path, result)
+
+
+def read_robustness_arrays(root: Path, run_id: str, images: int) -> dict[str, np.ndarray] | None:
+    """The predictions behind ``n<N>.json`` (None if absent or unreadable)."""
+    path = robustness_path(root, run_id, images).with_suffix(".npz")
+    try:
+        with np.load(path, allow_pickle=False) as found:
+            return {k: found[k] for k in found.files}
+    except (OSError, ValueError):
+        return None
 
 
 def read_robustness(root: Path, run_id: str) -> dict[int, dict]:
