@@ -65,6 +65,7 @@ LABELS = {
     "test_acc_sd": "SD acc",
     "precisions": "Precision",
     "train_images": "Train images",
+    "corruption_acc": "Corruption acc",
 }
 GROUP_PERCENT = ("test_acc_sd", "test_acc_min", "test_acc_max", "spread")  # groups_table's
 PERCENT_COLUMNS = ("test_acc", "top3_acc", "train_acc", "val_acc", "gap", *GROUP_PERCENT)
@@ -73,6 +74,7 @@ README_COLUMNS = (
     "family",
     "params",
     "test_acc",
+    "corruption_acc",
     "macro_f1",
     "cat_f1",
     "dog_f1",
@@ -165,7 +167,7 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
     ``seeds``, the SD and min-max, ``spread`` (SD over seeds; one run: binomial SE;
     ``spread_kind`` says), the precisions it ran in, and the training time of the best
     run's precision and CPU."""
-    from cifar_core.analysis import seeds
+    from cifar_core.analysis import robustness, seeds
 
     if not runs:
         return pd.DataFrame()
@@ -195,6 +197,7 @@ def groups_table(runs: list[artifacts.Run]) -> pd.DataFrame:
                 "macro_f1": f1["mean"],
                 "train_min": float(alike["train_min"].mean()),
                 "precisions": precisions_text(members["precision_policy"]),
+                "corruption_acc": _corruption_accuracy(robustness.summary(best)),
             }
         )
         rows.append(row)
@@ -229,6 +232,11 @@ def made_by(run: artifacts.Run) -> str:
     return f"{recipe}, from study {run.study}" if kind == "study" else recipe
 
 
+def _corruption_accuracy(row: dict | None) -> float:
+    """Mean accuracy under the regenerated CIFAR-10-C corruptions (NaN: not measured)."""
+    return row["mean corruption accuracy"] if row else float("nan")
+
+
 def results_frame(root=None) -> pd.DataFrame:
     """``groups_table`` of every readable zoo run under ``root`` (ladder rungs have their
     page): one row per seed group, a single run being a group of one."""
@@ -257,6 +265,7 @@ def render(root=None, markdown: bool = False) -> str:
         dog_f1=frame["dog_f1"].map(lambda v: f"{v:.3f}" if pd.notna(v) else ""),
         train_min=frame["train_min"].map("{:.1f}".format),
         train_images=frame["train_images"].map(lambda v: f"{int(v):,}" if pd.notna(v) else ""),
+        corruption_acc=frame["corruption_acc"].map(lambda v: f"{v:.2%}" if pd.notna(v) else ""),
     )
     shown.columns = [label(c) for c in shown.columns]
     return markdown_table(shown) if markdown else shown.to_string(index=False)
