@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from cifar_core import artifacts
     from cifar_core.analysis import robustness
     from cifar_core.data import corruptions, load_cifar10
-    from cifar_core.errors import ConfigError
+    from cifar_core.errors import CifarError, ConfigError
 
     root = artifacts.artifacts_root(args.artifacts_dir)
     names = corruptions.NAMES
@@ -60,7 +60,15 @@ def main(args: argparse.Namespace) -> int:
     for run in runs:
         found = None if args.again or args.corruptions else robustness.cached(root, run, args.images)
         if found is None:
-            found = robustness.measure(root, run.run_id, data, args.images, names, progress=_bar(run.run_id))
+            try:
+                found = robustness.measure(
+                    root, run.run_id, data, args.images, names, progress=_bar(run.run_id)
+                )
+            except CifarError as error:
+                if not args.all:
+                    raise
+                print(f"\n{run.run_id}: skipped ({error})")  # --all goes on with the others
+                continue
             sys.stderr.write("\n")
         name, worst = robustness.worst(found)
         print(
