@@ -35,9 +35,10 @@ class AugmentConfig:
     # small_crop x small_crop windows (same object scale, less context, ~half the work at 24).
     small_crop: int = 0  # 0 = off
     small_crop_epochs: int = 0
+    augmix: int = 0  # AugMix with this many chains at severity 3 (data/augmix.py); 0 = off
     # Fields added after runs were recorded: left out of a config's identity while at these
     # defaults, so older run ids stay what they were (TrainConfig.non_default).
-    LATER = {"small_crop": 0, "small_crop_epochs": 0}
+    LATER = {"small_crop": 0, "small_crop_epochs": 0, "augmix": 0}
 
     def __post_init__(self) -> None:
         if self.small_crop and not 8 <= self.small_crop < 32:
@@ -47,12 +48,12 @@ class AugmentConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.flip or self.translate > 0 or self.rotation > 0 or self.zoom > 0 or self.small_crop > 0
+        return bool(self.flip or not self.flips_only)
 
     @property
     def flips_only(self) -> bool:
         """Whether every epoch sees the same pixels, flips aside (what caching activations needs)."""
-        return self.translate == 0 and self.rotation == 0 and self.zoom == 0 and self.small_crop == 0
+        return not (self.translate or self.rotation or self.zoom or self.small_crop or self.augmix)
 
 
 # AirbenchMuon's arguments that ``optimizer_args`` may set (the rest come from the config).

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from cifar_core.config import AugmentConfig
+from cifar_core.data.augmix import augmix
 
 
 def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -76,6 +77,8 @@ def build_augmenter(config: AugmentConfig, seed: int, steps_per_epoch: int = 1):
             images = tf.cond(
                 early, lambda: random_crop(images, config.small_crop, base + [0, 3]), lambda: images
             )
+        if config.augmix:
+            images = augmix(images, config.augmix, 3, base + [0, 4])
         if geometric:
             floats = tf.cast(images, tf.float32)
             for layer in geometric:

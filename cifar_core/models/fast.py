@@ -188,6 +188,8 @@ CROP_RECIPE = {
     "val_size": 0,
     "restore_best": False,
 }
+# fast:robust: the crop recipe with AugMix (3 chains): robustness to corruptions for some clean accuracy.
+ROBUST_RECIPE = {**CROP_RECIPE, "augment": {**CROP_RECIPE["augment"], "augmix": 3}}
 
 
 @register_model(
@@ -197,7 +199,7 @@ CROP_RECIPE = {
     "GELU stages, Muon on the conv filters, 10 epochs (4 on 24x24 crops), alternating flips, "
     "flip+translate TTA (accuracy per CPU-minute).",
     preset=CROP_RECIPE,
-    recipes={"muon8": MUON_RECIPE, "airbench94": AIRBENCH94_RECIPE},
+    recipes={"muon8": MUON_RECIPE, "airbench94": AIRBENCH94_RECIPE, "robust": ROBUST_RECIPE},
     data_init=whiten_init,
 )
 def fast(
