@@ -55,3 +55,33 @@ def test_bad_input_is_one_clear_error(images):
             corruptions.corrupt(images, "fog", severity)
     with pytest.raises(ConfigError, match="uint8 images of 32x32x3"):
         corruptions.corrupt(images.astype(np.float32), "fog", 1)
+
+
+def test_augmix_mixes_each_image_with_augmented_copies_of_itself(images):
+    import tensorflow as tf
+
+    from cifar_core.config import AugmentConfig, TrainConfig
+    from cifar_core.data.augmix import augmix
+
+    seed = tf.constant([3, 4])
+    out = augmix(tf.constant(images), chains=3, severity=3, seed=seed).numpy()
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    assert np.array_equal(out, augmix(tf.constant(images), 3, 3, seed).numpy())  # stateless
+    moved = np.abs(out.astype(float) - images).mean(axis=(1, 2, 3))
+    assert moved.mean() > 1 and (moved < 80).all()  # changed, yet still the same picture
+    assert not np.array_equal(out, augmix(tf.constant(images), 3, 3, tf.constant([5, 6])).numpy())
+    robust = TrainConfig.from_preset("fast:robust")
+    assert robust.augment.augmix == 3 and TrainConfig.from_preset("fast").augment.augmix == 0
+    assert AugmentConfig(flip=False, translate=0, augmix=3).enabled
+    assert not AugmentConfig(augmix=3).flips_only
+
+
+def test_the_pipeline_applies_augmix_batch_by_batch(images):
+    from cifar_core.config import AugmentConfig
+    from cifar_core.data.pipeline import make_dataset
+
+    y = np.arange(len(images)) % 10
+    plain = make_dataset(images, y, 8, 10, augment=AugmentConfig(flip=False, translate=0), seed=0)
+    mixed = make_dataset(images, y, 8, 10, augment=AugmentConfig(flip=False, translate=0, augmix=2), seed=0)
+    (a, _), (b, _) = next(iter(plain)), next(iter(mixed))
+    assert b.dtype == a.dtype and b.shape == a.shape and not np.array_equal(a.numpy(), b.numpy())
