@@ -43,6 +43,9 @@ def test_the_command_measures_stores_and_reuses_a_runs_robustness(run_root, imag
     assert main(argv) == 0  # stored for this N and this model file: reused, not measured again
     assert path.stat().st_mtime_ns == before
     assert robustness.relative_ce(stored, stored) == pytest.approx(1.0)
+    path.write_text('{"images": 12, "accuracy": "not a table"}')  # corrupt: as if not measured
+    assert artifacts.read_robustness(root, run_id) == {}
+    assert main(argv) == 0 and artifacts.read_robustness(root, run_id)[12]["images"] == 12
 
 
 @pytest.mark.parametrize(

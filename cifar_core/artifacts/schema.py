@@ -75,6 +75,15 @@ HISTORY_COLUMNS = (
     "learning_rate",
     "epoch_time_s",
 )
+# robustness/n<N>.json (``robustness``): accuracy under the regenerated CIFAR-10-C corruptions.
+ROBUSTNESS_SCHEMA: dict[str, Any] = {
+    "corruptions": str,
+    "images": int,
+    "clean": NUMBER,
+    "accuracy": dict,
+    "mean_corruption_accuracy": NUMBER,
+    "drop": NUMBER,
+}
 EVALUATION_SCHEMA: dict[str, Any] = {
     "name": str,
     "data_dir": str,

@@ -38,6 +38,7 @@ from cifar_core.artifacts.reading import (
 )
 from cifar_core.artifacts.schema import (
     EVALUATION_SCHEMA,
+    ROBUSTNESS_SCHEMA,
     SCHEMA_VERSION,
     read_json,
     validate_manifest,
@@ -188,6 +189,7 @@ def write_robustness(root: Path, run_id: str, result: dict[str, Any], **arrays: 
     ``n<N>.json`` (the figures) and ``n<N>.npz`` (``arrays``: the test indices, labels and
     every prediction, corruption x severity x image), the arrays first."""
     path = robustness_path(root, run_id, result["images"])
+    validate_schema(path, result, ROBUSTNESS_SCHEMA)
     path.parent.mkdir(exist_ok=True)
     if arrays:
         atomic_write(path.with_suffix(".npz"), npz_bytes(**arrays))
@@ -211,8 +213,8 @@ def read_robustness(root: Path, run_id: str) -> dict[int, dict]:
     for file in sorted(folder.glob("n*.json")) if folder.is_dir() else []:
         try:
             record = read_json(file)
-        except ArtifactError:
+            validate_schema(file, record, ROBUSTNESS_SCHEMA)
+        except ArtifactError:  # a corrupt file: as if not measured (robustness measures anew)
             continue
-        if isinstance(record, dict) and isinstance(record.get("accuracy"), dict):
-            found[int(record.get("images", 0))] = record
+        found[record["images"]] = record
     return found
