@@ -16,7 +16,7 @@ from cifar_core.models.fast import AIRBENCH94_RECIPE, CROP_RECIPE, MUON_RECIPE
 
 
 def test_a_plain_name_is_the_best_recipe_and_the_others_resolve_by_name():
-    assert recipes.names("fast") == ["fast", "fast:muon8", "fast:airbench94"]
+    assert recipes.names("fast") == ["fast", "fast:muon8", "fast:airbench94", "fast:robust"]
     best = TrainConfig.from_preset("fast")
     assert best.epochs == 10 and best.augment.small_crop == 24 and best.val_size == 0
     assert TrainConfig.from_preset("fast:muon8") == TrainConfig(model="fast", **MUON_RECIPE)
