@@ -117,8 +117,12 @@ def test_the_committed_runs_are_version_2_and_read_without_shims():
     # one group per recipe: each of the eight other zoo models', cnn_bn:tuned, fast and
     # fast:muon8 (their seeds and precisions one group each); one of your own of each way in
     groups = seeds.group_runs([r for r, kind in zip(zoo, made) if kind is None])
-    assert not bad and len(groups) == 11 and made.count("builder_file") == made.count("recorded") == 1
-    assert sorted(g.label for g in groups if g.label.startswith("fast")) == ["fast", "fast:muon8"]
+    assert not bad and len(groups) == 12 and made.count("builder_file") == made.count("recorded") == 1
+    assert sorted(g.label for g in groups if g.label.startswith("fast")) == [
+        "fast",
+        "fast:muon8",
+        "fast:robust",
+    ]
     assert sum(1 for r in zoo if r.manifest.get("study")) == 1
     for run in runs:
         assert run.manifest["schema_version"] == 2
