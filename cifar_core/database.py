@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from cifar_core.errors import CifarError
@@ -103,3 +105,16 @@ def check(url: str) -> str:
     """Connect once and return the server's version; DatabaseError (one line) otherwise."""
     with connect(url) as conn:
         return conn.execute("SHOW server_version").fetchone()[0]
+
+
+@contextmanager
+def exclusive(url: str, name: str):
+    """Hold a PostgreSQL advisory lock named ``name`` for the block: processes starting at
+    once on a new database take turns creating its tables (CREATE TYPE is not idempotent)."""
+    key = zlib.crc32(name.encode())
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield conn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -272,3 +272,14 @@ def ladder_root(tmp_path_factory, image_folder):
         assert main([*argv, "--data-dir", str(image_folder), "--artifacts-dir", str(root)]) == 0
 
     return built_once(tmp_path_factory, "ladder-artifacts", build)
+
+
+@pytest.fixture
+def pg():
+    """A new empty database on the PostgreSQL test server (tests/pg.py), dropped after."""
+    from pg import drop_database, fresh_database, server_url
+
+    base = server_url()
+    url = fresh_database(base)
+    yield url
+    drop_database(base, url)

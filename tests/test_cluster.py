@@ -10,13 +10,10 @@ import time
 import pytest
 from pg import (
     Proxy,
-    drop_database,
-    fresh_database,
     kill,
     network_namespaces,
     remove_namespaces,
     restart_server,
-    server_url,
     start,
     wait_for,
 )
@@ -28,14 +25,6 @@ from cifar_core.cli import main
 from cifar_core.cluster import queue
 
 TINY = ["--epochs", "1", "--val-size", "50", "--no-export"]
-
-
-@pytest.fixture
-def pg(tmp_path):
-    base = server_url()
-    url = fresh_database(base)
-    yield url
-    drop_database(base, url)
 
 
 def _enqueue(url, folder, root, *extra, models="cnn_bn", seeds="0,1") -> int:

@@ -26,7 +26,6 @@ from cifar_core import database
 from cifar_core.cluster.tasks import QUEUE, declare
 from cifar_core.errors import ConfigError
 
-SETUP_LOCK = 0x43494641  # an advisory lock: two first users of a database set it up once
 OWN_TABLES = """
 CREATE TABLE IF NOT EXISTS cifar_core_meta (key text PRIMARY KEY, value jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS cifar_core_job_log (
@@ -56,14 +55,10 @@ def prepare(url: str) -> None:
     """procrastinate's schema and the workbench's tables, applied once per database."""
     from procrastinate.schema import SchemaManager
 
-    with database.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
-        try:
-            if conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
-                conn.execute(SchemaManager.get_schema())
-            conn.execute(OWN_TABLES)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+    with database.exclusive(url, "cifar_core queue schema") as conn:  # two first users set it up once
+        if conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
+            conn.execute(SchemaManager.get_schema())
+        conn.execute(OWN_TABLES)
 
 
 def queue_root(url: str) -> dict | None:

@@ -82,13 +82,14 @@ def _storage(root: Path, name: str, url: str | None, heartbeat: float = HEARTBEA
                     flush=True,
                 )
 
-    return Storage(
-        database.sqlalchemy_url(url),
-        engine_kwargs={"pool_pre_ping": True},  # a restarted server: reconnect, do not fail
-        heartbeat_interval=int(heartbeat),
-        grace_period=int(2 * heartbeat),
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-    )
+    with database.exclusive(url, "cifar_core optuna schema"):
+        return Storage(
+            database.sqlalchemy_url(url),
+            engine_kwargs={"pool_pre_ping": True},  # a restarted server: reconnect, do not fail
+            heartbeat_interval=int(heartbeat),
+            grace_period=int(2 * heartbeat),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
 
 
 def open_study(root: Path, name: str, seed: int = 0, url: str | None = None, heartbeat: float = HEARTBEAT_S):
