@@ -64,7 +64,7 @@ def reference() -> str:
 STOPPED = 3  # the exit status of a training that a stop request ended (resumable)
 
 # Commands that never touch TensorFlow (it takes seconds to import): no quiet import.
-NO_TENSORFLOW = {"report", "migrate", "status"}
+NO_TENSORFLOW = {"report", "status"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ import streamlit as st
 from common import admin, loading, serving
 
 st.set_page_config(page_title="CIFAR-10 workbench", page_icon=":material/image_search:", layout="wide")
-serving.preload_models()  # the first visit to any page starts loading the models in the background
 
 pages = [
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
@@ -31,12 +30,16 @@ pages = [
 ]
 page = st.navigation(pages, expanded=True)  # all 14 pages listed, no "View more"
 
-with st.sidebar:
-    runs, bad = loading.load_runs()
-    st.caption(
-        f"{len(runs)} run(s) in `{loading.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
-    )
-    admin.token_box()
-    serving.trust_switch(runs)
-
-page.run()
+sidebar = st.sidebar.container()  # filled after the page: its content waits for nothing
+try:
+    page.run()
+finally:  # also after a page's st.stop()
+    with sidebar:
+        runs, bad = loading.load_runs()
+        st.caption(
+            f"{len(runs)} run(s) in `{loading.artifacts_dir()}`" + (f", {len(bad)} unreadable" if bad else "")
+        )
+        admin.token_box()
+        serving.trust_switch(runs)
+    # Once the first page is drawn, the models start loading (exported first on a new machine).
+    serving.preload_models()

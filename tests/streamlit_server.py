@@ -33,8 +33,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(artifacts_root: Path, log_dir: Path):
-    """Serve dashboard/app.py on a free loopback port; yield its URL and the process."""
+def streamlit_server(artifacts_root: Path, log_dir: Path, app: Path | None = None):
+    """Serve dashboard/app.py (or ``app``) on a free loopback port; yield its URL and the process."""
     port = free_port()
     env = {**os.environ, "CIFAR_ARTIFACTS": str(artifacts_root), "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [
@@ -42,7 +42,7 @@ def streamlit_server(artifacts_root: Path, log_dir: Path):
         "-m",
         "streamlit",
         "run",
-        "dashboard/app.py",
+        str(app or "dashboard/app.py"),
         "--server.port",
         str(port),
         "--server.address",

@@ -150,3 +150,54 @@ def test_the_run_page_renders_every_kind_of_committed_run(monkeypatch):
     at.query_params["run"] = "no-such-run"
     at.run()
     assert not at.exception and "no-such-run" in at.warning[0].value
+
+
+def test_a_trained_run_stores_its_layer_table_and_pages_read_it_without_tensorflow(trained_run, tmp_path):
+    import subprocess
+    import sys
+
+    from cifar_core.serving.inference import load_model
+
+    root, run_id, _ = trained_run
+    run = artifacts.read_run(root, run_id)
+    stored, total = runcard.architecture_of(run)
+    computed = architecture.layer_table(load_model(run.model_path))
+    assert stored.drop(columns="children").equals(computed.drop(columns="children"))
+    assert total == architecture.totals(computed)
+    # A fresh process reads it (and the card) without importing TensorFlow.
+    code = (
+        "import sys; from pathlib import Path; from cifar_core import artifacts; "
+        "from cifar_core.analysis import runcard; "
+        f"t, tot = runcard.architecture_of(artifacts.read_run(Path({str(root)!r}), {run_id!r})); "
+        "assert tot['flops'] > 0 and len(t) > 2; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_every_committed_run_stores_its_layer_table():
+    runs = artifacts.load_runs(COMMITTED)[0]
+    assert runs
+    for run in runs:
+        record = artifacts.read_architecture(run)
+        assert record is not None, f"{run.run_id}: no {artifacts.ARCHITECTURE} (python -m cifar_core migrate)"
+        assert sum(row["params"] for row in record["layers"]) == run.metrics["params"], run.run_id
+
+
+def test_a_corrupt_layer_table_is_a_clear_error_and_migrate_makes_a_missing_one(trained_run, tmp_path, capsys):
+    import shutil
+
+    from cifar_core.errors import ArtifactError
+
+    root, run_id, _ = trained_run
+    copy = tmp_path / "artifacts"
+    shutil.copytree(root, copy)
+    run = artifacts.read_run(copy, run_id)
+    path = run.path / artifacts.ARCHITECTURE
+    wanted = artifacts.read_architecture(run)
+    path.write_text('{"layers": [{"layer": "x"}], "total_flops": 1}')
+    with pytest.raises(ArtifactError, match="architecture.json.*every layer needs"):
+        runcard.architecture_of(run)
+    path.unlink()
+    assert main(["migrate", "--artifacts-dir", str(copy)]) == 0
+    assert f"{run_id}: already version 2; layer table recorded" in capsys.readouterr().out
+    assert artifacts.read_architecture(run) == wanted

@@ -117,6 +117,25 @@ def layer_table(model) -> pd.DataFrame:
     return frame
 
 
+def to_record(table: pd.DataFrame) -> dict:
+    """The table as the run folder stores it (``artifacts.ARCHITECTURE``)."""
+    rows = table.to_dict("records")
+    for row in rows:
+        if not isinstance(row.get("children"), list):
+            row.pop("children", None)
+    return {"layers": rows, "total_flops": int(table.attrs.get("total_flops", table["flops"].sum()))}
+
+
+def from_record(record: dict) -> pd.DataFrame:
+    """A ``layer_table`` read back from its stored record."""
+    frame = pd.DataFrame(record["layers"])
+    if "children" not in frame:
+        frame["children"] = None
+    frame["children"] = [c if isinstance(c, list) else None for c in frame["children"]]
+    frame.attrs["total_flops"] = int(record["total_flops"])
+    return frame[[*COLUMNS, "children"]]
+
+
 def totals(table: pd.DataFrame) -> dict:
     """Parameters, trainable parameters and FLOPs per image of a ``layer_table``; the FLOPs
     are the whole graph's, so an op outside every layer still counts."""

@@ -31,15 +31,13 @@ def facts_line(run: Run) -> str:
 
 
 def architecture_lines(run: Run, trust_code: bool) -> list[str]:
-    from cifar_core.analysis import architecture, runcard
+    from cifar_core.analysis import runcard
     from cifar_core.errors import CifarError
 
     try:
-        model = runcard.model_for(run, run.code_files if trust_code else ())
+        table, total = runcard.architecture_of(run, run.code_files if trust_code else ())
     except CifarError as error:
         return [f"  not available: {error}"]
-    table = architecture.layer_table(model)
-    total = architecture.totals(table)
     shown = table.drop(columns=["children"])
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         lines = ["  " + line for line in shown.to_string(index=False).splitlines()]

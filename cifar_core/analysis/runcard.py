@@ -266,6 +266,30 @@ def model_for(run: Run, code: tuple[Path, ...] = ()):
         raise ModelLoadError(f"run {run.run_id} stores no model and cannot be rebuilt: {error}") from None
 
 
+def architecture_of(run: Run, code: tuple[Path, ...] = ()) -> tuple[pd.DataFrame, dict]:
+    """(layer table, totals) of the run's model: as stored with the run (``architecture.json``,
+    written when it trained or by ``migrate``), else computed from its model (TensorFlow)."""
+    from cifar_core import artifacts
+    from cifar_core.analysis import architecture
+
+    record = artifacts.read_architecture(run)
+    table = (
+        architecture.layer_table(model_for(run, code)) if record is None else architecture.from_record(record)
+    )
+    return table, architecture.totals(table)
+
+
+def record_architecture(root: Path, run_id: str, model=None) -> Path:
+    """Store the layer table of ``model`` (default: the run's own, loaded or rebuilt) in the
+    run folder, so pages read it instead of loading TensorFlow."""
+    from cifar_core import artifacts
+    from cifar_core.analysis import architecture
+
+    if model is None:
+        model = model_for(artifacts.read_run(root, run_id))
+    return artifacts.write_architecture(root, run_id, architecture.to_record(architecture.layer_table(model)))
+
+
 def age(run: Run) -> str:
     """'3 days ago' for the card's date."""
     stamp = run.manifest.get("finished_at") or run.manifest.get("started_at")

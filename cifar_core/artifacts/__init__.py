@@ -18,11 +18,14 @@ Modules, by concern:
 
 from cifar_core.artifacts.codecs import compact_keras_file, keep_thumbnails, thumbnail_bytes
 from cifar_core.artifacts.mapfiles import (
+    ARCHITECTURE,
     DATA_FACTS,
     EMBEDDING,
+    read_architecture,
     read_data_facts,
     read_embedding,
     runs_without_map,
+    write_architecture,
     write_data_facts,
     write_embedding,
 )
@@ -78,6 +81,7 @@ from cifar_core.errors import ArtifactError, RunExistsError, RunLockedError
 
 __all__ = [
     "CONFUSION",
+    "ARCHITECTURE",
     "DATA_FACTS",
     "EMBEDDING",
     "EVALUATIONS",
@@ -111,6 +115,7 @@ __all__ = [
     "run_kind",
     "load_runs",
     "read_manifest",
+    "read_architecture",
     "read_data_facts",
     "read_embedding",
     "read_run",
@@ -123,6 +128,7 @@ __all__ = [
     "thumbnail_bytes",
     "training_lock",
     "work_dir",
+    "write_architecture",
     "write_data_facts",
     "write_embedding",
     "write_evaluation",

@@ -24,6 +24,8 @@ from cifar_core.fileio import atomic_write, npz_bytes, write_json
 EMBEDDING = "embedding.npz"
 DATA_FACTS = "data_facts.json"
 EMBEDDING_ARRAYS = ("xy", "pca", "scale", "mean", "components", "explained", "perplexity", "seed")
+ARCHITECTURE = "architecture.json"  # the layer table and FLOPs, so no page loads TensorFlow for them
+ARCHITECTURE_SCHEMA = {"layers": list, "total_flops": int}
 DATA_FACTS_SCHEMA = {
     "source": str,
     "checksum": str,
@@ -105,3 +107,23 @@ def read_data_facts(run: Run) -> dict[str, Any] | None:
     for split, counts in facts["class_counts"].items():
         require(len(counts) == k, path, f"class_counts.{split} must have {k} entries")
     return facts
+
+
+def write_architecture(root: Path, run_id: str, record: dict[str, Any]) -> Path:
+    path = run_dir(root, run_id) / ARCHITECTURE
+    validate_schema(path, record, ARCHITECTURE_SCHEMA)
+    return write_json(path, record)
+
+
+def read_architecture(run: Run) -> dict[str, Any] | None:
+    """The layer table stored with the run (``analysis.architecture.to_record``), or None if
+    it has none; ArtifactError if bad."""
+    path = run.path / ARCHITECTURE
+    if not path.exists():
+        return None
+    record = read_json(path)
+    validate_schema(path, record, ARCHITECTURE_SCHEMA)
+    keys = {"layer", "type", "params", "trainable", "flops"}
+    rows_ok = all(isinstance(row, dict) and keys <= set(row) for row in record["layers"])
+    require(rows_ok, path, f"every layer needs {sorted(keys)}")
+    return record

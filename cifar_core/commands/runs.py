@@ -155,12 +155,27 @@ def migrate(args: argparse.Namespace) -> int:
     from cifar_core.artifacts.migrate import migrate_all
 
     root = artifacts_root(args.artifacts_dir)
-    results = migrate_all(root)
+    results = [(run, outcome + _add_architecture(root, run, outcome)) for run, outcome in migrate_all(root)]
     for run_id, outcome in results:
         print(f"{run_id}: {outcome}")
     if not results:
         print(f"no runs in {root}")
     return 2 if any(outcome.startswith("skipped") for _, outcome in results) else 0
+
+
+def _add_architecture(root, run_id: str, outcome: str) -> str:
+    """A run written before runs kept their layer table gets it (its model loaded once)."""
+    from cifar_core import artifacts
+    from cifar_core.analysis import runcard
+    from cifar_core.errors import CifarError
+
+    if outcome.startswith("skipped") or (artifacts.run_dir(root, run_id) / artifacts.ARCHITECTURE).exists():
+        return ""
+    try:
+        runcard.record_architecture(root, run_id)
+    except CifarError as error:
+        return f"; no layer table: {error}"
+    return "; layer table recorded"
 
 
 def report(args: argparse.Namespace) -> int:

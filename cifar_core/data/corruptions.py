@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from cifar_core.errors import ConfigError
 
@@ -38,6 +37,14 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # 2.6-px global warp), and frost's severity 4 and 5 weigh the image less and the texture more.
 # Models still find their higher severities harder; pixel distance does not.
 NOT_ORDERED = ("glass_blur", "frost", "elastic_transform")
+
+
+def _ndimage():
+    from scipy import ndimage  # when corrupting only: the pages that list corruptions need no scipy
+
+    return ndimage
+
+
 FROST = Path(__file__).with_name("frost")
 
 # The CIFAR severities of make_cifar_c.py, one tuple per corruption, severity 1 to 5.
@@ -120,7 +127,7 @@ def impulse_noise(x, c, rng):
 
 
 def _gaussian(x, sigma, truncate=4.0, mode="nearest"):
-    return ndimage.gaussian_filter(
+    return _ndimage().gaussian_filter(
         x, sigma=(sigma, sigma, 0) if x.ndim == 3 else sigma, truncate=truncate, mode=mode
     )
 
@@ -130,8 +137,8 @@ def defocus_blur(x, c, rng):
     grid = np.arange(-8, 9)
     xx, yy = np.meshgrid(grid, grid)
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float32)
-    disk = ndimage.gaussian_filter(disk / disk.sum(), alias, truncate=1 / alias)  # a 3x3 anti-alias
-    return np.stack([ndimage.convolve(x[..., k], disk, mode="mirror") for k in range(3)], axis=-1)
+    disk = _ndimage().gaussian_filter(disk / disk.sum(), alias, truncate=1 / alias)  # a 3x3 anti-alias
+    return np.stack([_ndimage().convolve(x[..., k], disk, mode="mirror") for k in range(3)], axis=-1)
 
 
 def glass_blur(x, c, rng):
@@ -172,7 +179,7 @@ def _clipped_zoom(x, factor):
     size = x.shape[0]
     crop = int(np.ceil(size / factor))
     top = (size - crop) // 2
-    zoomed = ndimage.zoom(
+    zoomed = _ndimage().zoom(
         x[top : top + crop, top : top + crop], (factor, factor) + (1,) * (x.ndim - 2), order=1
     )
     trim = (zoomed.shape[0] - size) // 2
@@ -287,18 +294,21 @@ def elastic_transform(x, c, rng):
     points = np.stack([cols.ravel(), rows.ravel(), np.ones(1024)])
     src_cols, src_rows = (solved @ points).reshape(2, 32, 32)
     warped = np.stack(
-        [ndimage.map_coordinates(x[..., k], [src_rows, src_cols], order=1, mode="mirror") for k in range(3)],
+        [
+            _ndimage().map_coordinates(x[..., k], [src_rows, src_cols], order=1, mode="mirror")
+            for k in range(3)
+        ],
         -1,
     )
     dx, dy = (
-        ndimage.gaussian_filter(rng.uniform(-1, 1, (32, 32)), sigma, mode="reflect", truncate=3) * alpha
+        _ndimage().gaussian_filter(rng.uniform(-1, 1, (32, 32)), sigma, mode="reflect", truncate=3) * alpha
         if sigma
         else np.zeros((32, 32))
         for _ in range(2)
     )
     coords = [rows + dy, cols + dx]
     return np.stack(
-        [ndimage.map_coordinates(warped[..., k], coords, order=1, mode="reflect") for k in range(3)], -1
+        [_ndimage().map_coordinates(warped[..., k], coords, order=1, mode="reflect") for k in range(3)], -1
     )
 
 

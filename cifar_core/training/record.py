@@ -254,6 +254,7 @@ def finish_run(
     path = artifacts.write_run(root, run_id, contents)
     _summary(run_id, metrics)
     _make_map(root, run_id, fitted)
+    _record_architecture(root, run_id, fitted.model)
     if export and not fitted.lean:
         export_new_run(root, run_id, trust_code)
     return path
@@ -268,6 +269,18 @@ def _make_map(root: Path, run_id: str, fitted: FinishedFit) -> None:
         print(
             f"warning: {run_id} has no map of the test set ({error}); make it with "
             f"`python -m cifar_core embed {run_id} --data-dir DIR`",
+            file=sys.stderr,
+        )
+
+
+def _record_architecture(root: Path, run_id: str, model) -> None:
+    from cifar_core.analysis import runcard
+
+    try:  # the run is complete: without the file, the pages compute the table themselves
+        runcard.record_architecture(root, run_id, model)
+    except Exception as error:  # noqa: BLE001
+        print(
+            f"warning: {run_id} has no stored layer table ({error}): `python -m cifar_core migrate`",
             file=sys.stderr,
         )
 

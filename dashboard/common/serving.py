@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from cifar_core import artifacts
 from cifar_core.artifacts import Run
 from cifar_core.serving.inference import OnnxPredictor, Predictor, PredictorPool
 from common import admin
@@ -198,17 +199,19 @@ def heatmap_for(run: Run, pixels: np.ndarray, class_id: int | None = None) -> tu
 
 @st.cache_resource(show_spinner="Listing the layers and counting FLOPs…", max_entries=32)
 def _architecture(run_path: str, mtime: int | None, code: tuple[str, ...], _run: Run):
-    from cifar_core.analysis import architecture, runcard
+    from cifar_core.analysis import runcard
 
-    model = runcard.model_for(_run, tuple(Path(c) for c in code))
-    table = architecture.layer_table(model)
-    return table, architecture.totals(table)
+    return runcard.architecture_of(_run, tuple(Path(c) for c in code))
 
 
 def architecture_for(run: Run):
-    """(layer table, totals) of the run's model, computed by the engine once per model file
-    (a run without one: its config's architecture). Raises CifarError when unavailable."""
-    source = run.model_path if run.has_model else run.path / "manifest.json"
+    """(layer table, totals) of the run's model, as stored with the run, else computed by the
+    engine once per model file (a run without one: its config's architecture). Raises
+    CifarError when unavailable."""
+    stored = run.path / artifacts.ARCHITECTURE
+    source = (
+        stored if stored.is_file() else run.model_path if run.has_model else run.path / artifacts.MANIFEST
+    )
     return _architecture(str(run.path), mtime_ns(source), tuple(str(p) for p in code_for(run)), run)
 
 

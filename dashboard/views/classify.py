@@ -136,32 +136,37 @@ def show(
 
 started = time.perf_counter()
 st.title("Classify a photo")
-runs = loading.require_runs()
+controls = st.container()  # the models and the "Why?" switch, drawn above the box after it
+# The box first: a visitor who came to classify waits for nothing (runs, models, exports).
+files = st.file_uploader(
+    "Photos (jpg, png, webp, bmp, gif: first frame)",
+    type=TYPES,
+    accept_multiple_files=True,
+    key="cls_upload",
+)
+with controls:
+    runs = loading.require_runs()
 if runs:
     runs = loading.one_per_recipe(runs)
     paths = [run.model_path for run in runs]
-    ready, total = serving.models_ready(paths)
-    st.session_state["cls_ready"] = ready
-    if ready < total:
-        loading_progress(paths)
-    keras_served = serving.served_by_keras()
-    if keras_served:
-        reasons = "; ".join(f"`{Path(path).parent.name}`: {why}" for path, why in keras_served.items())
-        st.warning(f"{len(keras_served)} model(s) answer through Keras, slower to load: {reasons}")
-    labels = loading.by_label(runs)
-    chosen = [
-        labels[lab] for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
-    ]
-    why = None
-    if st.toggle("Why? Show each model's heatmap", key="cls_why"):
-        names = list(runs[0].class_names)
-        why = st.selectbox("Heatmaps for", [OWN_CLASS, *names], key="cls_why_class")
-    files = st.file_uploader(
-        "Photos (jpg, png, webp, bmp, gif: first frame)",
-        type=TYPES,
-        accept_multiple_files=True,
-        key="cls_upload",
-    )
+    with controls:
+        ready, total = serving.models_ready(paths)
+        st.session_state["cls_ready"] = ready
+        if ready < total:
+            loading_progress(paths)
+        keras_served = serving.served_by_keras()
+        if keras_served:
+            reasons = "; ".join(f"`{Path(path).parent.name}`: {why}" for path, why in keras_served.items())
+            st.warning(f"{len(keras_served)} model(s) answer through Keras, slower to load: {reasons}")
+        labels = loading.by_label(runs)
+        chosen = [
+            labels[lab]
+            for lab in st.multiselect("Models", list(labels), default=list(labels), key="cls_models")
+        ]
+        why = None
+        if st.toggle("Why? Show each model's heatmap", key="cls_why"):
+            names = list(runs[0].class_names)
+            why = st.selectbox("Heatmaps for", [OWN_CLASS, *names], key="cls_why_class")
     if st.button("Random test image", key="cls_random"):
         candidates = widgets.available_test_indices(runs[0])
         if len(candidates):
