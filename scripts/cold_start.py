@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tries", type=int, default=3)
     parser.add_argument("--pages", default=",".join(p or "leaderboard" for p in PAGES))
     parser.add_argument("--no-data", action="store_true", help="serve a copy whose data folder is not found")
-    parser.add_argument("--markdown", help="write the table to this file")
+    parser.add_argument("--markdown", help="write the table into this file, between its markers")
+    parser.add_argument("--label", default="after", help="which block of --markdown to replace")
     args = parser.parse_args(argv)
     from PIL import Image
     from skimage import data as skimage_data
@@ -249,11 +250,47 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     command = "python scripts/cold_start.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cpu = f"{cpu} ({cpu_detail()})"
     text = table(tries, cpu, models, command.strip(), args.no_data)
     print(text)
     if args.markdown:
-        Path(args.markdown).write_text(text)
+        write_block(Path(args.markdown), args.label, text)
     return 0
+
+
+def write_block(path: Path, label: str, text: str) -> None:
+    """Put ``text`` between ``<!-- cold-start:LABEL -->`` and ``<!-- /cold-start:LABEL -->``
+    in ``path`` (appended when the markers are not there yet)."""
+    begin, end = f"<!-- cold-start:{label} -->", f"<!-- /cold-start:{label} -->"
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}{end}"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = f"{old.rstrip()}\n\n{block}\n" if old.strip() else f"{block}\n"
+    path.write_text(new)
+
+
+def read_block(path: Path, label: str) -> str:
+    """The table last written to ``path`` under ``label`` (empty when none)."""
+    text = path.read_text()
+    begin, end = f"<!-- cold-start:{label} -->", f"<!-- /cold-start:{label} -->"
+    return text[text.index(begin) + len(begin) : text.index(end)].strip() if begin in text else ""
+
+
+def cpu_detail() -> str:
+    """Family, model, cores and widest vector instructions, as lscpu names them."""
+    from cifar_core import runtime
+
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    where = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+    return f"{where}{os.cpu_count()} vCPUs, {', '.join(runtime.cpu_features()) or 'no AVX2'}"
 
 
 def models_with_files(root: Path) -> int:

@@ -120,3 +120,16 @@ def test_a_non_32px_test_folder_still_gives_32px_test_images(tmp_path, size):
     assert json.loads((run.path / artifacts.MANIFEST).read_text())["data"]["root"] == "set"  # relative
     shutil.rmtree(folder)
     assert artifacts.test_images(run, [0]) == [None]  # gone, and no thumbnail of it
+
+
+def test_a_preview_is_at_most_480_pixels_on_its_longer_side_and_keeps_its_shape():
+    from PIL import Image
+
+    from cifar_core.data.images import PREVIEW, preview
+
+    photo = Image.new("RGB", (4000, 3000), (200, 10, 10))
+    small = preview(photo)
+    assert small.size == (PREVIEW, 360) and photo.size == (4000, 3000)
+    assert small.getpixel((10, 10)) == (200, 10, 10)
+    tiny = Image.new("RGB", (300, 200))
+    assert preview(tiny) is tiny

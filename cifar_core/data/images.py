@@ -33,7 +33,9 @@ MAX_FILE_BYTES = 100 * 1024 * 1024  # files in a data folder (a user's own photo
 MAX_PIXELS = 40_000_000  # width x height; larger is treated as a decompression bomb
 MAX_ASPECT = 50  # a 10000x10 strip says nothing about a 32x32 object
 
-__all__ = ["ImageError", "decode_image", "open_image", "to_pixels", "SUFFIXES"]
+PREVIEW = 480  # the longest side of an upload as a page shows it
+
+__all__ = ["ImageError", "decode_image", "open_image", "preview", "to_pixels", "SUFFIXES"]
 
 
 def open_image(
@@ -81,6 +83,18 @@ def to_pixels(image: "PIL.Image.Image", size: int = SIZE) -> np.ndarray:  # noqa
         image = image.crop((left, top, left + side, top + side))
         image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def preview(image: "PIL.Image.Image", longest: int = PREVIEW) -> "PIL.Image.Image":  # noqa: F821
+    """A copy at most ``longest`` pixels on its longer side, for display: a phone's 12 MP
+    photo is sent to the browser as a few tens of kilobytes, not encoded whole every rerun."""
+    from PIL import Image
+
+    if max(image.size) <= longest:
+        return image
+    small = image.copy()
+    small.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+    return small
 
 
 def decode_image(

@@ -18,6 +18,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -235,11 +236,15 @@ class PredictorPool:
     def get(self, path, code: tuple[Path, ...] = ()):
         return self._future(path, code).result()
 
-    def ready(self, path, code: tuple[Path, ...] = ()):
-        """The loaded Predictor, None while it is loading (queued if new); a failed load
-        raises its ``ModelLoadError``. For pages that answer with the models they have."""
+    def ready(self, path, code: tuple[Path, ...] = (), timeout: float = 0.0):
+        """The loaded Predictor, None while it is loading (queued if new) after waiting up to
+        ``timeout`` seconds; a failed load raises its ``ModelLoadError``. For pages that
+        answer with the models they have."""
         future = self._future(path, code)
-        return future.result() if future.done() else None
+        try:
+            return future.result(timeout=timeout) if timeout > 0 or future.done() else None
+        except FutureTimeout:
+            return None
 
     def progress(self, paths) -> tuple[int, int]:
         """(models ready or failed, models asked for) among ``paths``, queueing any new."""

@@ -124,14 +124,16 @@ def models_ready(paths: list[Path] | None = None) -> tuple[int, int]:
     return _pool(str(artifacts_dir())).progress(zoo_model_paths() if paths is None else paths)
 
 
-def predictor_for(run: Run, wait: bool = True) -> OnnxPredictor | Predictor | None:
+def predictor_for(run: Run, wait: bool | float = True) -> OnnxPredictor | Predictor | None:
     """The run's warm predictor (its checked ONNX export, else its Keras model), loaded once
     per process with safe mode on and shared by all sessions; safe to call from several
-    threads at once. Waits while the model loads (``wait=False``: None instead); raises
-    ``ModelLoadError``."""
+    threads at once. Waits while the model loads (``wait=False``: None instead; a number:
+    None after waiting that many seconds); raises ``ModelLoadError``."""
     pool = _pool(str(artifacts_dir()))
     code = code_for(run)
-    return pool.get(run.model_path, code) if wait else pool.ready(run.model_path, code)
+    if wait is True:
+        return pool.get(run.model_path, code)
+    return pool.ready(run.model_path, code, timeout=float(wait))
 
 
 TRUST_KEY = "trust_code"  # the sidebar switch: import runs' stored code to load their models

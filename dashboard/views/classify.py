@@ -8,13 +8,14 @@ import pandas as pd
 import streamlit as st
 from common import loading, serving, widgets
 
-from cifar_core.data.images import open_image, to_pixels
+from cifar_core.data.images import open_image, preview, to_pixels
 from cifar_core.errors import ImageError, ModelLoadError
 from cifar_core.serving.inference import classify
 
 OWN_CLASS = "each model's own top class"
 
 MAX_FILES = 8  # per request; more are ignored with a message
+WAIT_S = 2.0  # an answer waits this long for models still loading (an export: ~20 ms each)
 TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 
 
@@ -23,9 +24,10 @@ def predict_all(runs, images: list[np.ndarray]) -> tuple[list[pd.DataFrame], lis
     one batch (the engine's ``classify`` on the shared, warm ``Predictor``); and the models
     still loading (they answer when the page reruns after loading)."""
     rows, loading = [[] for _ in images], []
+    deadline = time.perf_counter() + WAIT_S
     for run in runs:
         try:
-            predict = serving.predictor_for(run, wait=False)
+            predict = serving.predictor_for(run, wait=max(0.0, deadline - time.perf_counter()))
         except ModelLoadError as error:
             st.warning(f"{run.run_id}: {error}")
             continue
@@ -62,6 +64,16 @@ def loading_progress(paths) -> None:
         else "Loading models in the background"
     )
     st.progress(ready / max(total, 1), text=f"{doing}: {ready}/{total} ready…")
+
+
+def decoded(upload) -> tuple:
+    """(preview, 32x32 pixels) of an upload, decoded once per file in this session (a rerun,
+    a second upload, does not decode the first photo again); ImageError for a bad file."""
+    cache = st.session_state.setdefault("cls_decoded", {})
+    if upload.file_id not in cache:
+        image = open_image(upload.getvalue(), name=upload.name)  # in memory: never written to disk
+        cache[upload.file_id] = (preview(image), to_pixels(image))
+    return cache[upload.file_id]
 
 
 def explain(pixels: np.ndarray, runs, table: pd.DataFrame, class_name: str) -> None:
@@ -179,11 +191,15 @@ if runs:
     shown = []  # (title, image as uploaded, 32x32 pixels, true label)
     for upload in files[:MAX_FILES]:
         try:
-            image = open_image(upload.getvalue(), name=upload.name)  # in memory: never written to disk
+            image, pixels = decoded(upload)
         except ImageError as error:
             st.error(str(error))
             continue
-        shown.append((upload.name, image, to_pixels(image), None))
+        shown.append((upload.name, image, pixels, None))
+    kept = {upload.file_id for upload in files}
+    st.session_state["cls_decoded"] = {
+        k: v for k, v in st.session_state.get("cls_decoded", {}).items() if k in kept
+    }
     index = st.session_state.get("cls_test_index")
     if index is not None and chosen:
         run = runs[0]
