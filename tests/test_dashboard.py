@@ -275,7 +275,8 @@ def test_a_photo_sent_while_a_model_loads_is_answered_by_the_loaded_ones(monkeyp
     monkeypatch.setattr(
         serving,
         "predictor_for",
-        lambda run, wait=True: None if run.run_id == pending.run_id and not wait else real(run, wait),
+        # Still loading when the answer's wait (a number of seconds, not True) is over.
+        lambda run, wait=True: None if run.run_id == pending.run_id and wait is not True else real(run, wait),
     )
     x, _ = synthetic_images(1, seed=9)
     at.file_uploader(key="cls_upload").set_value([("photo.png", _png(x[0]), "image/png")]).run()

@@ -169,7 +169,7 @@ def test_a_trained_run_stores_its_layer_table_and_pages_read_it_without_tensorfl
         "import sys; from pathlib import Path; from cifar_core import artifacts; "
         "from cifar_core.analysis import runcard; "
         f"t, tot = runcard.architecture_of(artifacts.read_run(Path({str(root)!r}), {run_id!r})); "
-        "assert tot['flops'] > 0 and len(t) > 2; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+        "assert tot['flops'] > 0 and len(t) > 2; assert 'tensorflow' not in sys.modules, 'imported TF'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -183,7 +183,9 @@ def test_every_committed_run_stores_its_layer_table():
         assert sum(row["params"] for row in record["layers"]) == run.metrics["params"], run.run_id
 
 
-def test_a_corrupt_layer_table_is_a_clear_error_and_migrate_makes_a_missing_one(trained_run, tmp_path, capsys):
+def test_a_corrupt_layer_table_is_a_clear_error_and_migrate_makes_a_missing_one(
+    trained_run, tmp_path, capsys
+):
     import shutil
 
     from cifar_core.errors import ArtifactError
