@@ -4,6 +4,7 @@ or changed run shows up on the next rerun without a restart; and the empty state
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def read_only() -> bool:
 
 
 @st.cache_resource(show_spinner="Reading runs…", max_entries=8)
-def _load(root: str, signature: tuple) -> tuple[list[Run], dict[str, str]]:
+def _load(root: str, signature: str) -> tuple[list[Run], dict[str, str]]:
     # cache_resource, not cache_data: cache_data would unpickle every run's arrays (test
     # predictions, thumbnails: megabytes each) on every rerun of every session. The runs
     # are shared read-only: pages never modify them.
@@ -40,7 +41,9 @@ def load_runs(ladders: bool = False) -> tuple[list[Run], dict[str, str]]:
     """Every readable zoo run (sorted by test accuracy; with ``ladders``, the ladders' rungs
     instead) and the reasons the unreadable ones are not."""
     root = artifacts_dir()
-    runs, bad = _load(str(root), artifacts.runs_signature(root))
+    # One short key: Streamlit's hasher walks a nested tuple in Python (0.2 s for 40 runs).
+    key = hashlib.sha1(repr(artifacts.runs_signature(root)).encode()).hexdigest()
+    runs, bad = _load(str(root), key)
     runs = [run for run in runs if artifacts.is_ladder_run(run) == ladders]
     return sorted(runs, key=lambda r: -r.metrics["test"]["accuracy"]), bad
 

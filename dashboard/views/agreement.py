@@ -2,9 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
-from common import loading, widgets
+from common import figures, loading, widgets
 
 from cifar_core.analysis import crossrun
 
@@ -23,11 +22,12 @@ if runs:
     c4.metric("Best single model", f"{correct.mean(axis=1).max():.2%}")
     counts = correct.sum(axis=0)
     hist = pd.Series(counts).value_counts().reindex(range(len(runs) + 1), fill_value=0)
-    fig = px.bar(
-        x=hist.index,
-        y=hist.values,
-        labels={"x": "models right", "y": "test images"},
-        title="How many models get each test image right",
+    fig = figures.grouped_bars(
+        pd.DataFrame({"models right": hist.index, "test images": hist.values}),
+        "models right",
+        "test images",
+        None,
+        "How many models get each test image right",
     )
     st.plotly_chart(fig, width="stretch", key="ag_hist")
     nobody = np.flatnonzero(counts == 0)

@@ -1,10 +1,9 @@
 """Training curves: loss and accuracy per epoch, several runs overlaid, phases marked."""
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from common import loading
+from common import figures, loading
 
 from cifar_core.analysis import seeds
 
@@ -18,7 +17,7 @@ def group_bands(runs, chosen_runs, metric: str) -> None:
     st.subheader("Seed groups: mean and spread")
     band = st.radio("Band", ["min–max", "± SD"], horizontal=True, key="curves_band")
     fig = go.Figure()
-    palette = px.colors.qualitative.Plotly
+    palette = figures.PALETTE
     for i, group in enumerate(groups):
         colour = palette[i % len(palette)]
         for split, column, dash in (("train", metric, "solid"), ("validation", f"val_{metric}", "dash")):
@@ -77,14 +76,13 @@ if runs:
                     )
                 )
         data = pd.concat(rows)
-        fig = px.line(
+        fig = figures.lines(
             data,
-            x="epoch",
-            y="value",
-            color="run",
-            line_dash="split",
-            markers=True,
-            title=f"{metric} per epoch (solid: train, dashed: validation)",
+            "epoch",
+            "value",
+            "run",
+            f"{metric} per epoch (solid: train, dashed: validation)",
+            dash="split",
         )
         for label in chosen:
             run = labels[label]
@@ -110,14 +108,8 @@ if runs:
         ]
         if lr_rows:
             lr = pd.concat(lr_rows)
-            fig = px.line(
-                lr,
-                x="epoch",
-                y="learning_rate",
-                color="run",
-                log_y=True,
-                markers=True,
-                title="Learning rate at the end of each epoch",
+            fig = figures.lines(
+                lr, "epoch", "learning_rate", "run", "Learning rate at the end of each epoch", log_y=True
             )
             st.plotly_chart(fig, width="stretch", key="curves_lr")
             for label in chosen:

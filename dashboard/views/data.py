@@ -2,9 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
-from common import loading, widgets
+from common import figures, loading, widgets
 
 from cifar_core import artifacts
 from cifar_core.analysis import crossrun
@@ -46,14 +45,7 @@ def overview(run, facts) -> None:
     balance = pd.DataFrame(
         [{"class": n, "split": s, "images": c[i]} for s, c in counts.items() for i, n in enumerate(names)]
     )
-    fig = px.bar(
-        balance,
-        x="class",
-        y="images",
-        color="split",
-        barmode="group",
-        title="Class balance as the run used it",
-    )
+    fig = figures.grouped_bars(balance, "class", "images", "split", "Class balance as the run used it")
     st.plotly_chart(fig, width="stretch", key="data_balance")
     if facts is not None:
         c1, c2 = st.columns(2)
@@ -83,8 +75,15 @@ def overview(run, facts) -> None:
 def wrong_view(runs) -> None:
     st.subheader("Test images each model gets wrong, per class")
     table = crossrun.wrong_per_class(runs)
-    fig = px.imshow(table, text_auto=True, aspect="auto", color_continuous_scale="Reds")
-    fig.update_layout(xaxis_title="true class", yaxis_title="run")
+    fig = figures.heatmap(
+        table.to_numpy(),
+        list(table.columns),
+        list(table.index),
+        "",
+        "Reds",
+        None,
+        {"x": "true class", "y": "run"},
+    )
     st.plotly_chart(fig, width="stretch", key="data_wrong")
 
 

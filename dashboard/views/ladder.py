@@ -1,10 +1,9 @@
 """A write-up's ladder, reproduced: one run per rung, each a single change on the last."""
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from common import loading, widgets
+from common import figures, loading, widgets
 
 from cifar_core.ladders import LADDERS, ladder_table, rung_runs
 
@@ -78,13 +77,8 @@ def gap_chart(table: pd.DataFrame):
             "source": ["this run"] * len(table) + ["write-up"] * len(table),
         }
     )
-    fig = px.bar(
-        frame,
-        x="rung",
-        y="train - test",
-        color="source",
-        barmode="group",
-        title="Overfitting: train minus test accuracy",
+    fig = figures.grouped_bars(
+        frame, "rung", "train - test", "source", "Overfitting: train minus test accuracy"
     )
     fig.update_layout(yaxis={"tickformat": ".0%"}, height=360)
     return fig
@@ -108,7 +102,7 @@ def rung_details(found: dict, table: pd.DataFrame, index: int) -> None:
         ]
     )
     left.plotly_chart(
-        px.line(curves, x="epoch", y="accuracy", color="split", markers=True, title="Training curves"),
+        figures.lines(curves, "epoch", "accuracy", "split", "Training curves"),
         width="stretch",
         key="ladder_curves",
     )

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
-from common import loading, serving, widgets
+from common import figures, loading, serving, widgets
 
 from cifar_core.analysis import embeddings
 from cifar_core.data.images import decode_image
@@ -30,22 +30,31 @@ def scatter(run, arrays, classes: list[str]):
         }
     )
     frame = frame[frame["true class"].isin(classes)]
-    fig = px.scatter(
-        frame,
-        x="x",
-        y="y",
-        color="true class",
-        symbol="outcome",
-        symbol_map=SIGNS,
-        category_orders={"true class": names, "outcome": ["right", "wrong"]},
-        custom_data=["index"],
-        hover_data={"x": False, "y": False, "index": True, "predicted": True, "confidence": ":.0%"},
-        render_mode="webgl",
-        height=640,
-    )
-    fig.update_traces(marker={"size": 5, "opacity": 0.75})
+    fig = go.Figure()
+    for i, name in enumerate(names):  # one trace per class and outcome: the legend toggles them
+        for outcome, sign in SIGNS.items():
+            part = frame[(frame["true class"] == name) & (frame["outcome"] == outcome)]
+            if part.empty:
+                continue
+            fig.add_trace(
+                go.Scattergl(
+                    x=part["x"],
+                    y=part["y"],
+                    mode="markers",
+                    name=f"{name}, {outcome}",
+                    legendgroup=name,
+                    marker={"size": 5, "opacity": 0.75, "symbol": sign, "color": figures.PALETTE[i % 10]},
+                    customdata=part["index"],  # what a selection returns (widgets.selected_points)
+                    text=[f"{p} {c:.0%}" for p, c in zip(part["predicted"], part["confidence"])],
+                    hovertemplate=f"true {name}, predicted %{{text}}<br>#%{{customdata}}<extra></extra>",
+                )
+            )
     fig.update_layout(
-        xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"}, dragmode="select"
+        height=640,
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        dragmode="select",
+        legend_title_text="true class, outcome",
     )
     return fig, frame
 

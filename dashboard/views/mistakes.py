@@ -2,9 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
-from common import loading, widgets
+from common import figures, loading, widgets
 
 from cifar_core.analysis import crossrun, runcard
 
@@ -43,13 +42,8 @@ if runs:
         ]
     )
     if len(counts):
-        fig = px.bar(
-            counts,
-            x="run",
-            y="images",
-            color="confusion",
-            barmode="group",
-            title="Cat ↔ dog confusions per model (test split)",
+        fig = figures.grouped_bars(
+            counts, "run", "images", "confusion", "Cat ↔ dog confusions per model (test split)"
         )
         st.plotly_chart(fig, width="stretch", key="mk_catdog")
 

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
-from common import loading, widgets
+from common import figures, loading, widgets
 
 st.title("Per-class metrics and confusion")
 runs = loading.require_runs()
@@ -16,14 +15,14 @@ if runs:
     matrix = run.confusion.astype(float)
     if normalise == "row-normalised":
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig = px.imshow(
-        matrix,
-        x=names,
-        y=names,
-        text_auto=".2f" if normalise != "counts" else True,
-        color_continuous_scale="Blues",
-        labels={"x": "predicted", "y": "true", "color": normalise},
-        title=f"Confusion matrix: {run.label}",
+    fig = figures.heatmap(
+        matrix if normalise != "counts" else matrix.astype(int),
+        names,
+        names,
+        f"Confusion matrix: {run.label}",
+        "Blues",
+        ".2f" if normalise != "counts" else None,
+        {"x": "predicted", "y": "true", "color": normalise},
     )
     st.plotly_chart(fig, width="stretch", key="pc_confusion")
 
@@ -32,9 +31,7 @@ if runs:
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:4], key="pc_runs")
     if chosen:
         rows = [labels[lab].per_class.assign(run=labels[lab].label) for lab in chosen]
-        fig = px.bar(
-            pd.concat(rows), x="class", y=metric, color="run", barmode="group", title=f"{metric} per class"
-        )
+        fig = figures.grouped_bars(pd.concat(rows), "class", metric, "run", f"{metric} per class")
         st.plotly_chart(fig, width="stretch", key="pc_bars")
 
     st.subheader("What changed between two runs")
