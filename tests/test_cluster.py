@@ -208,11 +208,12 @@ def test_a_restarted_server_does_not_lose_the_workers_jobs(pg, image_folder, tmp
 def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial(
     pg, image_folder, tmp_path, monkeypatch
 ):
-    import optuna
     from optuna.trial import TrialState
 
     from cifar_core import tuning
     from cifar_core.artifacts import studies
+    from cifar_core.errors import ArtifactError
+    from cifar_core.tuning import storage
 
     root = tmp_path / "root"
     space = tmp_path / "space.json"
@@ -225,9 +226,9 @@ def test_two_tune_processes_share_a_study_on_the_server_and_retry_a_killed_trial
     def running_trial():
         if not (root / "studies" / "cnn_bn-tune" / "study.json").exists():
             return None
-        try:
-            study = optuna.load_study(study_name="cnn_bn-tune", storage=database.sqlalchemy_url(pg))
-        except KeyError:
+        try:  # through the engine: a bare load_study races the processes creating the tables
+            study = storage.load_study(root, "cnn_bn-tune", url=pg)
+        except ArtifactError:
             return None
         return [
             t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") == first.pid

@@ -44,3 +44,18 @@ def test_queues_prepared_at_once_on_a_new_database_share_one_schema(pg):
     assert errors == []
     with database.connect(pg) as conn:
         assert conn.execute("SELECT count(*) FROM cifar_core_meta").fetchone()[0] == 0
+
+
+def test_a_reader_polling_a_new_database_while_studies_open_never_races_their_tables(pg, tmp_path):
+    from cifar_core.errors import ArtifactError
+
+    def open_or_read(i):
+        if i % 2:
+            storage.open_study(tmp_path, "together", seed=i, url=pg, heartbeat=5)
+            return
+        try:  # the study may not exist yet: said as one ArtifactError, never a schema clash
+            storage.load_study(tmp_path, "together", url=pg)
+        except ArtifactError:
+            pass
+
+    assert _at_once(open_or_read) == []

@@ -110,13 +110,15 @@ def open_study(root: Path, name: str, seed: int = 0, url: str | None = None, hea
     )
 
 
-def load_study(root: Path, name: str):
-    """The stored study ``name`` for reading (the dashboard, ``--show``, ``--retrain``): unlike
-    ``open_study`` it writes nothing. ArtifactError if it has no trials' store."""
+def load_study(root: Path, name: str, url: str | None = None):
+    """The stored study ``name`` for reading (the dashboard, ``--show``, ``--retrain``; on the
+    server ``url``, else where its ``study.json`` says): unlike ``open_study`` it adds no study.
+    ArtifactError if it has no trials' store or not this study. On a new database it takes
+    its turn creating the tables, as ``open_study`` does, while ``tune`` processes start."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = stored_url(root, name)
+    url = url or stored_url(root, name)
     if url is None and not studies.journal_path(root, name).is_file():
         raise ArtifactError(f"study {name!r} has no journal file: start it with `tune --model ...`")
     storage = _storage(root, name, url)  # a server that cannot be used: DatabaseError

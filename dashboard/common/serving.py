@@ -88,23 +88,21 @@ _PRELOAD = threading.Event()
 
 
 def preload_models() -> None:
-    """Once per process, at the first visit to any page: start loading every zoo model's
-    export in a background thread (smallest files first), so that the first upload finds
-    them ready. A model without an export here is exported first, by a separate process
-    (``BackgroundExport``; once per machine, a minute or two), so the server never
-    imports TensorFlow to classify: importing it holds Python's GIL for seconds and froze
-    the pages while they were being drawn."""
+    """Once per process, after the first page is drawn: on a machine without the zoo's
+    exports, start making them in a separate process (``BackgroundExport``; once per machine,
+    a minute or two), so that the server never imports TensorFlow to classify (importing it
+    holds Python's GIL for seconds and froze the pages while they were drawn). Loading the
+    exports waits for a page that needs them (Classify queues them all as it opens: 13 load
+    in about 0.2 s), so no other page's first visit shares the CPU with a loader thread."""
     if _PRELOAD.is_set():
         return
     _PRELOAD.set()
     try:
         from cifar_core.serving import exports
 
-        paths = sorted(zoo_model_paths(), key=lambda path: path.stat().st_size)
-        root = str(artifacts_dir())
+        paths = zoo_model_paths()
         if exports.missing(paths):
-            _exporter(root).start()
-        _pool(root).preload(paths)
+            _exporter(str(artifacts_dir())).start()
     except Exception:  # never break a page over preloading: predictor_for() reports errors
         pass
 

@@ -160,7 +160,8 @@ with controls:
     runs = loading.require_runs()
 if runs:
     runs = loading.one_per_recipe(runs)
-    paths = [run.model_path for run in runs]
+    sizes = {run.model_path: run.model_path.stat().st_size if run.model_path.is_file() else 0 for run in runs}
+    paths = sorted(sizes, key=sizes.get)  # smallest first: the progress bar moves at once
     with controls:
         ready, total = serving.models_ready(paths)
         st.session_state["cls_ready"] = ready
