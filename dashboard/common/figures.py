@@ -82,13 +82,13 @@ def lines(
 ) -> go.Figure:
     """One line with markers per value of ``color`` (and of ``dash``, drawn solid, dashed, ...
     in the order its values first appear); same colour for the same ``color`` value."""
-    palette = PALETTE
-    colours = {key: palette[i % len(palette)] for i, key in enumerate(pd.unique(frame[color]))}
+    colours = {key: colour(i) for i, key in enumerate(pd.unique(frame[color]))}
     styles = {key: DASHES[i % len(DASHES)] for i, key in enumerate(pd.unique(frame[dash]))} if dash else {}
     keys = [color, dash] if dash else [color]
     fig = go.Figure()
     for key, group in frame.groupby(keys, sort=False):
-        name, style = (key[0], key[1]) if dash else (key[0] if isinstance(key, tuple) else key, None)
+        key = key if isinstance(key, tuple) else (key,)
+        name, style = key if dash else (key[0], None)
         fig.add_trace(
             go.Scatter(
                 x=group[x],
@@ -115,3 +115,8 @@ PALETTE = (  # plotly's default colourway: a run keeps its colour on its train a
     "#FF97FF",
     "#FECB52",
 )
+
+
+def colour(i: int) -> str:
+    """The i-th colour of ``PALETTE``, round again after the last."""
+    return PALETTE[i % len(PALETTE)]

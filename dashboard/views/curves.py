@@ -17,9 +17,8 @@ def group_bands(runs, chosen_runs, metric: str) -> None:
     st.subheader("Seed groups: mean and spread")
     band = st.radio("Band", ["min–max", "± SD"], horizontal=True, key="curves_band")
     fig = go.Figure()
-    palette = figures.PALETTE
     for i, group in enumerate(groups):
-        colour = palette[i % len(palette)]
+        colour = figures.colour(i)
         for split, column, dash in (("train", metric, "solid"), ("validation", f"val_{metric}", "dash")):
             if column not in group.best.history or group.best.history[column].isna().all():
                 continue

@@ -43,7 +43,7 @@ def scatter(run, arrays, classes: list[str]):
                     mode="markers",
                     name=f"{name}, {outcome}",
                     legendgroup=name,
-                    marker={"size": 5, "opacity": 0.75, "symbol": sign, "color": figures.PALETTE[i % 10]},
+                    marker={"size": 5, "opacity": 0.75, "symbol": sign, "color": figures.colour(i)},
                     customdata=part["index"],  # what a selection returns (widgets.selected_points)
                     text=[f"{p} {c:.0%}" for p, c in zip(part["predicted"], part["confidence"])],
                     hovertemplate=f"true {name}, predicted %{{text}}<br>#%{{customdata}}<extra></extra>",
